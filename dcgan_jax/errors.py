@@ -1,0 +1,25 @@
+"""Errors that reach the user as one clear line instead of a traceback.
+
+Anything a user can fix (a config value, a missing dataset, a corrupt file, a checkpoint from another model) raises
+a subclass of `UserError`; `main.py` prints its message and exits with status 1.
+"""
+
+
+class UserError(Exception):
+  """A problem the user can fix; the message names the thing and the fix."""
+
+
+class ConfigError(UserError, ValueError):
+  """A config field has a bad type, range or name."""
+
+
+class DataError(UserError, ValueError):
+  """A dataset is missing, empty, corrupt or unreachable."""
+
+
+class CheckpointError(UserError):
+  """A checkpoint cannot be restored into the current config."""
+
+
+class TrainingDivergedError(UserError):
+  """A loss became NaN or Inf; the last good checkpoint is kept."""
