@@ -30,17 +30,23 @@ def get_config() -> ml_collections.ConfigDict:
 
   # Model: the DCGAN family. Widths and kernels come from here, never from literals in the modules.
   config.model = ml_collections.ConfigDict()
-  config.model.name = 'dcgan'  # Network family.
+  config.model.name = 'dcgan'  # Network family: 'dcgan' (convolutional) or 'mlp' (dense layers).
   # Generator: z as 1x1 -> transposed conv 'VALID' to g_start_size -> one stride-2 transposed conv per entry of
   # g_features (each doubles the size) -> stride-2 transposed conv to `channels`, with bias -> tanh.
   config.model.g_start_size = 7  # Spatial size after the first generator layer.
   config.model.g_features = (256, 128)  # Widths: first entry after the first layer, then one per upsampling.
   config.model.g_kernel_size = 5  # Kernel of the stride-2 transposed convs.
   # Discriminator: one stride-2 conv per entry of d_features, then a 'VALID' conv over what is left to 1 logit.
+  # (mlp family: g_features and d_features are the hidden Dense widths.)
   config.model.d_features = (128, 256)
   config.model.d_kernel_size = 5
   config.model.d_first_batchnorm = True  # BatchNorm after the first D conv (the MNIST DCGAN has it).
   config.model.leaky_slope = 0.2  # LeakyReLU negative slope, both networks.
+  config.model.g_activation = 'leaky_relu'  # Generator hidden layers: 'leaky_relu' or 'relu'.
+  config.model.d_activation = 'leaky_relu'  # Discriminator hidden layers (mlp family): 'leaky_relu' or 'relu'.
+  # Generator output: 'tanh' (real images scaled to [-1, 1]) or 'sigmoid' (real images scaled to [0, 1]).
+  config.model.output_activation = 'tanh'
+  config.model.g_batchnorm = True  # BatchNorm in the generator's hidden layers (mlp family; dcgan always has it).
   config.model.bn_momentum = 0.99  # BatchNorm running-average momentum (Keras default).
   config.model.bn_epsilon = 1e-3  # BatchNorm epsilon (Keras default).
   config.model.sync_batchnorm = True  # BatchNorm statistics over the global batch (True) or per device (False).

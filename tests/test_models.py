@@ -50,3 +50,17 @@ def test_widths_and_sizes_come_from_config(config, start, features, size):
   assert [k[-1] for k in kernels] == list(features) + [1]
   assert kernels[0][:2] == (start, start)
   assert models.output_size(config) == size
+
+
+def test_mlp_gan_has_the_published_sizes():
+  from configs import fashion_mnist_mlp  # pylint: disable=g-import-not-at-top
+  config = fashion_mnist_mlp.get_config()
+  g, d, gv, dv = _init(config)
+  # Published (Keras, BatchNorm's moving statistics included): G 1,493,520 and D 533,505 values.
+  assert models.count_params(gv) == 1_493_520
+  assert models.count_params(dv) == 533_505
+  variables = g.init(jax.random.key(0), jnp.zeros((1, 100)), train=False)
+  images = g.apply(variables, jax.random.normal(jax.random.key(1), (3, 100)), train=False)
+  assert images.shape == (3, 28, 28, 1)
+  assert float(images.min()) >= 0.0 and float(images.max()) <= 1.0
+  assert models.data_range(config) == (0.0, 1.0)

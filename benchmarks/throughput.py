@@ -1,0 +1,493 @@
+"""Training throughput (images/s) of our GAN train step against a PyTorch reference of the same networks.
+
+Run from the repository root:
+
+  python benchmarks/throughput.py [--models mnist_dcgan,mlp,dcgan64] [--rounds 5] [--steps N] [--no-torch]
+
+For each model, ours is the function the training loop runs (`train.make_parallel_train_step` over a mesh of all
+local devices, uint8 batches already on device, state donated), and the reference is a PyTorch model with the same
+layers, parameter counts, batch size, optimizers (two Adams, lr 2e-4, betas (0.5, 0.999)) and update order as the
+PyTorch DCGAN example: D on a real batch and on a fresh, detached fake batch, then G through the updated D with the
+same fake batch. PyTorch keeps its default thread settings.
+
+The machine is shared, so absolute times drift; the two frameworks are therefore timed alternately in one process
+(`--rounds` rounds of `--steps` steps each) and the table reports the median images/s over rounds, so that drift
+hits both sides alike. FLOPs per step come from XLA's cost analysis of our compiled step; the same count is used to
+express PyTorch's speed in GFLOP/s, against the measured float32 matmul peak of this machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import inspect
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from typing import Any, Callable, Optional
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+# Runnable as a plain script from the repository root without installing.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from configs import default  # pylint: disable=g-import-not-at-top,wrong-import-position
+from configs import fashion_mnist_mlp  # pylint: disable=g-import-not-at-top,wrong-import-position
+from configs import mnist  # pylint: disable=g-import-not-at-top,wrong-import-position
+from dcgan_jax import models  # pylint: disable=g-import-not-at-top,wrong-import-position
+from dcgan_jax import train  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+# Fused steps per call for the MLP row, used only if the trainer supports `config.steps_per_call`.
+_FUSED_STEPS = 10
+_MATMUL_SIZE = 2048
+_MATMUL_REPS = 7
+_TORCH_WARMUP_STEPS = 2
+
+
+def mnist_dcgan_config() -> ml_collections.ConfigDict:
+  return mnist.get_config()
+
+
+def mlp_config() -> ml_collections.ConfigDict:
+  return fashion_mnist_mlp.get_config()
+
+
+def dcgan64_config() -> ml_collections.ConfigDict:
+  """The 64x64 RGB DCGAN of Radford et al. (4x4 kernels, ReLU generator, no BatchNorm on D's first layer)."""
+  config = default.get_config()
+  config.batch_size = 64
+  config.model.g_start_size = 4
+  config.model.g_features = (512, 256, 128, 64)
+  config.model.g_kernel_size = 4
+  config.model.g_activation = 'relu'
+  config.model.d_features = (64, 128, 256, 512)
+  config.model.d_kernel_size = 4
+  config.model.d_first_batchnorm = False
+  config.data.image_size = 64
+  config.data.channels = 3
+  return config
+
+
+# name -> (config factory, default steps per round). The MLP step takes milliseconds, so it needs many more steps
+# per round than the DCGANs (about a second each) for a timing well above the timer and dispatch noise.
+MODELS: dict[str, tuple[Callable[[], ml_collections.ConfigDict], int]] = {
+    'mnist_dcgan': (mnist_dcgan_config, 10),
+    'mlp': (mlp_config, 200),
+    'dcgan64': (dcgan64_config, 5),
+}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# PyTorch reference. Built from the same config fields as ours so that the architecture cannot drift; torch is
+# imported lazily because CI (and `--no-torch`) runs without it.
+
+
+def _same_transpose_padding(kernel: int) -> tuple[int, int]:
+  """`(padding, output_padding)` of a stride-2 ConvTranspose2d that doubles the size, as 'SAME' does in lax.
+
+  The output size is (H - 1) * 2 - 2p + k + op; it equals 2H when 2p - op = k - 2, with op in {0, 1}.
+  """
+  padding = math.ceil((kernel - 2) / 2)
+  return padding, 2 * padding - (kernel - 2)
+
+
+def _same_conv_padding(kernel: int) -> int:
+  """Symmetric padding of a stride-2 Conv2d that halves an even size, as 'SAME' does in lax."""
+  return (kernel - 1) // 2
+
+
+def build_torch_models(config: ml_collections.ConfigDict):
+  """Returns `(generator, discriminator)` torch modules equal in layers and parameter counts to ours.
+
+  The generator maps z `[B, latent_dim]` to images `[B, C, S, S]`; the discriminator maps images to logits `[B]`.
+  BatchNorm uses our momentum and epsilon (torch's momentum is one minus flax's) so the work per step is the same.
+  """
+  from torch import nn  # pylint: disable=g-import-not-at-top
+
+  m = config.model
+  size, channels = models.output_size(config), config.data.channels
+
+  def act(name):
+    # In place, as the PyTorch DCGAN example does: it saves a pass over the activations.
+    return nn.LeakyReLU(m.leaky_slope, inplace=True) if name == 'leaky_relu' else nn.ReLU(inplace=True)
+
+  def bn2d(width):
+    return nn.BatchNorm2d(width, eps=m.bn_epsilon, momentum=1.0 - m.bn_momentum)
+
+  out_act = nn.Tanh() if m.output_activation == 'tanh' else nn.Sigmoid()
+
+  if m.name == 'dcgan':
+    k = m.g_kernel_size
+    pad, out_pad = _same_transpose_padding(k)
+    widths = list(m.g_features)
+    g_layers = [nn.Unflatten(1, (config.latent_dim, 1, 1)),
+                nn.ConvTranspose2d(config.latent_dim, widths[0], m.g_start_size, 1, 0, bias=False),
+                bn2d(widths[0]), act(m.g_activation)]
+    for prev, width in zip(widths, widths[1:]):
+      g_layers += [nn.ConvTranspose2d(prev, width, k, 2, pad, out_pad, bias=False), bn2d(width),
+                   act(m.g_activation)]
+    g_layers += [nn.ConvTranspose2d(widths[-1], channels, k, 2, pad, out_pad, bias=True), out_act]
+
+    kd = m.d_kernel_size
+    d_layers, prev, side = [], channels, size
+    for i, width in enumerate(m.d_features):
+      use_bn = i > 0 or m.d_first_batchnorm
+      d_layers.append(nn.Conv2d(prev, width, kd, 2, _same_conv_padding(kd), bias=not use_bn))
+      if use_bn:
+        d_layers.append(bn2d(width))
+      d_layers.append(act('leaky_relu'))
+      prev, side = width, math.ceil(side / 2)
+    d_layers += [nn.Conv2d(prev, 1, side, 1, 0, bias=True), nn.Flatten(0)]
+    return nn.Sequential(*g_layers), nn.Sequential(*d_layers)
+
+  if m.name == 'mlp':
+    g_layers, prev = [], config.latent_dim
+    for width in m.g_features:
+      # Dense, activation, then BatchNorm: the order of our MLP generator.
+      g_layers += [nn.Linear(prev, width), act(m.g_activation)]
+      if m.g_batchnorm:
+        g_layers.append(nn.BatchNorm1d(width, eps=m.bn_epsilon, momentum=1.0 - m.bn_momentum))
+      prev = width
+    g_layers += [nn.Linear(prev, size * size * channels), out_act, nn.Unflatten(1, (channels, size, size))]
+    d_layers, prev = [nn.Flatten()], size * size * channels
+    for width in m.d_features:
+      d_layers += [nn.Linear(prev, width), act(m.d_activation)]
+      prev = width
+    d_layers += [nn.Linear(prev, 1), nn.Flatten(0)]
+    return nn.Sequential(*g_layers), nn.Sequential(*d_layers)
+
+  raise ValueError(f'unknown model.name {m.name!r}')
+
+
+class TorchRunner:
+  """The PyTorch reference training loop, on a float32 real batch prepared once."""
+
+  def __init__(self, config: ml_collections.ConfigDict):
+    import torch  # pylint: disable=g-import-not-at-top
+
+    self._torch = torch
+    torch.manual_seed(config.seed)
+    self.generator, self.discriminator = build_torch_models(config)
+    self.generator.train()
+    self.discriminator.train()
+    self.g_opt = torch.optim.Adam(self.generator.parameters(), lr=config.g_optimizer.learning_rate,
+                                  betas=(config.g_optimizer.b1, config.g_optimizer.b2))
+    self.d_opt = torch.optim.Adam(self.discriminator.parameters(), lr=config.d_optimizer.learning_rate,
+                                  betas=(config.d_optimizer.b1, config.d_optimizer.b2))
+    self.loss = torch.nn.BCEWithLogitsLoss()
+    batch, size, channels = config.batch_size, models.output_size(config), config.data.channels
+    lo, hi = models.data_range(config)
+    self.real = torch.rand(batch, channels, size, size) * (hi - lo) + lo
+    self.ones, self.zeros = torch.ones(batch), torch.zeros(batch)
+    self.batch, self.latent_dim, self.noise = batch, config.latent_dim, config.noise
+
+  def _sample_noise(self):
+    torch = self._torch
+    if self.noise == 'uniform':
+      return torch.rand(self.batch, self.latent_dim) * 2.0 - 1.0
+    return torch.randn(self.batch, self.latent_dim)
+
+  def step(self) -> None:
+    """One D update (real, then detached fake), then one G update through the updated D on the same fake batch."""
+    g, d = self.generator, self.discriminator
+    d.zero_grad()
+    self.loss(d(self.real), self.ones).backward()
+    fake = g(self._sample_noise())
+    self.loss(d(fake.detach()), self.zeros).backward()
+    self.d_opt.step()
+    g.zero_grad()
+    # As in the PyTorch example, D's parameters still require grad here, so this backward also computes D weight
+    # gradients that the next d.zero_grad() discards; ours differentiates with respect to the fake batch only.
+    self.loss(d(fake), self.ones).backward()
+    self.g_opt.step()
+
+  def run(self, steps: int) -> float:
+    start = time.perf_counter()
+    for _ in range(steps):
+      self.step()
+    return time.perf_counter() - start
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Ours.
+
+
+def _fused_step_supported() -> bool:
+  """Whether the trainer has fused steps: `config.steps_per_call` and a matching train-step factory argument."""
+  if 'steps_per_call' not in default.get_config():
+    return False
+  return 'steps_per_call' in inspect.signature(train.make_parallel_train_step).parameters
+
+
+@dataclasses.dataclass
+class CompileInfo:
+  first_call_s: float  # Trace + compile + one step, the way the training loop pays for it.
+  aot_s: float  # `.lower(...).compile()` alone, measured cold before the first call.
+  flops_per_call: Optional[float]
+
+
+class OursRunner:
+  """Our training loop's step function on device-resident uint8 batches.
+
+  With `steps_per_call > 1` it drives the fused variant (`steps_per_call` steps per dispatch, images stacked on a
+  leading axis); this is only used when the trainer provides it.
+  """
+
+  def __init__(self, config: ml_collections.ConfigDict, steps_per_call: int = 1):
+    devices = jax.devices()
+    if config.batch_size % len(devices):
+      raise ValueError(f'batch {config.batch_size} does not split over {len(devices)} devices')
+    mesh = jax.sharding.Mesh(np.asarray(devices), ('data',))
+    P = jax.sharding.PartitionSpec  # pylint: disable=invalid-name
+    replicated = jax.sharding.NamedSharding(mesh, P())
+    size, channels = models.output_size(config), config.data.channels
+    shape = (config.batch_size, size, size, channels)
+    kwargs = {}
+    batch_spec = P('data')
+    if steps_per_call > 1:
+      shape = (steps_per_call,) + shape
+      kwargs['steps_per_call'] = steps_per_call
+      batch_spec = P(None, 'data')
+    self.steps_per_call = steps_per_call
+    self.state = jax.device_put(train.create_train_state(config, jax.random.key(config.seed)), replicated)
+    # Random pixels: the work per step does not depend on image content.
+    pixels = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    self.images = jax.device_put(pixels, jax.sharding.NamedSharding(mesh, batch_spec))
+    self.step_fn = train.make_parallel_train_step(
+        mesh, config.model.sync_batchnorm, models.data_range(config), **kwargs)
+    self.metrics = None
+
+  def compile(self) -> CompileInfo:
+    """Measures AOT compilation (and reads the FLOP count), then the cold first call the training loop sees."""
+    start = time.perf_counter()
+    compiled = self.step_fn.lower(self.state, self.images).compile()
+    aot_s = time.perf_counter() - start
+    flops = _flops(compiled)
+    # The jitted function could otherwise reuse what the AOT path just built; the first call should be cold.
+    jax.clear_caches()
+    start = time.perf_counter()
+    self.state, self.metrics = self.step_fn(self.state, self.images)
+    jax.block_until_ready((self.state, self.metrics))
+    first_call_s = time.perf_counter() - start
+    return CompileInfo(first_call_s, aot_s, flops)
+
+  def run(self, steps: int) -> float:
+    """Seconds for `steps` training steps (rounded up to whole calls), waiting for the device at the end only."""
+    calls = -(-steps // self.steps_per_call)
+    start = time.perf_counter()
+    for _ in range(calls):
+      self.state, self.metrics = self.step_fn(self.state, self.images)
+    jax.block_until_ready((self.state, self.metrics))
+    return time.perf_counter() - start
+
+
+def _flops(compiled) -> Optional[float]:
+  """Total FLOPs from `cost_analysis()`, which is a dict, or a list of per-program dicts in some versions."""
+  try:
+    analysis = compiled.cost_analysis()
+  except Exception:  # pylint: disable=broad-except  (some backends do not implement it)
+    return None
+  if isinstance(analysis, dict):
+    analysis = [analysis]
+  total = sum(float(a.get('flops', 0.0)) for a in analysis or [] if a)
+  return total or None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Machine.
+
+
+def jax_matmul_gflops(n: int = _MATMUL_SIZE, reps: int = _MATMUL_REPS) -> float:
+  a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+  b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
+  matmul = jax.jit(jnp.matmul)
+  jax.block_until_ready(matmul(a, b))
+  times = []
+  for _ in range(reps):
+    start = time.perf_counter()
+    jax.block_until_ready(matmul(a, b))
+    times.append(time.perf_counter() - start)
+  return 2 * n**3 / statistics.median(times) / 1e9
+
+
+def torch_matmul_gflops(n: int = _MATMUL_SIZE, reps: int = _MATMUL_REPS) -> float:
+  import torch  # pylint: disable=g-import-not-at-top
+  a, b = torch.randn(n, n), torch.randn(n, n)
+  torch.mm(a, b)
+  times = []
+  for _ in range(reps):
+    start = time.perf_counter()
+    torch.mm(a, b)
+    times.append(time.perf_counter() - start)
+  return 2 * n**3 / statistics.median(times) / 1e9
+
+
+def _cpu_model() -> str:
+  try:
+    with open('/proc/cpuinfo', encoding='utf-8') as f:
+      for line in f:
+        if line.startswith('model name'):
+          return line.split(':', 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or 'unknown'
+
+
+def _usable_cores() -> int:
+  try:
+    return len(os.sched_getaffinity(0))
+  except AttributeError:
+    return os.cpu_count() or 1
+
+
+def _torch_available() -> bool:
+  try:
+    import torch  # pylint: disable=g-import-not-at-top,unused-import
+  except ImportError:
+    return False
+  return True
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Benchmark.
+
+
+@dataclasses.dataclass
+class Row:
+  model: str
+  batch: int
+  ours_ips: float
+  torch_ips: Optional[float]
+  compile_info: CompileInfo
+  flops_per_step: Optional[float]
+
+
+def _alternate(runners: dict[str, Any], steps: int, rounds: int, batch: int) -> dict[str, float]:
+  """Median images/s per runner over `rounds`, the runners taking turns within each round."""
+  ips = {name: [] for name in runners}
+  for _ in range(rounds):
+    for name, runner in runners.items():
+      ips[name].append(steps * batch / runner.run(steps))
+  return {name: statistics.median(values) for name, values in ips.items()}
+
+
+def benchmark_model(name: str, steps: int, rounds: int, use_torch: bool, log) -> list[Row]:
+  config = MODELS[name][0]()
+  batch = config.batch_size
+  log(f'{name}: building and compiling ours')
+  ours = OursRunner(config)
+  info = ours.compile()
+  ours.run(1)  # A second call: any lazy allocation after compilation stays out of the timings.
+  runners: dict[str, Any] = {'ours': ours}
+  if use_torch:
+    log(f'{name}: building torch reference')
+    ref = TorchRunner(config)
+    ref.run(_TORCH_WARMUP_STEPS)
+    runners['torch'] = ref
+  log(f'{name}: timing {rounds} rounds x {steps} steps')
+  ips = _alternate(runners, steps, rounds, batch)
+  rows = [Row(name, batch, ips['ours'], ips.get('torch'), info, info.flops_per_call)]
+
+  if name == 'mlp':
+    if _fused_step_supported():
+      log(f'{name}: fused steps_per_call={_FUSED_STEPS}')
+      fused_config = MODELS[name][0]()
+      fused_config.steps_per_call = _FUSED_STEPS
+      fused = OursRunner(fused_config, steps_per_call=_FUSED_STEPS)
+      fused_info = fused.compile()
+      fused.run(_FUSED_STEPS)
+      fused_runners = {'ours': fused}
+      if use_torch:
+        fused_runners['torch'] = runners['torch']
+      fused_steps = max(_FUSED_STEPS, steps // _FUSED_STEPS * _FUSED_STEPS)
+      fused_ips = _alternate(fused_runners, fused_steps, rounds, batch)
+      per_step = fused_info.flops_per_call / _FUSED_STEPS if fused_info.flops_per_call else None
+      rows.append(Row(f'mlp, steps_per_call={_FUSED_STEPS}', batch, fused_ips['ours'], fused_ips.get('torch'),
+                      fused_info, per_step))
+    else:
+      log('mlp: config.steps_per_call is absent from configs/default.py (or the train-step factory does not take '
+          'it); the fused-steps row is skipped')
+  return rows
+
+
+def _fmt(value: Optional[float], spec: str, missing: str = 'n/a') -> str:
+  return missing if value is None else format(value, spec)
+
+
+def format_table(rows: list[Row], jax_peak: float) -> str:
+  lines = ['| model | batch | ours img/s | torch img/s | ours/torch | compile s | GFLOP/step '
+           '| ours GFLOP/s (% of peak) | torch GFLOP/s |',
+           '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |']
+  for r in rows:
+    ratio = r.ours_ips / r.torch_ips if r.torch_ips else None
+    gflop = r.flops_per_step / 1e9 if r.flops_per_step else None
+    ours_gflops = gflop * r.ours_ips / r.batch if gflop else None
+    torch_gflops = gflop * r.torch_ips / r.batch if gflop and r.torch_ips else None
+    ours_cell = (f'{ours_gflops:.1f} ({100 * ours_gflops / jax_peak:.0f}%)' if ours_gflops else 'n/a')
+    compile_cell = f'{r.compile_info.first_call_s:.1f} (AOT {r.compile_info.aot_s:.1f})'
+    lines.append(
+        f'| {r.model} | {r.batch} | {r.ours_ips:.0f} | {_fmt(r.torch_ips, ".0f")} | {_fmt(ratio, ".2f")}x '
+        f'| {compile_cell} | {_fmt(gflop, ".2f")} | {ours_cell} | {_fmt(torch_gflops, ".1f")} |')
+  return '\n'.join(lines)
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('--models', default=','.join(MODELS),
+                      help=f'comma-separated subset of {",".join(MODELS)} (default: all)')
+  parser.add_argument('--rounds', type=int, default=5, help='alternating timing rounds; the median is reported')
+  parser.add_argument('--steps', type=int, default=None,
+                      help='train steps per round and framework (default: ' +
+                      ', '.join(f'{k} {v[1]}' for k, v in MODELS.items()) + ')')
+  parser.add_argument('--no-torch', action='store_true', help='time ours only')
+  args = parser.parse_args(argv)
+  names = [n.strip() for n in args.models.split(',') if n.strip()]
+  unknown = [n for n in names if n not in MODELS]
+  if unknown:
+    parser.error(f'unknown model(s) {unknown}; choose from {list(MODELS)}')
+  if args.rounds < 1 or (args.steps is not None and args.steps < 1):
+    parser.error('--rounds and --steps must be >= 1')
+  use_torch = not args.no_torch and _torch_available()
+
+  # Progress goes to stderr so that stdout is the report alone.
+  log = lambda msg: print(f'[{time.strftime("%H:%M:%S")}] {msg}', file=sys.stderr, flush=True)
+  log('measuring matmul peaks')
+  jax_peak = jax_matmul_gflops()
+  torch_peak = torch_matmul_gflops() if use_torch else None
+
+  rows = []
+  for name in names:
+    rows += benchmark_model(name, args.steps or MODELS[name][1], args.rounds, use_torch, log)
+
+  import jaxlib  # pylint: disable=g-import-not-at-top
+  command = 'python ' + ' '.join([os.path.relpath(os.path.abspath(__file__))] + sys.argv[1:])
+  versions = (f'jax {jax.__version__}, jaxlib {jaxlib.__version__} '
+              f'({jax.default_backend()}, {jax.device_count()} device(s))')
+  if use_torch:
+    import torch  # pylint: disable=g-import-not-at-top
+    versions += f', torch {torch.__version__} ({torch.get_num_threads()} threads)'
+  else:
+    versions += ', torch not used' + ('' if args.no_torch else ' (not importable)')
+  print(f'Command: `{command}`  ')
+  print(f'Machine: {_cpu_model()}, {_usable_cores()} usable cores ({os.cpu_count()} online); {versions}  ')
+  print(f'XLA_FLAGS: `{os.environ["XLA_FLAGS"]}`  ' if os.environ.get('XLA_FLAGS') else 'XLA_FLAGS: not set  ')
+  peak_line = (f'float32 matmul peak ({_MATMUL_SIZE}x{_MATMUL_SIZE}, median of {_MATMUL_REPS}): '
+               f'JAX {jax_peak:.1f} GFLOP/s')
+  if torch_peak:
+    peak_line += f', torch {torch_peak:.1f} GFLOP/s'
+  print(peak_line + '  ')
+  steps_desc = str(args.steps) if args.steps else ', '.join(f'{n} {MODELS[n][1]}' for n in names)
+  print(f'Median images/s over {args.rounds} alternating rounds (steps per round: {steps_desc}). '
+        'compile s = first call of the jitted step (trace + compile + one step), AOT = `.lower().compile()` alone. '
+        "GFLOP/step from XLA's cost analysis of our step; torch GFLOP/s applies the same count to torch's time.")
+  print()
+  print(format_table(rows, jax_peak))
+
+
+if __name__ == '__main__':
+  main()

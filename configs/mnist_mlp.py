@@ -1,0 +1,9 @@
+"""The MLP GAN of `fashion_mnist_mlp.py` on MNIST."""
+
+from configs import fashion_mnist_mlp
+
+
+def get_config():
+  config = fashion_mnist_mlp.get_config()
+  config.data.name = 'mnist'
+  return config

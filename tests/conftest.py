@@ -1,0 +1,43 @@
+"""Shared test fixtures: a tiny DCGAN config (compiles in seconds) and the repository paths."""
+
+import os
+import pathlib
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+  sys.path.insert(0, str(ROOT))
+
+from configs import default  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+SHARED_MNIST = ROOT.parent / 'shared' / 'data' / 'mnist'
+
+
+def tiny_config():
+  """The MNIST DCGAN layout (28x28x1, 7 -> 14 -> 28) with a few channels, batch 8."""
+  config = default.get_config()
+  config.latent_dim = 8
+  config.batch_size = 8
+  config.model.g_features = (8, 4)
+  config.model.d_features = (4, 8)
+  config.num_samples = 4
+  config.log_every_steps = 2
+  config.checkpoint_every_steps = 2
+  return config
+
+
+@pytest.fixture
+def config():
+  return tiny_config()
+
+
+def subprocess_env(num_devices: int = 1) -> dict:
+  """Environment for a child python: the repo importable, N host CPU devices, TF quiet."""
+  env = dict(os.environ)
+  env['PYTHONPATH'] = str(ROOT) + os.pathsep + env.get('PYTHONPATH', '')
+  env['XLA_FLAGS'] = f'--xla_force_host_platform_device_count={num_devices}'
+  env['TF_CPP_MIN_LOG_LEVEL'] = '3'
+  env['JAX_PLATFORMS'] = 'cpu'
+  return env

@@ -1,0 +1,187 @@
+"""The pure train step: determinism, jit equivalence, learning, metrics, sampling, and data parallelism."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from dcgan_jax import train
+import conftest
+
+
+@pytest.fixture(scope='module')
+def setup():
+  config = conftest.tiny_config()
+  state = train.create_train_state(config, jax.random.key(0))
+  images = jax.random.uniform(jax.random.key(1), (8, 28, 28, 1), minval=-1, maxval=1)
+  return config, state, {'image': images}
+
+
+@pytest.fixture(scope='module')
+def jit_step():
+  return jax.jit(train.train_step)
+
+
+def test_state_has_the_public_fields(setup):
+  _, state, _ = setup
+  for name in ('step', 'g_params', 'g_batch_stats', 'g_opt_state', 'd_params', 'd_batch_stats', 'd_opt_state',
+               'rng'):
+    assert hasattr(state, name)
+  assert int(state.step) == 0
+  assert jax.tree.leaves(state.g_batch_stats) and jax.tree.leaves(state.d_batch_stats)
+
+
+def test_train_step_is_pure_and_deterministic(setup, jit_step):
+  _, state, batch = setup
+  s1, m1 = jit_step(state, batch)
+  s2, m2 = jit_step(state, batch)
+  chex.assert_trees_all_equal(s1, s2)
+  chex.assert_trees_all_equal(m1, m2)
+  assert int(s1.step) == 1
+  # The input state is untouched (no hidden mutation) and the step changed every part of it.
+  assert int(state.step) == 0
+  for field in ('g_params', 'd_params', 'g_batch_stats', 'd_batch_stats'):
+    assert not all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(getattr(state, field)),
+                                                         jax.tree.leaves(getattr(s1, field)))), field
+
+
+def test_jit_and_eager_agree(setup, jit_step):
+  _, state, batch = setup
+  s_jit, m_jit = jit_step(state, batch)
+  with jax.disable_jit():
+    s_eager, m_eager = train.train_step(state, batch)
+  chex.assert_trees_all_close(m_jit, m_eager, rtol=1e-4, atol=1e-5)
+  chex.assert_trees_all_close(s_jit.g_params, s_eager.g_params, rtol=1e-4, atol=1e-5)
+  chex.assert_trees_all_close(s_jit.d_params, s_eager.d_params, rtol=1e-4, atol=1e-5)
+
+
+def test_metrics_are_the_documented_scalars_in_range(setup, jit_step):
+  _, state, batch = setup
+  _, metrics = jit_step(state, batch)
+  assert set(metrics) == {'d_loss', 'g_loss', 'd_real', 'd_fake', 'd_acc_real', 'd_acc_fake'}
+  for k, v in metrics.items():
+    assert v.shape == () and np.isfinite(v), k
+  for k in ('d_real', 'd_fake', 'd_acc_real', 'd_acc_fake'):
+    assert 0.0 <= float(metrics[k]) <= 1.0
+
+
+def test_noise_differs_per_step(setup, jit_step):
+  # fold_in(rng, step): the second step must see other noise, hence other fake scores, on the same batch.
+  _, state, batch = setup
+  s1, m1 = jit_step(state, batch)
+  _, m2 = jit_step(s1.replace(d_params=state.d_params, d_batch_stats=state.d_batch_stats,
+                              g_params=state.g_params, g_batch_stats=state.g_batch_stats), batch)
+  assert float(m1['d_fake']) != float(m2['d_fake'])
+
+
+def test_discriminator_steps_lower_its_loss_on_a_fixed_batch(setup):
+  config, state, batch = setup
+  # Freeze G (zero learning rate) so only D learns, fast; its loss on the same real batch must fall.
+  frozen, fast = optax.sgd(0.0), optax.adam(3e-3, b1=0.5)
+  state = state.replace(g_tx=frozen, g_opt_state=frozen.init(state.g_params), d_tx=fast,
+                        d_opt_state=fast.init(state.d_params))
+  step = jax.jit(train.train_step)
+  losses = []
+  for _ in range(10):
+    state, metrics = step(state, batch)
+    losses.append(float(metrics['d_loss']))
+  assert losses[-1] < 0.7 * losses[0], losses
+
+
+def test_generate_shapes_range_and_batchnorm_switch(setup):
+  config, state, batch = setup
+  state, _ = jax.jit(train.train_step)(state, batch)
+  z = jax.random.uniform(jax.random.key(2), (5, config.latent_dim), minval=-1, maxval=1)
+  batch_stats_images = train.generate(state, config, z)
+  assert batch_stats_images.shape == (5, 28, 28, 1)
+  assert float(jnp.abs(batch_stats_images).max()) <= 1.0
+  config.model.sample_use_batch_stats = False
+  running_images = train.generate(state, config, z)
+  assert running_images.shape == (5, 28, 28, 1)
+  assert not np.allclose(batch_stats_images, running_images)
+  # Pure: same inputs, same images.
+  np.testing.assert_array_equal(running_images, train.generate(state, config, z))
+
+
+def test_typed_and_raw_keys_give_the_same_state():
+  config = conftest.tiny_config()
+  a = train.create_train_state(config, jax.random.key(3))
+  b = train.create_train_state(config, jax.random.PRNGKey(3))
+  chex.assert_trees_all_equal(a, b)
+
+
+_PARALLEL_SCRIPT = textwrap.dedent('''
+    import json, sys
+    import jax, jax.numpy as jnp, numpy as np, optax
+    sys.path.insert(0, 'tests')
+    import conftest
+    from dcgan_jax import train
+    assert jax.device_count() == 2, jax.devices()
+    config = conftest.tiny_config()
+    # SGD: the update is proportional to the gradient, so a wrong gradient scale cannot hide behind Adam's
+    # normalization.
+    state = train.create_train_state(config, jax.random.key(0))
+    sgd = optax.sgd(0.05)
+    state = state.replace(g_tx=sgd, d_tx=sgd, g_opt_state=sgd.init(state.g_params),
+                          d_opt_state=sgd.init(state.d_params))
+    images = np.asarray(jax.random.randint(jax.random.key(1), (8, 28, 28, 1), 0, 256), np.uint8)
+    out = {}
+    for sync in (True, False):
+      mesh = jax.sharding.Mesh(np.asarray(jax.devices()), ('data',))
+      step = train.make_parallel_train_step(mesh, sync, (-1.0, 1.0))
+      sharded = jax.device_put(images, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data')))
+      s, m = step(jax.tree.map(jnp.copy, state), sharded)
+      s, m = step(s, sharded)
+      out[str(sync)] = {'g': [np.asarray(x).tolist() for x in jax.tree.leaves(s.g_params)],
+                        'd': [np.asarray(x).tolist() for x in jax.tree.leaves(s.d_params)],
+                        'm': {k: float(v) for k, v in m.items()}}
+    json.dump(out, sys.stdout)
+''')
+
+
+@pytest.fixture(scope='module')
+def two_device_result():
+  proc = subprocess.run([sys.executable, '-c', _PARALLEL_SCRIPT], capture_output=True, text=True,
+                        env=conftest.subprocess_env(num_devices=2), cwd=conftest.ROOT, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return json.loads(proc.stdout)
+
+
+def _one_device_reference():
+  """Two SGD steps on one device over the whole batch."""
+  config = conftest.tiny_config()
+  state = train.create_train_state(config, jax.random.key(0))
+  sgd = optax.sgd(0.05)
+  state = state.replace(g_tx=sgd, d_tx=sgd, g_opt_state=sgd.init(state.g_params),
+                        d_opt_state=sgd.init(state.d_params))
+  images = np.asarray(jax.random.randint(jax.random.key(1), (8, 28, 28, 1), 0, 256), np.uint8)
+  mesh = jax.sharding.Mesh(np.asarray(jax.devices()[:1]), ('data',))
+  step = train.make_parallel_train_step(mesh, True, (-1.0, 1.0))
+  s, _ = step(state, images)
+  s, m = step(s, images)
+  return s, m
+
+
+def test_two_devices_with_synchronized_batchnorm_match_one_device(two_device_result):
+  s, m = _one_device_reference()
+  got = two_device_result['True']
+  for want, have in zip(jax.tree.leaves(s.g_params), got['g']):
+    np.testing.assert_allclose(np.asarray(have), want, rtol=2e-4, atol=2e-6)
+  for want, have in zip(jax.tree.leaves(s.d_params), got['d']):
+    np.testing.assert_allclose(np.asarray(have), want, rtol=2e-4, atol=2e-6)
+  for k, v in m.items():
+    np.testing.assert_allclose(got['m'][k], float(v), rtol=1e-4, atol=1e-6)
+
+
+def test_per_device_batchnorm_differs_from_synchronized(two_device_result):
+  # Per-device statistics normalize each half by itself: a different (still finite) result.
+  sync, local = two_device_result['True'], two_device_result['False']
+  assert all(np.isfinite(v) for v in local['m'].values())
+  assert any(not np.allclose(a, b) for a, b in zip(sync['d'], local['d']))
