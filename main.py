@@ -21,9 +21,15 @@ config_flags.DEFINE_config_file('config', None, 'Training config file (configs/*
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
+def _quiet_orbax(record) -> bool:
+  # orbax logs a dozen INFO lines per checkpoint; keep its warnings, drop its chatter from the progress log.
+  return record.levelno >= logging.WARNING or 'orbax' not in record.pathname
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
+  logging.get_absl_handler().addFilter(_quiet_orbax)
   # tf.data/TFDS only read data here: keep TensorFlow off any accelerator so it does not compete with JAX.
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   tf.config.experimental.set_visible_devices([], 'GPU')

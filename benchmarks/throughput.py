@@ -73,12 +73,12 @@ def dcgan64_config() -> ml_collections.ConfigDict:
   return config
 
 
-# name -> (config factory, default steps per round). The MLP step takes milliseconds, so it needs many more steps
-# per round than the DCGANs (about a second each) for a timing well above the timer and dispatch noise.
+# name -> (config factory, default steps per round). The MLP step takes milliseconds, so it needs more steps per
+# round than the DCGANs (a second or more each) for a timing well above the timer and dispatch noise.
 MODELS: dict[str, tuple[Callable[[], ml_collections.ConfigDict], int]] = {
     'mnist_dcgan': (mnist_dcgan_config, 10),
-    'mlp': (mlp_config, 200),
-    'dcgan64': (dcgan64_config, 5),
+    'mlp': (mlp_config, 100),
+    'dcgan64': (dcgan64_config, 10),
 }
 
 
