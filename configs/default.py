@@ -14,6 +14,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.num_epochs = 20  # Passes over the training split.
   config.num_train_steps = -1  # If > 0, stop after this many steps instead of `num_epochs` epochs.
   config.batch_size = 128  # Global batch, split evenly over all devices.
+  config.steps_per_call = 1  # Train steps fused into one compiled call (lax.scan); > 1 helps small models.
   config.latent_dim = 100  # Size of the noise vector z.
   config.noise = 'uniform'  # 'uniform' (in [-1, 1], as the original) or 'normal'.
   config.loss = 'non_saturating'  # GAN loss, computed from logits.
@@ -27,6 +28,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.data_dir = ''  # TFDS data_dir; '' means TFDS's default (~/tensorflow_datasets).
   config.data.image_size = 28  # Height and width of the images.
   config.data.channels = 1  # 1 (grayscale) or 3 (RGB).
+  # Datasets up to this size (uint8 bytes) are put on the device once and batched there; larger ones are batched on
+  # the host and sent each step. 0 keeps every dataset on the host.
+  config.data.max_device_bytes = 1 << 30
 
   # Model: the DCGAN family. Widths and kernels come from here, never from literals in the modules.
   config.model = ml_collections.ConfigDict()

@@ -42,10 +42,10 @@ def _choice(config, name, allowed, problems):
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises `errors.ConfigError` listing every invalid field of `config`; returns None when all are valid."""
   problems = []
-  for name in ('batch_size', 'latent_dim', 'num_samples', 'log_every_steps', 'checkpoint_every_steps',
+  for name in ('batch_size', 'steps_per_call', 'latent_dim', 'num_samples', 'log_every_steps', 'checkpoint_every_steps',
                'keep_checkpoints', 'data.image_size', 'data.channels'):
     _positive_int(config, name, problems)
-  for name in ('num_epochs', 'sample_every_steps'):
+  for name in ('num_epochs', 'sample_every_steps', 'data.max_device_bytes'):
     _positive_int(config, name, problems, allow_zero=True)
   if not isinstance(config.num_train_steps, numbers.Integral) or (
       config.num_epochs <= 0 and config.num_train_steps <= 0):

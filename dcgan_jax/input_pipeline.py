@@ -271,18 +271,24 @@ class EpochBatcher:
       self._cached = (epoch, perm)
     return perm
 
+  def indices(self, step: int) -> np.ndarray:
+    """Positions in `images` of the batch of global step `step` (>= 0): int32 `[batch_size]`.
+
+    Lets a caller holding the images elsewhere (on the device) gather the same batch as `batch(step)`.
+    """
+    if step < 0:
+      raise ValueError(f'step must be >= 0, got {step}')
+    epoch, index = divmod(step, self._steps_per_epoch)
+    start = index * self._batch_size
+    return self._permutation(epoch)[start:start + self._batch_size].astype(np.int32)
+
   def batch(self, step: int) -> np.ndarray:
     """The batch of global step `step` (>= 0).
 
     Returns:
       A new array `[batch_size, ...]` with the dtype of `images`.
     """
-    if step < 0:
-      raise ValueError(f'step must be >= 0, got {step}')
-    epoch, index = divmod(step, self._steps_per_epoch)
-    perm = self._permutation(epoch)
-    start = index * self._batch_size
-    return self._images[perm[start:start + self._batch_size]]
+    return self._images[self.indices(step)]
 
   def iterate(self, start_step: int, num_steps: int) -> Iterator[Tuple[int, np.ndarray]]:
     """Yields `(step, batch(step))` for `start_step <= step < start_step + num_steps`.

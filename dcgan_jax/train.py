@@ -200,28 +200,40 @@ def generate(state: TrainState, config: ml_collections.ConfigDict, z: Array) -> 
 
 
 @functools.lru_cache(maxsize=None)
-def make_parallel_train_step(mesh: jax.sharding.Mesh, sync_batchnorm: bool,
-                             data_range: tuple[float, float]):
-  """`train_step` data-parallel over `mesh` (axis 'data'), compiled once, with the state donated.
+def make_parallel_train_step(mesh: jax.sharding.Mesh, sync_batchnorm: bool, data_range: tuple[float, float],
+                             device_data: bool = False):
+  """`train_step` data-parallel over `mesh` (axis 'data'), several steps per call, compiled once, state donated.
 
   We use `shard_map` under `jit` rather than `pmap`: the state stays one replicated global array (no stacking and
-  unstacking per device), the batch is one array sharded along its first axis, and BatchNorm can average its
+  unstacking per device), the batch is one array sharded along its batch axis, and BatchNorm can average its
   statistics over the devices (`sync_batchnorm`) or not, which plain sharding propagation cannot express.
 
+  The returned function runs K steps in one call (`lax.scan`; K is the leading axis of its last input), so small
+  models are not dominated by per-call dispatch:
+    * `device_data=False`: `fn(state, images)`, `images: uint8 [K, B, H, W, C]` sharded over 'data' on axis 1.
+    * `device_data=True`: `fn(state, data, indices)`, `data: uint8 [N, H, W, C]` replicated on every device (put
+      there once), `indices: int32 [K, B]` sharded over 'data' on axis 1; each device gathers its own images, so
+      no pixels cross the host-device boundary per step.
+  Images are converted to `data_range` on the device. Returns `(state, metrics)`, each metric float32 `[K]`.
   Cached: runs in one process with equal settings share one compiled function.
-
-  Returns `fn(state, images)`; `images: uint8 [B, H, W, C]` sharded over 'data', converted to `data_range` on device
-  (a quarter of the bytes of float32 cross the host-device boundary).
   """
   from dcgan_jax import input_pipeline  # pylint: disable=g-import-not-at-top  (keeps tf out of train_step users)
 
-  def step(state, images):
-    batch = {'image': input_pipeline.to_float(images, data_range)}
-    return _step(state, batch, axis_name='data', sync_batchnorm=sync_batchnorm)
+  def run(state, *inputs):
+    data, xs = inputs if device_data else (None, inputs[0])
+
+    def body(state, x):
+      images = data[x] if device_data else x
+      batch = {'image': input_pipeline.to_float(images, data_range)}
+      return _step(state, batch, axis_name='data', sync_batchnorm=sync_batchnorm)
+
+    return jax.lax.scan(body, state, xs)
 
   P = jax.sharding.PartitionSpec
+  batch_spec = P(None, 'data')
+  in_specs = (P(), P(), batch_spec) if device_data else (P(), batch_spec)
   # check_vma=False: gradients are per-device values averaged explicitly with pmean (the classic pmap semantics).
-  sharded = jax.shard_map(step, mesh=mesh, in_specs=(P(), P('data')), out_specs=(P(), P()), check_vma=False)
+  sharded = jax.shard_map(run, mesh=mesh, in_specs=in_specs, out_specs=(P(), P()), check_vma=False)
   return jax.jit(sharded, donate_argnums=0)
 
 
@@ -229,6 +241,19 @@ def make_parallel_train_step(mesh: jax.sharding.Mesh, sync_batchnorm: bool,
 def _sampler(use_batch_stats: bool):
   config = ml_collections.ConfigDict({'model': {'sample_use_batch_stats': use_batch_stats}})
   return jax.jit(lambda state, z: generate(state, config, z))
+
+
+def _chunks(start: int, total: int, per_call: int):
+  """Yields `(first_step, num_steps)` covering [start, total) on a grid of multiples of `per_call`.
+
+  The grid is anchored at step 0, so a run resumed from a checkpoint (written at a chunk boundary) cuts its steps
+  exactly as the uninterrupted run did.
+  """
+  step = start
+  while step < total:
+    size = min(per_call - step % per_call, total - step)
+    yield step, size
+    step += size
 
 
 def _format_time(seconds: float) -> str:
@@ -273,7 +298,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
 
   mesh = jax.sharding.Mesh(np.asarray(devices), ('data',))
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-  batch_sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
+  batch_sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(None, 'data'))
 
   state = create_train_state(config, jax.random.key(config.seed))
   logging.info('Generator: %d parameters, discriminator: %d parameters',
@@ -291,7 +316,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     checkpointer.close()
     return state
 
-  p_train_step = make_parallel_train_step(mesh, config.model.sync_batchnorm, data_range)
+  # Small datasets live on the device as uint8 and each step gathers its batch there; large ones are gathered on
+  # the host (a background thread) and sent per call. Both follow the batcher's order, so they train identically.
+  device_data = images.nbytes <= config.data.max_device_bytes
+  p_train_step = make_parallel_train_step(mesh, config.model.sync_batchnorm, data_range, device_data)
+  if device_data:
+    data_on_device = jax.device_put(images, replicated)
+  else:
+    host_batches = batcher.iterate(start_step, total_steps - start_step)
   sample_fn = _sampler(config.model.sample_use_batch_stats)
   fixed_z = sample_noise(jax.random.fold_in(jax.random.key(config.seed), 1),
                          (config.num_samples, config.latent_dim), config.noise)
@@ -302,22 +334,30 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
       visualize.save_grid(path, np.asarray(jax.device_get(sample_fn(state, fixed_z))), data_range)
       logging.info('Wrote %s', path)
 
-  logging.info('Training %d steps (%d per epoch, batch %d over %d devices) from step %d',
-               total_steps, steps_per_epoch, config.batch_size, len(devices), start_step)
+  logging.info('Training %d steps (%d per epoch, batch %d over %d devices, %d per call, data on %s) from step %d',
+               total_steps, steps_per_epoch, config.batch_size, len(devices), config.steps_per_call,
+               'device' if device_data else 'host', start_step)
   metric_sums, window_steps, all_finite = None, 0, jnp.bool_(True)
   window_start = time.time()
-  for step, batch in batcher.iterate(start_step, total_steps - start_step):
-    state, metrics = p_train_step(state, jax.device_put(batch, batch_sharding))
+  for first, size in _chunks(start_step, total_steps, config.steps_per_call):
+    if device_data:
+      indices = np.stack([batcher.indices(s) for s in range(first, first + size)])
+      state, metrics = p_train_step(state, data_on_device, jax.device_put(indices, batch_sharding))
+    else:
+      batches = np.stack([next(host_batches)[1] for _ in range(size)])
+      state, metrics = p_train_step(state, jax.device_put(batches, batch_sharding))
     # Summed on device: no host transfer until the progress line.
-    metric_sums = metrics if metric_sums is None else jax.tree.map(jnp.add, metric_sums, metrics)
-    all_finite = all_finite & jnp.isfinite(metrics['d_loss'] + metrics['g_loss'])
-    window_steps += 1
-    done = step + 1
-    if step == start_step:
+    sums = jax.tree.map(jnp.sum, metrics)
+    metric_sums = sums if metric_sums is None else jax.tree.map(jnp.add, metric_sums, sums)
+    all_finite = all_finite & jnp.isfinite(sums['d_loss'] + sums['g_loss'])
+    window_steps += size
+    done = first + size
+    crossed = lambda period: period > 0 and done // period > first // period  # pylint: disable=cell-var-from-loop
+    if first == start_step:
       jax.block_until_ready(metrics)
-      logging.info('First step (including compilation) took %.1f s', time.time() - window_start)
+      logging.info('First call (including compilation) took %.1f s', time.time() - window_start)
       window_start, metric_sums, window_steps = time.time(), None, 0
-    if done % config.log_every_steps == 0 or done == total_steps:
+    if crossed(config.log_every_steps) or done == total_steps:
       if window_steps:
         means = {k: float(v) / window_steps for k, v in jax.device_get(metric_sums).items()}
         _check_finite(means, done, checkpointer)
@@ -327,14 +367,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         writer.write_scalars(done, {**means, 'images_per_second': images_per_s})
         logging.info(
             'step %d/%d epoch %d: d_loss %.4f g_loss %.4f D(x) %.3f D(G(z)) %.3f, %.0f img/s, ETA %s',
-            done, total_steps, step // steps_per_epoch + 1, means['d_loss'], means['g_loss'], means['d_real'],
-            means['d_fake'], images_per_s, _format_time(eta))
+            done, total_steps, (done - 1) // steps_per_epoch + 1, means['d_loss'], means['g_loss'],
+            means['d_real'], means['d_fake'], images_per_s, _format_time(eta))
         metric_sums, window_steps, window_start = None, 0, time.time()
-    end_of_epoch = done % steps_per_epoch == 0
-    if end_of_epoch or done == total_steps or (
-        config.sample_every_steps and done % config.sample_every_steps == 0):
+    end_of_epoch = crossed(steps_per_epoch)
+    if end_of_epoch or done == total_steps or crossed(config.sample_every_steps):
       write_samples(done)
-    if end_of_epoch or done == total_steps or done % config.checkpoint_every_steps == 0:
+    if end_of_epoch or done == total_steps or crossed(config.checkpoint_every_steps):
       if not bool(all_finite):  # Never save a diverged state over the last good one.
         raise errors.TrainingDivergedError(
             f'a loss became NaN or Inf before step {done}; training stopped. The newest good checkpoint '

@@ -60,6 +60,21 @@ def test_train_and_evaluate_writes_outputs_and_resumes_exactly(tmp_path):
   assert int(again.step) == 8
 
 
+def test_fused_steps_and_host_batching_train_like_single_device_resident_steps(tmp_path):
+  """steps_per_call=3 (lax.scan) and host-side batching reproduce the default path's parameters."""
+  config = conftest.tiny_config()
+  config.num_train_steps = 6
+  results = {}
+  with tfds.testing.mock_data(num_examples=32):
+    for name, per_call, max_device_bytes in (('default', 1, 1 << 30), ('fused', 3, 1 << 30), ('host', 1, 0)):
+      config.steps_per_call, config.data.max_device_bytes = per_call, max_device_bytes
+      results[name] = train.train_and_evaluate(config, str(tmp_path / name))
+  for name in ('fused', 'host'):
+    assert int(results[name].step) == 6
+    chex.assert_trees_all_close(results[name].g_params, results['default'].g_params, rtol=1e-5, atol=1e-6)
+    chex.assert_trees_all_close(results[name].d_params, results['default'].d_params, rtol=1e-5, atol=1e-6)
+
+
 @pytest.fixture(scope='module')
 def idx_dir(tmp_path_factory):
   d = tmp_path_factory.mktemp('idx')

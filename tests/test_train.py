@@ -12,6 +12,7 @@ import numpy as np
 import optax
 import pytest
 
+from dcgan_jax import input_pipeline
 from dcgan_jax import train
 import conftest
 
@@ -136,12 +137,13 @@ _PARALLEL_SCRIPT = textwrap.dedent('''
     for sync in (True, False):
       mesh = jax.sharding.Mesh(np.asarray(jax.devices()), ('data',))
       step = train.make_parallel_train_step(mesh, sync, (-1.0, 1.0))
-      sharded = jax.device_put(images, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data')))
+      # Two steps on the same batch, fused into one call.
+      sharded = jax.device_put(np.stack([images, images]),
+                               jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(None, 'data')))
       s, m = step(jax.tree.map(jnp.copy, state), sharded)
-      s, m = step(s, sharded)
       out[str(sync)] = {'g': [np.asarray(x).tolist() for x in jax.tree.leaves(s.g_params)],
                         'd': [np.asarray(x).tolist() for x in jax.tree.leaves(s.d_params)],
-                        'm': {k: float(v) for k, v in m.items()}}
+                        'm': {k: float(v[-1]) for k, v in m.items()}}
     json.dump(out, sys.stdout)
 ''')
 
@@ -162,10 +164,10 @@ def _one_device_reference():
   state = state.replace(g_tx=sgd, d_tx=sgd, g_opt_state=sgd.init(state.g_params),
                         d_opt_state=sgd.init(state.d_params))
   images = np.asarray(jax.random.randint(jax.random.key(1), (8, 28, 28, 1), 0, 256), np.uint8)
-  mesh = jax.sharding.Mesh(np.asarray(jax.devices()[:1]), ('data',))
-  step = train.make_parallel_train_step(mesh, True, (-1.0, 1.0))
-  s, _ = step(state, images)
-  s, m = step(s, images)
+  step = jax.jit(train.train_step)
+  batch = {'image': input_pipeline.to_float(images, (-1.0, 1.0))}
+  s, _ = step(state, batch)
+  s, m = step(s, batch)
   return s, m
 
 
@@ -185,3 +187,13 @@ def test_per_device_batchnorm_differs_from_synchronized(two_device_result):
   sync, local = two_device_result['True'], two_device_result['False']
   assert all(np.isfinite(v) for v in local['m'].values())
   assert any(not np.allclose(a, b) for a, b in zip(sync['d'], local['d']))
+
+
+@pytest.mark.parametrize('start,total,per_call,expected', [
+    (0, 10, 4, [(0, 4), (4, 4), (8, 2)]),
+    (6, 13, 4, [(6, 2), (8, 4), (12, 1)]),  # A resumed run returns to the grid anchored at 0.
+    (0, 3, 1, [(0, 1), (1, 1), (2, 1)]),
+    (5, 5, 4, []),
+])
+def test_chunks_cover_the_steps_on_a_grid_anchored_at_zero(start, total, per_call, expected):
+  assert list(train._chunks(start, total, per_call)) == expected  # pylint: disable=protected-access
