@@ -18,6 +18,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.latent_dim = 100  # Size of the noise vector z.
   config.noise = 'uniform'  # 'uniform' (in [-1, 1], as the original) or 'normal'.
   config.loss = 'non_saturating'  # GAN loss, computed from logits.
+  # Computation dtype: 'float32', or 'bfloat16' (mixed precision for GPU/TPU: bfloat16 matmuls and convolutions,
+  # float32 parameters, optimizer states, BatchNorm statistics and losses).
+  config.dtype = 'float32'
 
   # Data.
   config.data = ml_collections.ConfigDict()

@@ -14,6 +14,7 @@ from dcgan_jax import models
 
 SOURCES = ('tfds', 'idx')
 NOISES = ('uniform', 'normal')
+DTYPES = ('float32', 'bfloat16')
 MODELS = ('dcgan', 'mlp')
 ACTIVATIONS = ('leaky_relu', 'relu')
 OUTPUT_ACTIVATIONS = ('tanh', 'sigmoid')
@@ -52,6 +53,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     problems.append(f'config.num_train_steps={config.num_train_steps!r} with config.num_epochs='
                     f'{config.num_epochs!r}: one of them must be > 0')
   _choice(config, 'noise', NOISES, problems)
+  _choice(config, 'dtype', DTYPES, problems)
   _choice(config, 'loss', tuple(sorted(losses.LOSSES)), problems)
   _choice(config, 'data.source', SOURCES, problems)
   _choice(config, 'model.name', MODELS, problems)

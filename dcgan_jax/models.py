@@ -31,9 +31,11 @@ def output_activation(name: str):
   return {'tanh': jnp.tanh, 'sigmoid': jax.nn.sigmoid}[name]
 
 
-def _batchnorm(train: bool, momentum: float, epsilon: float, axis_name: Optional[str]) -> nn.BatchNorm:
+def _batchnorm(train: bool, momentum: float, epsilon: float, axis_name: Optional[str],
+               dtype: Any) -> nn.BatchNorm:
+  # Statistics are reduced in float32 whatever `dtype` is (flax's force_float32_reductions), and kept in float32.
   return nn.BatchNorm(use_running_average=not train, momentum=momentum, epsilon=epsilon,
-                      axis_name=axis_name if train else None)
+                      axis_name=axis_name if train else None, dtype=dtype)
 
 
 class DCGANGenerator(nn.Module):
@@ -53,20 +55,23 @@ class DCGANGenerator(nn.Module):
   activation: str = 'leaky_relu'
   output_activation: str = 'tanh'
   bn_axis_name: Optional[str] = None  # Set to the device axis for BatchNorm statistics over the global batch.
+  dtype: Any = jnp.float32  # Computation dtype (bfloat16 for mixed precision); parameters stay float32.
 
   @nn.compact
   def __call__(self, z: jax.Array, train: bool) -> jax.Array:
-    norm = lambda: _batchnorm(train, self.bn_momentum, self.bn_epsilon, self.bn_axis_name)
+    norm = lambda: _batchnorm(train, self.bn_momentum, self.bn_epsilon, self.bn_axis_name, self.dtype)
     act = activation(self.activation, self.leaky_slope)
     x = z.reshape(z.shape[0], 1, 1, z.shape[-1])
-    x = layers.ConvTranspose(self.features[0], (self.start_size,) * 2, padding='VALID', use_bias=False)(x)
+    x = layers.ConvTranspose(self.features[0], (self.start_size,) * 2, padding='VALID', use_bias=False,
+                             dtype=self.dtype)(x)
     x = act(norm()(x))
     k = (self.kernel_size,) * 2
     for width in self.features[1:]:
-      x = layers.ConvTranspose(width, k, strides=(2, 2), padding='SAME', use_bias=False)(x)
+      x = layers.ConvTranspose(width, k, strides=(2, 2), padding='SAME', use_bias=False, dtype=self.dtype)(x)
       x = act(norm()(x))
-    x = layers.ConvTranspose(self.channels, k, strides=(2, 2), padding='SAME', use_bias=True)(x)
-    return output_activation(self.output_activation)(x)
+    x = layers.ConvTranspose(self.channels, k, strides=(2, 2), padding='SAME', use_bias=True,
+                             dtype=self.dtype)(x)
+    return output_activation(self.output_activation)(x.astype(jnp.float32))
 
 
 class DCGANDiscriminator(nn.Module):
@@ -82,6 +87,7 @@ class DCGANDiscriminator(nn.Module):
   bn_epsilon: float
   first_batchnorm: bool = True
   bn_axis_name: Optional[str] = None
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, images: jax.Array, train: bool) -> jax.Array:
@@ -89,12 +95,12 @@ class DCGANDiscriminator(nn.Module):
     k = (self.kernel_size,) * 2
     for i, width in enumerate(self.features):
       use_bn = i > 0 or self.first_batchnorm
-      x = nn.Conv(width, k, strides=(2, 2), padding='SAME', use_bias=not use_bn)(x)
+      x = nn.Conv(width, k, strides=(2, 2), padding='SAME', use_bias=not use_bn, dtype=self.dtype)(x)
       if use_bn:
-        x = _batchnorm(train, self.bn_momentum, self.bn_epsilon, self.bn_axis_name)(x)
+        x = _batchnorm(train, self.bn_momentum, self.bn_epsilon, self.bn_axis_name, self.dtype)(x)
       x = nn.leaky_relu(x, self.leaky_slope)
-    x = nn.Conv(1, x.shape[1:3], padding='VALID')(x)
-    return x.reshape(x.shape[0])
+    x = nn.Conv(1, x.shape[1:3], padding='VALID', dtype=self.dtype)(x)
+    return x.reshape(x.shape[0]).astype(jnp.float32)
 
 
 class MLPGenerator(nn.Module):
@@ -109,16 +115,17 @@ class MLPGenerator(nn.Module):
   output_activation: str = 'sigmoid'
   batchnorm: bool = True
   bn_axis_name: Optional[str] = None
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, z: jax.Array, train: bool) -> jax.Array:
     act = activation(self.activation, self.leaky_slope)
     x = z
     for width in self.features:
-      x = act(nn.Dense(width)(x))
+      x = act(nn.Dense(width, dtype=self.dtype)(x))
       if self.batchnorm:
-        x = _batchnorm(train, self.bn_momentum, self.bn_epsilon, self.bn_axis_name)(x)
-    x = nn.Dense(int(np.prod(self.image_shape)))(x)
+        x = _batchnorm(train, self.bn_momentum, self.bn_epsilon, self.bn_axis_name, self.dtype)(x)
+    x = nn.Dense(int(np.prod(self.image_shape)), dtype=self.dtype)(x).astype(jnp.float32)
     return output_activation(self.output_activation)(x).reshape((z.shape[0],) + tuple(self.image_shape))
 
 
@@ -128,6 +135,7 @@ class MLPDiscriminator(nn.Module):
   leaky_slope: float
   activation: str = 'leaky_relu'
   bn_axis_name: Optional[str] = None  # Unused (no BatchNorm); present so every discriminator clones alike.
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, images: jax.Array, train: bool) -> jax.Array:
@@ -135,29 +143,31 @@ class MLPDiscriminator(nn.Module):
     act = activation(self.activation, self.leaky_slope)
     x = images.reshape(images.shape[0], -1)
     for width in self.features:
-      x = act(nn.Dense(width)(x))
-    return nn.Dense(1)(x).reshape(images.shape[0])
+      x = act(nn.Dense(width, dtype=self.dtype)(x))
+    return nn.Dense(1, dtype=self.dtype)(x).reshape(images.shape[0]).astype(jnp.float32)
 
 
 def build(config: ml_collections.ConfigDict) -> tuple[nn.Module, nn.Module]:
   """Returns `(generator, discriminator)` for `config.model.name`, sized by `config.model` and `config.data`."""
   m = config.model
+  dtype = jnp.dtype(config.dtype)
   if m.name == 'dcgan':
     g = DCGANGenerator(
         start_size=m.g_start_size, features=tuple(m.g_features), kernel_size=m.g_kernel_size,
         channels=config.data.channels, leaky_slope=m.leaky_slope, bn_momentum=m.bn_momentum,
-        bn_epsilon=m.bn_epsilon, activation=m.g_activation, output_activation=m.output_activation)
+        bn_epsilon=m.bn_epsilon, activation=m.g_activation, output_activation=m.output_activation, dtype=dtype)
     d = DCGANDiscriminator(
         features=tuple(m.d_features), kernel_size=m.d_kernel_size, leaky_slope=m.leaky_slope,
-        bn_momentum=m.bn_momentum, bn_epsilon=m.bn_epsilon, first_batchnorm=m.d_first_batchnorm)
+        bn_momentum=m.bn_momentum, bn_epsilon=m.bn_epsilon, first_batchnorm=m.d_first_batchnorm, dtype=dtype)
     return g, d
   if m.name == 'mlp':
     size = config.data.image_size
     g = MLPGenerator(
         features=tuple(m.g_features), image_shape=(size, size, config.data.channels),
         leaky_slope=m.leaky_slope, bn_momentum=m.bn_momentum, bn_epsilon=m.bn_epsilon, activation=m.g_activation,
-        output_activation=m.output_activation, batchnorm=m.g_batchnorm)
-    d = MLPDiscriminator(features=tuple(m.d_features), leaky_slope=m.leaky_slope, activation=m.d_activation)
+        output_activation=m.output_activation, batchnorm=m.g_batchnorm, dtype=dtype)
+    d = MLPDiscriminator(features=tuple(m.d_features), leaky_slope=m.leaky_slope, activation=m.d_activation,
+                         dtype=dtype)
     return g, d
   raise ValueError(f'unknown model.name {m.name!r}')
 

@@ -116,23 +116,26 @@ def _step(state: TrainState, batch: dict[str, Array], axis_name: Optional[str],
 
   # Noise for the whole global batch from one key, each device taking its slice: the result does not depend on
   # how many devices share the batch.
-  key = jax.random.fold_in(state.rng, state.step)
+  z_key, g_dropout_key, d_dropout_key = jax.random.split(jax.random.fold_in(state.rng, state.step), 3)
   num_devices = jax.lax.psum(1, axis_name) if axis_name else 1
-  z = sample_noise(key, (local_batch * num_devices, state.latent_dim), state.noise)
+  z = sample_noise(z_key, (local_batch * num_devices, state.latent_dim), state.noise)
   if axis_name:
-    z = jax.lax.dynamic_slice_in_dim(z, jax.lax.axis_index(axis_name) * local_batch, local_batch)
+    device = jax.lax.axis_index(axis_name)
+    z = jax.lax.dynamic_slice_in_dim(z, device * local_batch, local_batch)
+    # Dropout masks differ per device (they cover different images).
+    g_dropout_key, d_dropout_key = (jax.random.fold_in(k, device) for k in (g_dropout_key, d_dropout_key))
 
   # The generator runs forward once; its VJP then serves the G update (the fake batch is the same in both updates).
   def g_forward(g_params):
-    fake, updates = generator.apply(
-        {'params': g_params, 'batch_stats': state.g_batch_stats}, z, train=True, mutable=['batch_stats'])
+    fake, updates = generator.apply({'params': g_params, 'batch_stats': state.g_batch_stats}, z, train=True,
+                                    mutable=['batch_stats'], rngs={'dropout': g_dropout_key})
     return fake, updates['batch_stats']
 
   fake, g_vjp, g_batch_stats = jax.vjp(g_forward, state.g_params, has_aux=True)
 
   def d_apply(d_params, d_batch_stats, x):
-    logits, updates = discriminator.apply(
-        {'params': d_params, 'batch_stats': d_batch_stats}, x, train=True, mutable=['batch_stats'])
+    logits, updates = discriminator.apply({'params': d_params, 'batch_stats': d_batch_stats}, x, train=True,
+                                          mutable=['batch_stats'], rngs={'dropout': d_dropout_key})
     return logits, updates['batch_stats']
 
   def d_loss_fn(d_params):

@@ -197,3 +197,24 @@ def test_per_device_batchnorm_differs_from_synchronized(two_device_result):
 ])
 def test_chunks_cover_the_steps_on_a_grid_anchored_at_zero(start, total, per_call, expected):
   assert list(train._chunks(start, total, per_call)) == expected  # pylint: disable=protected-access
+
+
+def test_bfloat16_compute_keeps_float32_state_and_finite_losses():
+  config = conftest.tiny_config()
+  config.dtype = 'bfloat16'
+  state = train.create_train_state(config, jax.random.key(0))
+  images = jax.random.uniform(jax.random.key(1), (8, 28, 28, 1), minval=-1, maxval=1)
+  step = jax.jit(train.train_step)
+  for _ in range(2):
+    state, metrics = step(state, {'image': images})
+  for k, v in metrics.items():
+    assert v.dtype == jnp.float32 and np.isfinite(v), k
+  for field in ('g_params', 'd_params', 'g_batch_stats', 'd_batch_stats', 'g_opt_state', 'd_opt_state'):
+    for leaf in jax.tree.leaves(getattr(state, field)):
+      if jnp.issubdtype(leaf.dtype, jnp.floating):
+        assert leaf.dtype == jnp.float32, field
+  z = jnp.zeros((2, config.latent_dim))
+  assert train.generate(state, config, z).dtype == jnp.float32
+  # The computation really ran in bfloat16: the jaxpr holds bfloat16 convolutions.
+  jaxpr = str(jax.make_jaxpr(train.train_step)(state, {'image': images}))
+  assert 'bf16' in jaxpr
