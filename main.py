@@ -4,6 +4,8 @@ A thin shell over `dcgan_jax.train.train_and_evaluate`: flags, device set-up, an
 user can fix.
 """
 
+import logging as std_logging
+import os
 import sys
 
 from absl import app
@@ -18,23 +20,43 @@ from dcgan_jax import train
 FLAGS = flags.FLAGS
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, samples and TensorBoard event files.')
 config_flags.DEFINE_config_file('config', None, 'Training config file (configs/*.py).', lock_config=True)
+flags.DEFINE_string('coordinator_address', None,
+                    'Multi-process runs: HOST:PORT of process 0, as jax.distributed.initialize names it.')
+flags.DEFINE_integer('num_processes', None, 'Multi-process runs: the number of processes.')
+flags.DEFINE_integer('process_id', None, 'Multi-process runs: this process\'s index, 0 to num_processes - 1.')
 flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def _initialize_distributed() -> None:
+  """Joins a multi-process run: from the flags, or detected by JAX on TPU pods and SLURM; else single process."""
+  given = [FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id]
+  if any(v is not None for v in given):
+    if any(v is None for v in given):
+      raise app.UsageError('--coordinator_address, --num_processes and --process_id go together')
+  elif not (int(os.environ.get('SLURM_NTASKS', '1')) > 1 or os.environ.get('TPU_WORKER_HOSTNAMES', '').count(',')):
+    return
+  # CPU devices of different processes talk through gloo (without it cross-process collectives fail); the
+  # setting does not affect GPU or TPU devices.
+  jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+  jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address, num_processes=FLAGS.num_processes,
+                             process_id=FLAGS.process_id)
 
 
 def _quiet_orbax(record) -> bool:
   # orbax logs a dozen INFO lines per checkpoint; keep its warnings, drop its chatter from the progress log.
-  return record.levelno >= logging.WARNING or 'orbax' not in record.pathname
+  return record.levelno >= std_logging.WARNING or 'orbax' not in record.pathname
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
   logging.get_absl_handler().addFilter(_quiet_orbax)
+  _initialize_distributed()
   # tf.data/TFDS only read data here: keep TensorFlow off any accelerator so it does not compete with JAX.
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   tf.config.experimental.set_visible_devices([], 'GPU')
-  logging.info('JAX process %d/%d, local devices: %s', jax.process_index(), jax.process_count(),
-               jax.local_devices())
+  logging.info('JAX process %d/%d, local devices: %s, all devices: %d', jax.process_index(), jax.process_count(),
+               jax.local_devices(), jax.device_count())
   try:
     train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
   except errors.UserError as e:

@@ -17,40 +17,65 @@ def get_config() -> ml_collections.ConfigDict:
   config.steps_per_call = 1  # Train steps fused into one compiled call (lax.scan); > 1 helps small models.
   config.latent_dim = 100  # Size of the noise vector z.
   config.noise = 'uniform'  # 'uniform' (in [-1, 1], as the original) or 'normal'.
-  config.loss = 'non_saturating'  # GAN loss, computed from logits.
+  # GAN loss, computed from logits: 'non_saturating', 'minimax', 'lsgan', 'hinge' or 'wgan_gp' (see losses.py).
+  config.loss = 'non_saturating'
+  # One-sided label smoothing: D's real target is 1 - label_smoothing (non_saturating, minimax, lsgan; must be 0
+  # for hinge and wgan_gp). 0 disables it.
+  config.label_smoothing = 0.0
+  config.gp_weight = 10.0  # wgan_gp: weight of the gradient penalty added to the critic's loss (the paper's 10).
+  config.n_critic = 1  # Discriminator (critic) updates per generator update; WGAN-GP uses 5.
   # Computation dtype: 'float32', or 'bfloat16' (mixed precision for GPU/TPU: bfloat16 matmuls and convolutions,
   # float32 parameters, optimizer states, BatchNorm statistics and losses).
   config.dtype = 'float32'
 
   # Data.
   config.data = ml_collections.ConfigDict()
-  config.data.source = 'tfds'  # 'tfds' or 'idx' (a directory of MNIST-format IDX files).
+  # 'tfds', 'idx' (a directory of MNIST-format IDX files) or 'folder' (every png/jpg/jpeg/webp/bmp under `path`,
+  # recursively, converted to `channels`, resized on the short side and center-cropped to `image_size`).
+  config.data.source = 'tfds'
   config.data.name = 'mnist'  # TFDS dataset name (source=tfds).
   config.data.split = 'train'  # 'train' or 'test' (idx: test reads the t10k files); any TFDS split for tfds.
-  config.data.path = ''  # Directory of IDX files (source=idx).
+  config.data.path = ''  # Directory of IDX files (source=idx) or of images (source=folder).
   config.data.data_dir = ''  # TFDS data_dir; '' means TFDS's default (~/tensorflow_datasets).
   config.data.image_size = 28  # Height and width of the images.
   config.data.channels = 1  # 1 (grayscale) or 3 (RGB).
+  # Swap each image's height and width axes after loading (any source). EMNIST's IDX files and TFDS's emnist store
+  # the characters transposed; True shows them upright.
+  config.data.transpose = False
   # Datasets up to this size (uint8 bytes) are put on the device once and batched there; larger ones are batched on
   # the host and sent each step. 0 keeps every dataset on the host.
   config.data.max_device_bytes = 1 << 30
 
   # Model: the DCGAN family. Widths and kernels come from here, never from literals in the modules.
   config.model = ml_collections.ConfigDict()
-  config.model.name = 'dcgan'  # Network family: 'dcgan' (convolutional) or 'mlp' (dense layers).
-  # Generator: z as 1x1 -> transposed conv 'VALID' to g_start_size -> one stride-2 transposed conv per entry of
-  # g_features (each doubles the size) -> stride-2 transposed conv to `channels`, with bias -> tanh.
-  config.model.g_start_size = 7  # Spatial size after the first generator layer.
-  config.model.g_features = (256, 128)  # Widths: first entry after the first layer, then one per upsampling.
-  config.model.g_kernel_size = 5  # Kernel of the stride-2 transposed convs.
-  # Discriminator: one stride-2 conv per entry of d_features, then a 'VALID' conv over what is left to 1 logit.
+  # Network family: 'dcgan' (strided transposed convs), 'upsample' (Dense, then upsampling + stride-1 transposed
+  # convs; the dcgan discriminator) or 'mlp' (dense layers).
+  config.model.name = 'dcgan'
+  # dcgan generator: z as 1x1 -> transposed conv 'VALID' to g_start_size -> one stride-2 transposed conv per entry
+  # of g_features (each doubles the size) -> stride-2 transposed conv to `channels`, with bias -> tanh.
+  # upsample generator: Dense to g_start_size^2 * g_features[0] -> per later entry, [x2 upsampling] + stride-1
+  # transposed conv -> the same to `channels` (the first log2(image_size / g_start_size) convs upsample).
+  # Spatial size after the first generator layer. 0 derives it from data.image_size: dcgan, ceil(image_size /
+  # 2**len(g_features)), the output center-cropped to image_size when that is not exact; upsample, the smallest
+  # start >= 3 with image_size = start * 2**k, k <= len(g_features).
+  config.model.g_start_size = 7
+  config.model.g_features = (256, 128)  # Widths: first entry at g_start_size, then one per later generator layer.
+  config.model.g_kernel_size = 5  # Kernel of the generator's transposed convs after the first layer.
+  # Discriminator (dcgan, upsample): one stride-2 conv per entry of d_features, then a 'VALID' conv over what is
+  # left to 1 logit.
   # (mlp family: g_features and d_features are the hidden Dense widths.)
   config.model.d_features = (128, 256)
   config.model.d_kernel_size = 5
   config.model.d_first_batchnorm = True  # BatchNorm after the first D conv (the MNIST DCGAN has it).
+  config.model.d_batchnorm = True  # dcgan/upsample D: any BatchNorm at all (False for a WGAN-GP critic).
+  config.model.d_strides = ()  # dcgan/upsample D: downsampling factor of each d_features block; () means 2 each.
+  # dcgan/upsample D downsampling: 'none' (strided convs) or 'max' (stride-1 convs, each followed by a max-pool).
+  config.model.d_pool = 'none'
+  config.model.d_dropout = 0.0  # Dropout rate after each hidden D activation (all families); 0 means none.
+  config.model.g_dropout = 0.0  # upsample G: dropout rate after the Dense projection; 0 means none.
   config.model.leaky_slope = 0.2  # LeakyReLU negative slope, both networks.
   config.model.g_activation = 'leaky_relu'  # Generator hidden layers: 'leaky_relu' or 'relu'.
-  config.model.d_activation = 'leaky_relu'  # Discriminator hidden layers (mlp family): 'leaky_relu' or 'relu'.
+  config.model.d_activation = 'leaky_relu'  # Discriminator hidden layers (all families): 'leaky_relu' or 'relu'.
   # Generator output: 'tanh' (real images scaled to [-1, 1]) or 'sigmoid' (real images scaled to [0, 1]).
   config.model.output_activation = 'tanh'
   config.model.g_batchnorm = True  # BatchNorm in the generator's hidden layers (mlp family; dcgan always has it).
@@ -74,6 +99,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.log_every_steps = 100  # Progress line and scalars.
   config.sample_every_steps = 0  # Extra sample grids every N steps (0: only at the end of each epoch).
   config.num_samples = 64  # Images in each sample grid (a square number makes a full grid).
-  config.checkpoint_every_steps = 1000  # Also at the end of training and of each epoch.
+  config.checkpoint_every_steps = 1000  # Checkpoint period in steps (0: none by steps); also at the end of training.
+  # Checkpoint at the end of every N-th epoch (1: every epoch); 0: none at epoch ends.
+  config.checkpoint_every_epochs = 1
   config.keep_checkpoints = 3  # Newest checkpoints kept.
+  # A NaN/Inf loss stops the run (False), or the step is skipped, counted in the `skipped` scalar, and training
+  # goes on (True).
+  config.skip_nonfinite = False
   return config

@@ -4,12 +4,12 @@ orbax writes each checkpoint into a temporary directory and renames it when comp
 never leaves a half-written checkpoint that a restart would pick up.
 """
 
+import contextlib
 import os
 from typing import Any, Optional
 
 from absl import logging
 import jax
-import numpy as np
 import orbax.checkpoint as ocp
 
 from dcgan_jax import errors
@@ -43,45 +43,85 @@ class Checkpointer:
   def __init__(self, directory: str, max_to_keep: int):
     self.directory = os.path.abspath(directory)
     # The handler is named up front so that a fresh manager (a restarted run) can read metadata before restoring.
+    # cleanup_tmp_directories: a write cut off by a crash leaves a temporary directory, removed at the next start.
+    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True, cleanup_tmp_directories=True)
     self._manager = ocp.CheckpointManager(
-        self.directory, item_handlers=ocp.StandardCheckpointHandler(), options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True))
+        self.directory, item_handlers=ocp.StandardCheckpointHandler(), options=options)
 
   def latest_step(self) -> Optional[int]:
     return self._manager.latest_step()
 
   def save(self, state: Any) -> None:
-    """Starts writing `state` at its step (asynchronously; `wait` or the next save finishes it)."""
-    step = int(jax.device_get(state.step))
-    if step in self._manager.all_steps():
-      return
-    self._manager.save(step, args=ocp.args.StandardSave(state))
-
-  def restore(self, template: Any) -> Optional[Any]:
-    """The newest checkpoint restored into the structure, shapes and shardings of `template`, or None if none.
+    """Starts writing `state` at its step (asynchronously; `wait` or the next save finishes it).
 
     Raises:
-      errors.CheckpointError: the checkpoint holds a model with other parameter shapes than `template`.
+      errors.CheckpointError: this or the previous (asynchronous) write failed; names the path and the OS error.
     """
-    step = self._manager.latest_step()
-    if step is None:
-      return None
-    tree = self._manager.item_metadata(step).tree
+    step = int(state.step.addressable_data(0)) if isinstance(state.step, jax.Array) else int(state.step)
+    if step in self._manager.all_steps():
+      return
+    with self._write_errors(step):
+      self._manager.save(step, args=ocp.args.StandardSave(state))
+
+  def restore(self, template: Any) -> Optional[Any]:
+    """The newest usable checkpoint restored into the structure, shapes and shardings of `template`; None if none.
+
+    A damaged checkpoint (truncated or missing files) is skipped with a warning naming it, and the previous one is
+    tried.
+
+    Raises:
+      errors.CheckpointError: the checkpoint holds a model with other parameter shapes than `template`, or
+        checkpoints exist but none of them can be read.
+    """
+    steps = sorted(self._manager.all_steps(), reverse=True)
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
+    failures = []
+    for step in steps:
+      path = f'{self.directory}/{step}'
+      try:
+        tree = self._manager.item_metadata(step).tree
+        self._check_shapes(tree, template, path)
+        logging.info('Restoring checkpoint %s', path)
+        return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+      except errors.CheckpointError:
+        raise
+      except Exception as e:  # pylint: disable=broad-except
+        reason = f'{type(e).__name__}: {(str(e).splitlines() or [""])[0][:200]}'
+        logging.warning('Checkpoint %s is unreadable (%s); trying the previous one.', path, reason)
+        failures.append(f'{step} ({reason})')
+    if failures:
+      raise errors.CheckpointError(
+          f'no usable checkpoint in {self.directory}: {"; ".join(failures)}. Move the directory away to start '
+          'over, or restore it from a backup.')
+    return None
+
+  @staticmethod
+  def _check_shapes(tree: Any, template: Any, path: str) -> None:
     lines = []
     for field in ('g_params', 'd_params'):
       lines += [f'{field}/{line}' for line in describe_mismatch(
-          _shapes(tree.get(field)), _shapes(jax.device_get(getattr(template, field))))]
+          _shapes(tree.get(field)), _shapes(getattr(template, field)))]
     if lines:
       raise errors.CheckpointError(
-          f'the checkpoint at {self.directory}/{step} was written for another model; differing parameters: '
+          f'the checkpoint at {path} was written for another model; differing parameters: '
           + '; '.join(lines[:10]) + (f' (and {len(lines) - 10} more)' if len(lines) > 10 else '')
           + '. Use a new --workdir for this config, or the config the checkpoint was trained with.')
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
-    logging.info('Restoring checkpoint %s/%d', self.directory, step)
-    return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+
+  @contextlib.contextmanager
+  def _write_errors(self, step: Optional[int]):
+    try:
+      yield
+    except Exception as e:  # pylint: disable=broad-except
+      where = f'{self.directory}/{step}' if step is not None else self.directory
+      raise errors.CheckpointError(
+          f'writing the checkpoint {where} failed ({type(e).__name__}: {e}); training stopped. Free disk space or '
+          'fix the permissions, then run the same command to resume from the last complete checkpoint.') from e
 
   def wait(self) -> None:
-    self._manager.wait_until_finished()
+    with self._write_errors(None):
+      self._manager.wait_until_finished()
 
   def close(self) -> None:
-    self._manager.wait_until_finished()
-    self._manager.close()
+    with self._write_errors(None):
+      self._manager.wait_until_finished()
+      self._manager.close()

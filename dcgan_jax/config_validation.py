@@ -9,15 +9,18 @@ import numbers
 import ml_collections
 
 from dcgan_jax import errors
+from dcgan_jax import input_pipeline
 from dcgan_jax import losses
 from dcgan_jax import models
 
-SOURCES = ('tfds', 'idx')
+SOURCES = input_pipeline.SOURCES
 NOISES = ('uniform', 'normal')
 DTYPES = ('float32', 'bfloat16')
-MODELS = ('dcgan', 'mlp')
-ACTIVATIONS = ('leaky_relu', 'relu')
-OUTPUT_ACTIVATIONS = ('tanh', 'sigmoid')
+MODELS = models.FAMILIES
+ACTIVATIONS = models.common.ACTIVATIONS
+OUTPUT_ACTIVATIONS = tuple(models.common.OUTPUT_RANGES)
+# Families whose discriminator is the conv one, with its BatchNorm/stride/pool options.
+_CONV_D_FAMILIES = ('dcgan', 'upsample')
 
 
 def _positive_int(config, name, problems, allow_zero=False):
@@ -34,6 +37,12 @@ def _get(config, dotted):
   return config
 
 
+def _rate(config, name, problems):
+  value = _get(config, name)
+  if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < 1:
+    problems.append(f'config.{name}={value!r}: must be a number in [0, 1)')
+
+
 def _choice(config, name, allowed, problems):
   value = _get(config, name)
   if value not in allowed:
@@ -43,10 +52,11 @@ def _choice(config, name, allowed, problems):
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises `errors.ConfigError` listing every invalid field of `config`; returns None when all are valid."""
   problems = []
-  for name in ('batch_size', 'steps_per_call', 'latent_dim', 'num_samples', 'log_every_steps', 'checkpoint_every_steps',
-               'keep_checkpoints', 'data.image_size', 'data.channels'):
+  for name in ('batch_size', 'steps_per_call', 'latent_dim', 'num_samples', 'log_every_steps', 'keep_checkpoints',
+               'n_critic', 'data.image_size', 'data.channels'):
     _positive_int(config, name, problems)
-  for name in ('num_epochs', 'sample_every_steps', 'data.max_device_bytes'):
+  for name in ('num_epochs', 'sample_every_steps', 'checkpoint_every_steps', 'checkpoint_every_epochs',
+               'data.max_device_bytes'):
     _positive_int(config, name, problems, allow_zero=True)
   if not isinstance(config.num_train_steps, numbers.Integral) or (
       config.num_epochs <= 0 and config.num_train_steps <= 0):
@@ -60,6 +70,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _choice(config, 'model.g_activation', ACTIVATIONS, problems)
   _choice(config, 'model.d_activation', ACTIVATIONS, problems)
   _choice(config, 'model.output_activation', OUTPUT_ACTIVATIONS, problems)
+  _choice(config, 'model.d_pool', models.POOLS, problems)
+  for name in ('label_smoothing', 'model.d_dropout', 'model.g_dropout'):
+    _rate(config, name, problems)
+  _check_loss_options(config, problems)
   if config.data.source == 'idx' and not config.data.path:
     problems.append('config.data.path is empty: source=idx needs the directory of IDX files '
                     '(--config.data.path=DIR)')
@@ -78,15 +92,54 @@ def validate(config: ml_collections.ConfigDict) -> None:
     widths = m[name]
     if not widths or not all(isinstance(w, numbers.Integral) and w > 0 for w in widths):
       problems.append(f'config.model.{name}={widths!r}: must be a non-empty list of integers > 0')
-  if m.name == 'dcgan':
-    for name in ('g_start_size', 'g_kernel_size', 'd_kernel_size'):
+  if m.name in _CONV_D_FAMILIES:
+    _positive_int(config, 'model.g_start_size', problems, allow_zero=True)
+    for name in ('g_kernel_size', 'd_kernel_size'):
       _positive_int(config, f'model.{name}', problems)
-    if len(problems) == problems_before_model and models.output_size(config) != config.data.image_size:
-      problems.append(
-          f'config.data.image_size={config.data.image_size}: the dcgan generator makes '
-          f'{models.output_size(config)}x{models.output_size(config)} images (g_start_size={m.g_start_size} '
-          f'doubled {len(m.g_features)} times); change model.g_start_size or model.g_features')
+    strides = m.d_strides
+    if not all(isinstance(s, numbers.Integral) and s >= 1 for s in strides) or (
+        strides and len(strides) != len(m.d_features)):
+      problems.append(f'config.model.d_strides={strides!r}: must be () or one integer >= 1 per entry of '
+                      f'model.d_features ({len(m.d_features)})')
+    if len(problems) == problems_before_model:
+      _check_generator_size(config, problems)
   if not isinstance(m.leaky_slope, numbers.Real) or m.leaky_slope < 0:
     problems.append(f'config.model.leaky_slope={m.leaky_slope!r}: must be a number >= 0')
   if problems:
     raise errors.ConfigError('invalid config:\n  ' + '\n  '.join(problems))
+
+
+def _check_loss_options(config, problems):
+  gan_loss = losses.LOSSES.get(config.loss)
+  if gan_loss is None:
+    return  # Already reported by the name check.
+  smoothing = config.label_smoothing
+  if isinstance(smoothing, numbers.Real) and smoothing and not gan_loss.label_smoothing:
+    supported = ', '.join(name for name, l in losses.LOSSES.items() if l.label_smoothing)
+    problems.append(f'config.label_smoothing={smoothing!r}: loss {config.loss} has no targets to smooth; set it to '
+                    f'0 or use one of {supported}')
+  if gan_loss.gradient_penalty:
+    if isinstance(config.gp_weight, bool) or not isinstance(config.gp_weight, numbers.Real) or config.gp_weight < 0:
+      problems.append(f'config.gp_weight={config.gp_weight!r}: must be a number >= 0')
+    if config.model.name in _CONV_D_FAMILIES and config.model.d_batchnorm:
+      problems.append(f'config.model.d_batchnorm=True with loss={config.loss}: the gradient penalty needs a critic '
+                      'that scores each example on its own; set --config.model.d_batchnorm=False')
+
+
+def _check_generator_size(config, problems):
+  m, size = config.model, config.data.image_size
+  if m.name == 'dcgan':
+    n = len(m.g_features)
+    if m.g_start_size <= 0 and 2 ** n > size:
+      problems.append(f'config.model.g_features has {n} entries: {n} doublings overshoot data.image_size={size} even '
+                      'from a 1x1 start; use fewer widths')
+    elif models.output_size(config) != size:
+      out = models.output_size(config)
+      problems.append(
+          f'config.data.image_size={size}: the dcgan generator makes {out}x{out} images (g_start_size='
+          f'{m.g_start_size} doubled {n} times); change model.g_start_size (0 derives it) or model.g_features')
+    return
+  try:
+    models.output_size(config)
+  except errors.ConfigError as e:
+    problems.append(str(e))

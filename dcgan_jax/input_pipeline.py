@@ -2,9 +2,9 @@
 
 A DCGAN split (MNIST-sized) fits in host memory, so the pipeline is deliberately simple:
 
-* `load_images` reads the whole split once, as uint8 `[N, H, W, C]`, either through TFDS
-  (`config.data.source='tfds'`) or from a directory of MNIST-format IDX files (`source='idx'`), which works with no
-  network at all.
+* `load_images` reads the whole split once, as uint8 `[N, H, W, C]`, through TFDS (`config.data.source='tfds'`),
+  from a directory of MNIST-format IDX files (`source='idx'`), which works with no network at all, or from a
+  directory of image files (`source='folder'`, see `image_folder`).
 * `EpochBatcher` cuts that array into batches whose content depends only on `(seed, step)`, so a run resumed from a
   checkpoint at step `s` sees exactly the batches an uninterrupted run would have seen from `s` on.
 * `to_float` maps uint8 pixels to the model's float range; it is plain arithmetic so it also runs inside `jax.jit`.
@@ -27,8 +27,9 @@ import ml_collections
 import numpy as np
 
 from dcgan_jax import errors
+from dcgan_jax import image_folder
 
-SOURCES = ('tfds', 'idx')
+SOURCES = ('tfds', 'idx', 'folder')
 
 # The offline fallback, spelled exactly as it is typed on the command line.
 IDX_ALTERNATIVE = '--config.data.source=idx --config.data.path=DIR --config.data.split=test'
@@ -159,8 +160,10 @@ def load_images(data_config: ml_collections.ConfigDict) -> np.ndarray:
   """Loads a whole split into host memory.
 
   Args:
-    data_config: `config.data`, with `source` ('tfds' or 'idx'), `name` (TFDS name), `split`, `path` (IDX
-      directory) and `data_dir` (TFDS data_dir; '' or None for TFDS's default).
+    data_config: `config.data`, with `source` ('tfds', 'idx' or 'folder'), `name` (TFDS name), `split`, `path`
+      (IDX or image directory), `data_dir` (TFDS data_dir; '' or None for TFDS's default), `image_size` and
+      `channels` (the folder source resizes and converts to them), and `transpose` (optional, default False:
+      swap every image's height and width axes, for EMNIST).
 
   Returns:
     uint8 array `[N, H, W, C]` with N >= 1, values 0..255 (C = 1 for MNIST-like data).
@@ -177,6 +180,9 @@ def load_images(data_config: ml_collections.ConfigDict) -> np.ndarray:
   elif source == 'tfds':
     images = _load_tfds(data_config.name, data_config.split, data_config.get('data_dir') or None)
     where = f'TFDS dataset {data_config.name!r} split {data_config.split!r}'
+  elif source == 'folder':
+    images = image_folder.load_folder(data_config.path, data_config.image_size, data_config.channels)
+    where = data_config.path
   else:
     raise errors.DataError(f'unknown --config.data.source={source!r}; allowed values: {", ".join(SOURCES)}')
 
@@ -187,6 +193,9 @@ def load_images(data_config: ml_collections.ConfigDict) -> np.ndarray:
                            'use an image dataset')
   if images.shape[0] == 0:
     raise errors.DataError(f'{where} has no images (shape {images.shape}); choose a non-empty split')
+  if data_config.get('transpose', False):
+    # A contiguous copy: batches gathered from a transposed view would be strided, slower reads every step.
+    images = np.ascontiguousarray(images.transpose(0, 2, 1, 3))
   return images
 
 

@@ -1,8 +1,21 @@
-"""GAN losses computed from logits.
+"""GAN losses computed from logits, and the WGAN-GP gradient penalty.
 
-Every loss takes raw discriminator outputs (logits, any shape, reduced by the mean) and never applies a sigmoid
-followed by a log, which loses precision and produces infinities for confident discriminators; `softplus` is the
-stable form: -log(sigmoid(x)) = softplus(-x) and -log(1 - sigmoid(x)) = softplus(x).
+Every loss takes raw discriminator outputs (logits or critic scores, any shape, reduced by the mean). The
+cross-entropy losses never apply a sigmoid followed by a log, which loses precision and produces infinities for
+confident discriminators; `softplus` is the stable form: -log(sigmoid(x)) = softplus(-x) and
+-log(1 - sigmoid(x)) = softplus(x).
+
+| name             | D (or critic) minimizes                                   | G minimizes                  |
+| ---------------- | --------------------------------------------------------- | ---------------------------- |
+| `non_saturating` | BCE(real, 1) + BCE(fake, 0)                               | -log D(G(z))                 |
+| `minimax`        | BCE(real, 1) + BCE(fake, 0)                               | log(1 - D(G(z)))             |
+| `lsgan`          | 1/2 mean((real - 1)^2) + 1/2 mean(fake^2)                 | 1/2 mean((fake - 1)^2)       |
+| `hinge`          | mean(relu(1 - real)) + mean(relu(1 + fake))               | -mean(fake)                  |
+| `wgan_gp`        | mean(fake) - mean(real)  (+ gp_weight * gradient_penalty) | -mean(fake)                  |
+
+One-sided label smoothing (`label_smoothing=s`) replaces the real target 1 by 1 - s in the losses that have
+targets (`non_saturating`, `minimax`, `lsgan`); fake targets stay 0 (smoothing them rewards D for calling fakes
+partly real, which the one-sided form avoids). Margin and Wasserstein losses have no targets and refuse s != 0.
 """
 
 from typing import Callable, NamedTuple
@@ -10,25 +23,142 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
+Array = jax.Array
+
 
 class GANLoss(NamedTuple):
-  """A pair of losses: `d(real_logits, fake_logits)` and `g(fake_logits)`, each a float32 scalar."""
-  d: Callable[[jax.Array, jax.Array], jax.Array]
-  g: Callable[[jax.Array], jax.Array]
+  """A pair of losses and what they support.
+
+  Attributes:
+    d: `d(real_logits, fake_logits, label_smoothing=0.0) -> float32 scalar`, the discriminator's (critic's) loss.
+    g: `g(fake_logits) -> float32 scalar`, the generator's loss.
+    label_smoothing: whether `d` accepts a non-zero `label_smoothing`.
+    gradient_penalty: whether the loss is meant to be used with `gradient_penalty` added to `d` (WGAN-GP).
+  """
+  d: Callable[..., Array]
+  g: Callable[[Array], Array]
+  label_smoothing: bool = False
+  gradient_penalty: bool = False
 
 
-def non_saturating_d_loss(real_logits: jax.Array, fake_logits: jax.Array) -> jax.Array:
-  """Binary cross-entropy of D: real labelled 1, fake labelled 0. Logits: float [B] (any shape)."""
-  return jnp.mean(jax.nn.softplus(-real_logits)) + jnp.mean(jax.nn.softplus(fake_logits))
+def _bce_real(logits: Array, target: float) -> Array:
+  """Mean binary cross-entropy of `logits` against the constant `target` in [0, 1]."""
+  # t * -log(sigmoid(x)) + (1 - t) * -log(1 - sigmoid(x)); without smoothing the second term is exactly 0 (softplus
+  # is finite for finite x), so the unsmoothed loss is unchanged. No branch: `target` may be a traced value.
+  return jnp.mean(target * jax.nn.softplus(-logits) + (1.0 - target) * jax.nn.softplus(logits))
 
 
-def non_saturating_g_loss(fake_logits: jax.Array) -> jax.Array:
+def _check_no_smoothing(name: str, label_smoothing: float) -> None:
+  # Only a Python number can be checked here; the config validation rejects the combination up front anyway.
+  if isinstance(label_smoothing, (int, float)) and label_smoothing:
+    raise ValueError(f'the {name} loss has no targets to smooth; use label_smoothing=0 (got {label_smoothing})')
+
+
+def cross_entropy_d_loss(real_logits: Array, fake_logits: Array, label_smoothing: float = 0.0) -> Array:
+  """Binary cross-entropy of D: real labelled 1 - label_smoothing, fake labelled 0.
+
+  Args:
+    real_logits: float [B] (any shape), D's logits on real images.
+    fake_logits: float [B] (any shape), D's logits on generated images.
+    label_smoothing: s in [0, 1); the real target is 1 - s.
+
+  Returns:
+    float32 scalar >= 0 (>= the entropy of the smoothed target when s > 0).
+  """
+  return _bce_real(real_logits, 1.0 - label_smoothing) + jnp.mean(jax.nn.softplus(fake_logits))
+
+
+# The non-saturating GAN's discriminator loss is the plain cross-entropy; kept under its historical name.
+non_saturating_d_loss = cross_entropy_d_loss
+
+
+def non_saturating_g_loss(fake_logits: Array) -> Array:
   """-log D(G(z)): the generator wants its samples labelled real; gradients stay large while D wins."""
   return jnp.mean(jax.nn.softplus(-fake_logits))
 
 
+def minimax_g_loss(fake_logits: Array) -> Array:
+  """log(1 - D(G(z))), the original (saturating) generator objective, in (-inf, 0].
+
+  log(1 - sigmoid(x)) = log(sigmoid(-x)) = -softplus(x), exact for every finite x. Its gradient, -sigmoid(x),
+  vanishes when D rejects the fakes confidently (x << 0): the saturation that `non_saturating` avoids.
+  """
+  return -jnp.mean(jax.nn.softplus(fake_logits))
+
+
+def lsgan_d_loss(real_logits: Array, fake_logits: Array, label_smoothing: float = 0.0) -> Array:
+  """Least squares on D's raw outputs (Mao et al. 2017, a=0, b=1): 1/2 E[(D(x) - b)^2] + 1/2 E[D(G(z))^2].
+
+  Args:
+    real_logits: float [B] (any shape), D's raw outputs on real images (no sigmoid).
+    fake_logits: float [B] (any shape), D's raw outputs on generated images.
+    label_smoothing: s in [0, 1); the real target b is 1 - s.
+
+  Returns:
+    float32 scalar >= 0.
+  """
+  target = 1.0 - label_smoothing
+  return 0.5 * jnp.mean(jnp.square(real_logits - target)) + 0.5 * jnp.mean(jnp.square(fake_logits))
+
+
+def lsgan_g_loss(fake_logits: Array) -> Array:
+  """Least squares toward the real target c=1: 1/2 E[(D(G(z)) - 1)^2] >= 0."""
+  return 0.5 * jnp.mean(jnp.square(fake_logits - 1.0))
+
+
+def hinge_d_loss(real_logits: Array, fake_logits: Array, label_smoothing: float = 0.0) -> Array:
+  """Hinge loss of D: mean(relu(1 - real)) + mean(relu(1 + fake)) >= 0; scores beyond the margin cost nothing."""
+  _check_no_smoothing('hinge', label_smoothing)
+  return jnp.mean(jax.nn.relu(1.0 - real_logits)) + jnp.mean(jax.nn.relu(1.0 + fake_logits))
+
+
+def wasserstein_d_loss(real_logits: Array, fake_logits: Array, label_smoothing: float = 0.0) -> Array:
+  """The critic's loss, mean(fake) - mean(real): minus the Wasserstein-1 estimate (unbounded; add the penalty)."""
+  _check_no_smoothing('wgan_gp', label_smoothing)
+  return jnp.mean(fake_logits) - jnp.mean(real_logits)
+
+
+def wasserstein_g_loss(fake_logits: Array) -> Array:
+  """-mean(critic(G(z))), shared by the hinge and Wasserstein GANs: raise the critic's score of the fakes."""
+  return -jnp.mean(fake_logits)
+
+
+def gradient_penalty(critic_fn: Callable[[Array], Array], real: Array, fake: Array, key: Array) -> Array:
+  """The WGAN-GP penalty (Gulrajani et al. 2017): mean over examples of (||grad_x critic(x_hat)||_2 - 1)^2.
+
+  x_hat = eps * real + (1 - eps) * fake with one eps per example, `eps = jax.random.uniform(key, [B])`. The
+  gradient is taken per example, which assumes the critic scores each example on its own: no BatchNorm in the
+  critic (layer norm or none), as the paper prescribes. Differentiable in the critic's parameters (the caller
+  differentiates the D loss through this, a second-order derivative).
+
+  Args:
+    critic_fn: images float [B, ...] -> scores float [B]; closes over the critic's parameters.
+    real: float [B, ...], real images.
+    fake: float [B, ...], generated images (the caller stops their gradient).
+    key: PRNG key for eps.
+
+  Returns:
+    float32 scalar >= 0. The caller adds `config.gp_weight` times this to the critic's loss.
+  """
+  batch = real.shape[0]
+  eps = jax.random.uniform(key, (batch,), dtype=jnp.float32)
+  eps = eps.reshape((batch,) + (1,) * (real.ndim - 1))
+  x_hat = eps * real.astype(jnp.float32) + (1.0 - eps) * fake.astype(jnp.float32)
+  # Summing the scores gives each example's own gradient in one backward pass (examples are independent).
+  grads = jax.grad(lambda x: jnp.sum(critic_fn(x).astype(jnp.float32)))(x_hat)
+  sq_norms = jnp.sum(jnp.square(grads.reshape(batch, -1)), axis=1)
+  # The tiny offset (1e-10 on the norm) keeps the derivative of sqrt finite at a zero gradient (possible with ReLU
+  # critics), where the second-order gradient the caller takes would otherwise be NaN.
+  norms = jnp.sqrt(sq_norms + 1e-20)
+  return jnp.mean(jnp.square(norms - 1.0))
+
+
 LOSSES = {
-    'non_saturating': GANLoss(d=non_saturating_d_loss, g=non_saturating_g_loss),
+    'non_saturating': GANLoss(d=cross_entropy_d_loss, g=non_saturating_g_loss, label_smoothing=True),
+    'minimax': GANLoss(d=cross_entropy_d_loss, g=minimax_g_loss, label_smoothing=True),
+    'lsgan': GANLoss(d=lsgan_d_loss, g=lsgan_g_loss, label_smoothing=True),
+    'hinge': GANLoss(d=hinge_d_loss, g=wasserstein_g_loss),
+    'wgan_gp': GANLoss(d=wasserstein_d_loss, g=wasserstein_g_loss, gradient_penalty=True),
 }
 
 

@@ -11,21 +11,15 @@ those fields, so they share compiled code.
 """
 
 import functools
-import math
-import os
-import time
 from typing import Any, Optional
 
-from absl import logging
 import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 import optax
 
-from dcgan_jax import errors
 from dcgan_jax import losses
 from dcgan_jax import models
 
@@ -55,6 +49,11 @@ class TrainState:
   loss: str = flax.struct.field(pytree_node=False, default='non_saturating')
   latent_dim: int = flax.struct.field(pytree_node=False, default=100)
   noise: str = flax.struct.field(pytree_node=False, default='uniform')
+  # Skip (do not apply) a step whose losses or gradients are not finite, instead of stopping the run.
+  skip_nonfinite: bool = flax.struct.field(pytree_node=False, default=False)
+  label_smoothing: float = flax.struct.field(pytree_node=False, default=0.0)  # One-sided, on D's real targets.
+  gp_weight: float = flax.struct.field(pytree_node=False, default=10.0)  # Losses with a gradient penalty.
+  n_critic: int = flax.struct.field(pytree_node=False, default=1)  # D updates per G update.
 
 
 @functools.lru_cache(maxsize=None)
@@ -96,7 +95,8 @@ def create_train_state(config: ml_collections.ConfigDict, rng: Array) -> TrainSt
       d_params=d_vars['params'], d_batch_stats=d_vars.get('batch_stats', {}),
       d_opt_state=d_tx.init(d_vars['params']),
       rng=state_key, generator=generator, discriminator=discriminator, g_tx=g_tx, d_tx=d_tx,
-      loss=config.loss, latent_dim=config.latent_dim, noise=config.noise)
+      loss=config.loss, latent_dim=config.latent_dim, noise=config.noise, skip_nonfinite=config.skip_nonfinite,
+      label_smoothing=config.label_smoothing, gp_weight=config.gp_weight, n_critic=config.n_critic)
 
 
 def _step(state: TrainState, batch: dict[str, Array], axis_name: Optional[str],
@@ -116,14 +116,15 @@ def _step(state: TrainState, batch: dict[str, Array], axis_name: Optional[str],
 
   # Noise for the whole global batch from one key, each device taking its slice: the result does not depend on
   # how many devices share the batch.
-  z_key, g_dropout_key, d_dropout_key = jax.random.split(jax.random.fold_in(state.rng, state.step), 3)
+  z_key, g_dropout_key, d_dropout_key, gp_key = jax.random.split(jax.random.fold_in(state.rng, state.step), 4)
   num_devices = jax.lax.psum(1, axis_name) if axis_name else 1
   z = sample_noise(z_key, (local_batch * num_devices, state.latent_dim), state.noise)
   if axis_name:
     device = jax.lax.axis_index(axis_name)
     z = jax.lax.dynamic_slice_in_dim(z, device * local_batch, local_batch)
-    # Dropout masks differ per device (they cover different images).
-    g_dropout_key, d_dropout_key = (jax.random.fold_in(k, device) for k in (g_dropout_key, d_dropout_key))
+    # Dropout masks and penalty interpolations differ per device (they cover different images).
+    g_dropout_key, d_dropout_key, gp_key = (
+        jax.random.fold_in(k, device) for k in (g_dropout_key, d_dropout_key, gp_key))
 
   # The generator runs forward once; its VJP then serves the G update (the fake batch is the same in both updates).
   def g_forward(g_params):
@@ -133,15 +134,21 @@ def _step(state: TrainState, batch: dict[str, Array], axis_name: Optional[str],
 
   fake, g_vjp, g_batch_stats = jax.vjp(g_forward, state.g_params, has_aux=True)
 
-  def d_apply(d_params, d_batch_stats, x):
-    logits, updates = discriminator.apply({'params': d_params, 'batch_stats': d_batch_stats}, x, train=True,
-                                          mutable=['batch_stats'], rngs={'dropout': d_dropout_key})
+  def d_apply(d_params, d_batch_stats, x, call):
+    # `call` numbers D's applications in this step so each gets its own dropout mask.
+    logits, updates = discriminator.apply(
+        {'params': d_params, 'batch_stats': d_batch_stats}, x, train=True, mutable=['batch_stats'],
+        rngs={'dropout': jax.random.fold_in(d_dropout_key, call)})
     return logits, updates['batch_stats']
 
   def d_loss_fn(d_params):
-    real_logits, d_bs = d_apply(d_params, state.d_batch_stats, images)
-    fake_logits, d_bs = d_apply(d_params, d_bs, jax.lax.stop_gradient(fake))
-    return gan_loss.d(real_logits, fake_logits), (real_logits, fake_logits, d_bs)
+    real_logits, d_bs = d_apply(d_params, state.d_batch_stats, images, 0)
+    fake_logits, d_bs = d_apply(d_params, d_bs, jax.lax.stop_gradient(fake), 1)
+    loss = gan_loss.d(real_logits, fake_logits, state.label_smoothing)
+    if gan_loss.gradient_penalty:
+      critic = lambda x: d_apply(d_params, d_bs, x, 2)[0]
+      loss += state.gp_weight * losses.gradient_penalty(critic, images, jax.lax.stop_gradient(fake), gp_key)
+    return loss, (real_logits, fake_logits, d_bs)
 
   (d_loss, (real_logits, fake_logits, d_batch_stats)), d_grads = jax.value_and_grad(
       d_loss_fn, has_aux=True)(state.d_params)
@@ -149,13 +156,19 @@ def _step(state: TrainState, batch: dict[str, Array], axis_name: Optional[str],
   d_params = optax.apply_updates(state.d_params, d_updates)
 
   def g_loss_fn(fake):
-    logits, d_bs = d_apply(d_params, d_batch_stats, fake)
+    logits, d_bs = d_apply(d_params, d_batch_stats, fake, 3)
     return gan_loss.g(logits), d_bs
 
   (g_loss, d_batch_stats), fake_grad = jax.value_and_grad(g_loss_fn, has_aux=True)(fake)
   (g_grads,) = g_vjp(fake_grad)
   g_updates, g_opt_state = state.g_tx.update(pmean(g_grads), state.g_opt_state, state.g_params)
   g_params = optax.apply_updates(state.g_params, g_updates)
+  if state.n_critic > 1:
+    # G learns on every n_critic-th step only; D on every step (each with its own real batch).
+    g_turn = (state.step + 1) % state.n_critic == 0
+    g_params, g_batch_stats, g_opt_state = jax.tree.map(
+        lambda new, old: jnp.where(g_turn, new, old), (g_params, g_batch_stats, g_opt_state),
+        (state.g_params, state.g_batch_stats, state.g_opt_state))
 
   if axis_name and not sync_batchnorm:
     # Per-device statistics differ; the carried running averages are their mean so every device holds the same.
@@ -172,7 +185,18 @@ def _step(state: TrainState, batch: dict[str, Array], axis_name: Optional[str],
   new_state = state.replace(
       step=state.step + 1, g_params=g_params, g_batch_stats=g_batch_stats, g_opt_state=g_opt_state,
       d_params=d_params, d_batch_stats=d_batch_stats, d_opt_state=d_opt_state)
-  return new_state, pmean(metrics)
+  metrics = pmean(metrics)
+  if state.skip_nonfinite:
+    # The losses and gradients are averaged over devices, so every device takes the same decision.
+    finite = jnp.isfinite(metrics['d_loss'] + metrics['g_loss'])
+    for grad in jax.tree.leaves((pmean(d_grads), pmean(g_grads))):
+      finite &= jnp.all(jnp.isfinite(grad))
+    kept = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state, state)
+    new_state = kept.replace(step=state.step + 1)
+    # Skipped steps report zeros, so averages over a window stay finite; `skipped` counts them.
+    metrics = jax.tree.map(lambda m: jnp.where(finite, m, 0.0), metrics)
+    metrics['skipped'] = 1.0 - finite.astype(jnp.float32)
+  return new_state, metrics
 
 
 def train_step(state: TrainState, batch: dict[str, Array]) -> tuple[TrainState, dict[str, Array]]:
@@ -197,7 +221,7 @@ def generate(state: TrainState, config: ml_collections.ConfigDict, z: Array) -> 
   """
   variables = {'params': state.g_params, 'batch_stats': state.g_batch_stats}
   if config.model.sample_use_batch_stats:
-    images, _ = state.generator.apply(variables, z, train=True, mutable=['batch_stats'])
+    images, _ = state.generator.apply(variables, z, train=True, deterministic=True, mutable=['batch_stats'])
     return images
   return state.generator.apply(variables, z, train=False)
 
@@ -246,152 +270,13 @@ def _sampler(use_batch_stats: bool):
   return jax.jit(lambda state, z: generate(state, config, z))
 
 
-def _chunks(start: int, total: int, per_call: int):
-  """Yields `(first_step, num_steps)` covering [start, total) on a grid of multiples of `per_call`.
-
-  The grid is anchored at step 0, so a run resumed from a checkpoint (written at a chunk boundary) cuts its steps
-  exactly as the uninterrupted run did.
-  """
-  step = start
-  while step < total:
-    size = min(per_call - step % per_call, total - step)
-    yield step, size
-    step += size
-
-
-def _format_time(seconds: float) -> str:
-  seconds = int(max(seconds, 0))
-  return f'{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}'
-
-
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
   """Trains per `config`, writing samples, scalars and checkpoints to `workdir`; resumes from its checkpoints.
 
   Outputs in `workdir`: `samples/step_NNNNNNN.png` (grids from fixed noise), TensorBoard event files,
-  `checkpoints/STEP/` (orbax), `config.json` (the resolved config). Returns the final state.
+  `checkpoints/STEP/` (orbax), `config.json` (the resolved config). Returns the final state. The loop itself lives
+  in `dcgan_jax.loop` (imported here, lazily, so that research code importing `train_step` does not pay for
+  TensorFlow and the writers).
   """
-  # Imported here so that research code importing `train_step` does not pay for TensorFlow.
-  from clu import metric_writers  # pylint: disable=g-import-not-at-top
-  from dcgan_jax import checkpointing, config_validation, input_pipeline, visualize  # pylint: disable=g-import-not-at-top
-
-  config_validation.validate(config)
-  devices = jax.devices()
-  if config.batch_size % len(devices):
-    raise errors.ConfigError(
-        f'config.batch_size={config.batch_size} does not divide evenly over the {len(devices)} devices; '
-        f'use a multiple of {len(devices)}')
-
-  images = input_pipeline.load_images(config.data)
-  want = (config.data.image_size, config.data.image_size, config.data.channels)
-  if images.shape[1:] != want:
-    raise errors.DataError(
-        f'dataset {config.data.source}:{config.data.name or config.data.path} has images of shape '
-        f'{images.shape[1:]}, the config wants {want} (config.data.image_size, config.data.channels)')
-  batcher = input_pipeline.EpochBatcher(images, config.batch_size, config.seed)
-  steps_per_epoch = batcher.steps_per_epoch
-  total_steps = config.num_train_steps if config.num_train_steps > 0 else config.num_epochs * steps_per_epoch
-  data_range = models.data_range(config)
-
-  os.makedirs(workdir, exist_ok=True)
-  is_main = jax.process_index() == 0
-  if is_main:
-    with open(os.path.join(workdir, 'config.json'), 'w') as f:
-      f.write(config.to_json_best_effort(indent=2))
-  writer = metric_writers.create_default_writer(workdir, just_logging=not is_main)
-
-  mesh = jax.sharding.Mesh(np.asarray(devices), ('data',))
-  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-  batch_sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(None, 'data'))
-
-  state = create_train_state(config, jax.random.key(config.seed))
-  logging.info('Generator: %d parameters, discriminator: %d parameters',
-               models.count_params(state.g_params), models.count_params(state.d_params))
-  state = jax.device_put(state, replicated)
-  checkpointer = checkpointing.Checkpointer(os.path.join(workdir, 'checkpoints'), config.keep_checkpoints)
-  restored = checkpointer.restore(state)
-  if restored is not None:
-    state = restored
-  start_step = int(jax.device_get(state.step))
-  if start_step:
-    logging.info('Resuming at step %d (epoch %d)', start_step, start_step // steps_per_epoch + 1)
-  if start_step >= total_steps:
-    logging.info('Already trained %d of %d steps; raise --config.num_epochs to train on.', start_step, total_steps)
-    checkpointer.close()
-    return state
-
-  # Small datasets live on the device as uint8 and each step gathers its batch there; large ones are gathered on
-  # the host (a background thread) and sent per call. Both follow the batcher's order, so they train identically.
-  device_data = images.nbytes <= config.data.max_device_bytes
-  p_train_step = make_parallel_train_step(mesh, config.model.sync_batchnorm, data_range, device_data)
-  if device_data:
-    data_on_device = jax.device_put(images, replicated)
-  else:
-    host_batches = batcher.iterate(start_step, total_steps - start_step)
-  sample_fn = _sampler(config.model.sample_use_batch_stats)
-  fixed_z = sample_noise(jax.random.fold_in(jax.random.key(config.seed), 1),
-                         (config.num_samples, config.latent_dim), config.noise)
-
-  def write_samples(step):
-    if is_main:
-      path = os.path.join(workdir, 'samples', f'step_{step:07d}.png')
-      visualize.save_grid(path, np.asarray(jax.device_get(sample_fn(state, fixed_z))), data_range)
-      logging.info('Wrote %s', path)
-
-  logging.info('Training %d steps (%d per epoch, batch %d over %d devices, %d per call, data on %s) from step %d',
-               total_steps, steps_per_epoch, config.batch_size, len(devices), config.steps_per_call,
-               'device' if device_data else 'host', start_step)
-  metric_sums, window_steps, all_finite = None, 0, jnp.bool_(True)
-  window_start = time.time()
-  for first, size in _chunks(start_step, total_steps, config.steps_per_call):
-    if device_data:
-      indices = np.stack([batcher.indices(s) for s in range(first, first + size)])
-      state, metrics = p_train_step(state, data_on_device, jax.device_put(indices, batch_sharding))
-    else:
-      batches = np.stack([next(host_batches)[1] for _ in range(size)])
-      state, metrics = p_train_step(state, jax.device_put(batches, batch_sharding))
-    # Summed on device: no host transfer until the progress line.
-    sums = jax.tree.map(jnp.sum, metrics)
-    metric_sums = sums if metric_sums is None else jax.tree.map(jnp.add, metric_sums, sums)
-    all_finite = all_finite & jnp.isfinite(sums['d_loss'] + sums['g_loss'])
-    window_steps += size
-    done = first + size
-    crossed = lambda period: period > 0 and done // period > first // period  # pylint: disable=cell-var-from-loop
-    if first == start_step:
-      jax.block_until_ready(metrics)
-      logging.info('First call (including compilation) took %.1f s', time.time() - window_start)
-      window_start, metric_sums, window_steps = time.time(), None, 0
-    if crossed(config.log_every_steps) or done == total_steps:
-      if window_steps:
-        means = {k: float(v) / window_steps for k, v in jax.device_get(metric_sums).items()}
-        _check_finite(means, done, checkpointer)
-        elapsed = time.time() - window_start
-        images_per_s = window_steps * config.batch_size / max(elapsed, 1e-9)
-        eta = (total_steps - done) * elapsed / window_steps
-        writer.write_scalars(done, {**means, 'images_per_second': images_per_s})
-        logging.info(
-            'step %d/%d epoch %d: d_loss %.4f g_loss %.4f D(x) %.3f D(G(z)) %.3f, %.0f img/s, ETA %s',
-            done, total_steps, (done - 1) // steps_per_epoch + 1, means['d_loss'], means['g_loss'],
-            means['d_real'], means['d_fake'], images_per_s, _format_time(eta))
-        metric_sums, window_steps, window_start = None, 0, time.time()
-    end_of_epoch = crossed(steps_per_epoch)
-    if end_of_epoch or done == total_steps or crossed(config.sample_every_steps):
-      write_samples(done)
-    if end_of_epoch or done == total_steps or crossed(config.checkpoint_every_steps):
-      if not bool(all_finite):  # Never save a diverged state over the last good one.
-        raise errors.TrainingDivergedError(
-            f'a loss became NaN or Inf before step {done}; training stopped. The newest good checkpoint '
-            f'(step {checkpointer.latest_step()}) in {checkpointer.directory} is kept.')
-      checkpointer.save(state)
-  checkpointer.close()
-  writer.flush()
-  logging.info('Done: %d steps; checkpoints in %s', total_steps, checkpointer.directory)
-  return state
-
-
-def _check_finite(means: dict[str, float], step: int, checkpointer) -> None:
-  bad = [k for k, v in means.items() if not math.isfinite(v)]
-  if bad:
-    checkpointer.wait()
-    raise errors.TrainingDivergedError(
-        f'non-finite {", ".join(bad)} at step {step}; training stopped. The newest good checkpoint '
-        f'(step {checkpointer.latest_step()}) in {checkpointer.directory} is kept.')
+  from dcgan_jax import loop  # pylint: disable=g-import-not-at-top
+  return loop.run(config, workdir)

@@ -200,6 +200,17 @@ def test_load_images_tfds_mock():
   assert images.shape == (5, 28, 28, 1) and images.dtype == np.uint8
 
 
+@pytest.mark.parametrize('name,shape', [('emnist/letters', (28, 28, 1)), ('rock_paper_scissors', (300, 300, 3))])
+def test_load_images_tfds_mock_new_datasets_and_transpose(name, shape):
+  tfds = pytest.importorskip('tensorflow_datasets')
+  with tfds.testing.mock_data(num_examples=2):
+    images = input_pipeline.load_images(_data_config(name=name, split='train'))
+    transposed = input_pipeline.load_images(_data_config(name=name, split='train', transpose=True))
+  assert images.shape == (2,) + shape and images.dtype == np.uint8
+  # TFDS's emnist stores the characters transposed, as the IDX files do; data.transpose swaps height and width.
+  np.testing.assert_array_equal(transposed, images.transpose(0, 2, 1, 3))
+
+
 def test_load_images_tfds_unknown_name():
   pytest.importorskip('tensorflow_datasets')
   with pytest.raises(errors.DataError, match='no_such_dataset_xyz'):

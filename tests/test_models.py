@@ -1,10 +1,12 @@
-"""Output shapes and parameter counts of the MNIST DCGAN, and that widths come from the config."""
+"""Output shapes and parameter counts of every model family, and that widths and sizes come from the config."""
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from configs import mnist
+from dcgan_jax import errors
 from dcgan_jax import models
 
 
@@ -64,3 +66,135 @@ def test_mlp_gan_has_the_published_sizes():
   assert images.shape == (3, 28, 28, 1)
   assert float(images.min()) >= 0.0 and float(images.max()) <= 1.0
   assert models.data_range(config) == (0.0, 1.0)
+
+
+# The other families and the dcgan options.
+
+
+def _shapes(config, batch=2):
+  """Variables and output shapes of both networks, without compiling (jax.eval_shape)."""
+  g, d = models.build(config)
+  z = jax.ShapeDtypeStruct((batch, config.latent_dim), jnp.float32)
+  gv = jax.eval_shape(lambda z: g.init(jax.random.key(0), z, train=False), z)
+  images = jax.eval_shape(lambda v, z: g.apply(v, z, train=False), gv, z)
+  dv = jax.eval_shape(lambda x: d.init(jax.random.key(0), x, train=False), images)
+  logits = jax.eval_shape(lambda v, x: d.apply(v, x, train=False), dv, images)
+  return gv, dv, images.shape, logits.shape
+
+
+def _random_variables(module, *inputs):
+  """Variables for `module` without compiling its init (slow on a busy CPU): weights N(0, 0.3^2), BatchNorm
+  statistics mean 0 and variance 1."""
+  shapes = jax.eval_shape(lambda *x: module.init(jax.random.key(0), *x, train=False), *inputs)
+  rng = np.random.default_rng(0)
+
+  def fill(path, leaf):
+    if path[0].key == 'batch_stats':
+      return jnp.full(leaf.shape, 1.0 if path[-1].key == 'var' else 0.0, leaf.dtype)
+    return jnp.asarray(0.3 * rng.standard_normal(leaf.shape), leaf.dtype)
+
+  return jax.tree_util.tree_map_with_path(fill, shapes)
+
+
+def test_emnist_letters_gan_has_the_published_sizes():
+  from configs import emnist_letters  # pylint: disable=g-import-not-at-top
+  gv, dv, image_shape, logit_shape = _shapes(emnist_letters.get_config())
+  # Published (Keras, BatchNorm's moving statistics included).
+  assert models.count_params(gv) == 2_394_241
+  assert models.count_params(dv) == 4_311_553
+  # BatchNorm over the flat 7*7*256 projection, then after the 128, 64 and 32 convs: 2 statistics each.
+  assert models.count_params(gv['batch_stats']) == 2 * (7 * 7 * 256 + 128 + 64 + 32)
+  assert 'batch_stats' not in dv
+  assert image_shape == (2, 28, 28, 1) and logit_shape == (2,)
+
+
+def test_mnist_fnn_sizes():
+  from configs import mnist_fnn  # pylint: disable=g-import-not-at-top
+  gv, dv, image_shape, _ = _shapes(mnist_fnn.get_config())
+  assert models.count_params(gv) == (100 * 128 + 128) + (128 * 784 + 784)  # No BatchNorm.
+  assert models.count_params(dv) == (784 * 128 + 128) + (128 + 1)
+  assert image_shape == (2, 28, 28, 1)
+
+
+def test_300x300_generator_is_exact():
+  from configs import rock_paper_scissors  # pylint: disable=g-import-not-at-top
+  _, _, image_shape, logit_shape = _shapes(rock_paper_scissors.get_config())
+  assert image_shape == (2, 300, 300, 3) and logit_shape == (2,)
+
+
+@pytest.mark.parametrize('size,n,expected', [(128, 5, (4, 128)), (28, 2, (7, 28)), (300, 5, (10, 320)),
+                                             (300, 6, (5, 320)), (32, 3, (4, 32))])
+def test_dcgan_derived_start_sizes(size, n, expected):
+  assert models.dcgan.generator_sizes(size, 0, n) == expected
+
+
+def test_derived_start_crops_the_center_of_the_uncropped_generator(config):
+  config.data.image_size = 10
+  config.model.g_start_size = 0  # ceil(10 / 4) = 3 -> 12, cropped to 10.
+  g, _ = models.build(config)
+  assert (g.start_size, g.output_size) == (3, 10)
+  z = jax.random.normal(jax.random.key(1), (2, config.latent_dim))
+  variables = _random_variables(g, z)
+  cropped, full = jax.jit(lambda v: (g.apply(v, z, train=False), g.clone(output_size=0).apply(v, z, train=False)))(
+      variables)
+  assert cropped.shape == (2, 10, 10, 1) and full.shape == (2, 12, 12, 1)
+  np.testing.assert_array_equal(cropped, full[:, 1:11, 1:11])
+
+
+@pytest.mark.parametrize('size,start,convs,expected', [(28, 0, 4, (7, 2)), (28, 7, 4, (7, 2)), (32, 0, 3, (4, 3)),
+                                                       (5, 0, 3, (5, 0))])
+def test_upsample_start_sizes(size, start, convs, expected):
+  assert models.upsample.generator_sizes(size, start, convs) == expected
+
+
+@pytest.mark.parametrize('start,convs', [(6, 4), (7, 1)])
+def test_upsample_impossible_start_is_a_config_error(start, convs):
+  with pytest.raises(errors.ConfigError, match='g_start_size'):
+    models.upsample.generator_sizes(28, start, convs)
+
+
+def _tiny_upsample(config):
+  config.model.name = 'upsample'
+  config.model.g_features = (4, 3, 2)
+  config.model.g_dropout = 0.5
+  config.model.d_features = (2, 3)
+  config.model.d_dropout = 0.5
+  config.model.d_batchnorm = False
+  return config
+
+
+def test_dropout_follows_train_and_deterministic(config):
+  g, d = models.build(_tiny_upsample(config))
+  z = jax.random.normal(jax.random.key(1), (2, config.latent_dim))
+  images = jnp.ones((2, 28, 28, 1))
+  g_vars, d_vars = _random_variables(g, z), _random_variables(d, images)
+
+  @jax.jit
+  def outputs(k1, k2):
+    train = lambda key: g.apply(g_vars, z, train=True, mutable=['batch_stats'], rngs={'dropout': key})[0]
+    # Batch statistics without masks (sampling with `sample_use_batch_stats`): no 'dropout' rng is needed.
+    no_masks = g.apply(g_vars, z, train=True, deterministic=True, mutable=['batch_stats'])[0]
+    logits = lambda key: d.apply(d_vars, images, train=True, rngs={'dropout': key})
+    return train(k1), train(k2), no_masks, g.apply(g_vars, z, train=False), logits(k1), logits(k2), d.apply(
+        d_vars, images, train=False)
+
+  a, b, no_masks, inference, logits_a, logits_b, d_inference = outputs(jax.random.key(2), jax.random.key(3))
+  assert not np.allclose(a, b)  # Training: masks from the 'dropout' rng.
+  assert not np.allclose(logits_a, logits_b)
+  # Without masks, batch statistics differ from running averages but dropout is off: same as the unmasked mean.
+  assert not np.allclose(no_masks, a) and no_masks.shape == inference.shape
+  assert np.all(np.isfinite(d_inference))
+
+
+def test_max_pool_discriminator_blocks(config):
+  config.data.image_size = 10
+  config.model.g_start_size = 0
+  config.model.d_pool = 'max'
+  config.model.d_kernel_size = 3
+  config.model.d_batchnorm = False
+  _, dv, _, logit_shape = _shapes(config)
+  params = dv['params']
+  # Stride-1 3x3 convs with bias (no BatchNorm); 10 -> pool 5 -> pool 3, then a 3x3 'VALID' conv to the logit.
+  assert params['Conv_0']['kernel'].shape == (3, 3, 1, 4) and 'bias' in params['Conv_0']
+  assert params['Conv_2']['kernel'].shape == (3, 3, 8, 1)
+  assert logit_shape == (2,)

@@ -13,6 +13,7 @@ import optax
 import pytest
 
 from dcgan_jax import input_pipeline
+from dcgan_jax import loop
 from dcgan_jax import train
 import conftest
 
@@ -123,8 +124,8 @@ _PARALLEL_SCRIPT = textwrap.dedent('''
     import jax, jax.numpy as jnp, numpy as np, optax
     sys.path.insert(0, 'tests')
     import conftest
-    from dcgan_jax import train
-    assert jax.device_count() == 2, jax.devices()
+    from dcgan_jax import input_pipeline, train
+    assert jax.device_count() == 4, jax.devices()
     config = conftest.tiny_config()
     # SGD: the update is proportional to the gradient, so a wrong gradient scale cannot hide behind Adam's
     # normalization.
@@ -144,14 +145,22 @@ _PARALLEL_SCRIPT = textwrap.dedent('''
       out[str(sync)] = {'g': [np.asarray(x).tolist() for x in jax.tree.leaves(s.g_params)],
                         'd': [np.asarray(x).tolist() for x in jax.tree.leaves(s.d_params)],
                         'm': {k: float(v[-1]) for k, v in m.items()}}
+    # Per-device BatchNorm reference: 4 separate per-shard computations (vmap, one device), gradients averaged.
+    shards = input_pipeline.to_float(images, (-1.0, 1.0)).reshape(4, 2, 28, 28, 1)
+    ref = jax.jit(jax.vmap(lambda s, b: train._step(s, {'image': b}, 'data', False), in_axes=(None, 0),
+                           axis_name='data'))
+    s, _ = ref(state, shards)
+    s, m = ref(jax.tree.map(lambda x: x[0], s), shards)
+    out['per_shard'] = {'g': [np.asarray(x[0]).tolist() for x in jax.tree.leaves(s.g_params)],
+                        'd': [np.asarray(x[0]).tolist() for x in jax.tree.leaves(s.d_params)]}
     json.dump(out, sys.stdout)
 ''')
 
 
 @pytest.fixture(scope='module')
-def two_device_result():
+def four_device_result():
   proc = subprocess.run([sys.executable, '-c', _PARALLEL_SCRIPT], capture_output=True, text=True,
-                        env=conftest.subprocess_env(num_devices=2), cwd=conftest.ROOT, timeout=300)
+                        env=conftest.subprocess_env(num_devices=4), cwd=conftest.ROOT, timeout=300)
   assert proc.returncode == 0, proc.stderr[-3000:]
   return json.loads(proc.stdout)
 
@@ -171,9 +180,9 @@ def _one_device_reference():
   return s, m
 
 
-def test_two_devices_with_synchronized_batchnorm_match_one_device(two_device_result):
+def test_four_devices_with_synchronized_batchnorm_match_one_device(four_device_result):
   s, m = _one_device_reference()
-  got = two_device_result['True']
+  got = four_device_result['True']
   for want, have in zip(jax.tree.leaves(s.g_params), got['g']):
     np.testing.assert_allclose(np.asarray(have), want, rtol=2e-4, atol=2e-6)
   for want, have in zip(jax.tree.leaves(s.d_params), got['d']):
@@ -182,10 +191,13 @@ def test_two_devices_with_synchronized_batchnorm_match_one_device(two_device_res
     np.testing.assert_allclose(got['m'][k], float(v), rtol=1e-4, atol=1e-6)
 
 
-def test_per_device_batchnorm_differs_from_synchronized(two_device_result):
-  # Per-device statistics normalize each half by itself: a different (still finite) result.
-  sync, local = two_device_result['True'], two_device_result['False']
+def test_per_device_batchnorm_equals_the_mean_of_per_shard_computations(four_device_result):
+  sync, local, ref = four_device_result['True'], four_device_result['False'], four_device_result['per_shard']
   assert all(np.isfinite(v) for v in local['m'].values())
+  for key in ('g', 'd'):
+    for want, have in zip(ref[key], local[key]):
+      np.testing.assert_allclose(np.asarray(have), np.asarray(want), rtol=2e-4, atol=2e-6)
+  # Per-device statistics normalize each quarter by itself: not the synchronized result.
   assert any(not np.allclose(a, b) for a, b in zip(sync['d'], local['d']))
 
 
@@ -196,7 +208,7 @@ def test_per_device_batchnorm_differs_from_synchronized(two_device_result):
     (5, 5, 4, []),
 ])
 def test_chunks_cover_the_steps_on_a_grid_anchored_at_zero(start, total, per_call, expected):
-  assert list(train._chunks(start, total, per_call)) == expected  # pylint: disable=protected-access
+  assert list(loop._chunks(start, total, per_call)) == expected  # pylint: disable=protected-access
 
 
 def test_bfloat16_compute_keeps_float32_state_and_finite_losses():
@@ -218,3 +230,42 @@ def test_bfloat16_compute_keeps_float32_state_and_finite_losses():
   # The computation really ran in bfloat16: the jaxpr holds bfloat16 convolutions.
   jaxpr = str(jax.make_jaxpr(train.train_step)(state, {'image': images}))
   assert 'bf16' in jaxpr
+
+
+def test_n_critic_updates_the_generator_every_nth_step_only():
+  config = conftest.tiny_config()
+  config.n_critic = 2
+  state = train.create_train_state(config, jax.random.key(0))
+  images = jax.random.uniform(jax.random.key(1), (8, 28, 28, 1), minval=-1, maxval=1)
+  step = jax.jit(train.train_step)
+  s1, _ = step(state, {'image': images})
+  chex.assert_trees_all_equal(s1.g_params, state.g_params)  # Step 1: D only.
+  assert not np.array_equal(jax.tree.leaves(s1.d_params)[0], jax.tree.leaves(state.d_params)[0])
+  s2, _ = step(s1, {'image': images})
+  assert not np.array_equal(jax.tree.leaves(s2.g_params)[0], jax.tree.leaves(s1.g_params)[0])  # Step 2: G too.
+
+
+def test_wgan_gp_with_a_batchnorm_free_critic_trains_finitely():
+  config = conftest.tiny_config()
+  config.loss = 'wgan_gp'
+  config.model.d_batchnorm = False
+  state = train.create_train_state(config, jax.random.key(0))
+  images = jax.random.uniform(jax.random.key(1), (8, 28, 28, 1), minval=-1, maxval=1)
+  step = jax.jit(train.train_step)
+  for _ in range(2):
+    state, metrics = step(state, {'image': images})
+  assert all(np.isfinite(v) for v in metrics.values())
+  # The penalty is part of the critic loss: with weight 0 the loss is different.
+  no_gp, m0 = jax.jit(train.train_step)(state.replace(gp_weight=0.0), {'image': images})
+  _, m1 = step(state, {'image': images})
+  assert float(m0['d_loss']) != float(m1['d_loss'])
+  del no_gp
+
+
+def test_label_smoothing_reaches_the_discriminator_loss(setup):
+  _, state, batch = setup
+  _, plain = jax.jit(train.train_step)(state, batch)
+  _, smoothed = jax.jit(train.train_step)(state.replace(label_smoothing=0.2), batch)
+  assert float(smoothed['d_loss']) != float(plain['d_loss'])
+  # Only D's real term changes, and D(x), D(G(z)) are measured before the update.
+  assert float(smoothed['d_real']) == float(plain['d_real'])

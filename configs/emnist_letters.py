@@ -1,0 +1,29 @@
+"""The Keras EMNIST-letters GAN (UpSampling2D + Conv2DTranspose generator), on TFDS `emnist/letters`, 28x28x1.
+
+G (2,394,241 values, Keras counting): z 100 -> Dense 7*7*256, LeakyReLU(0.01), BatchNorm -> reshape -> Dropout 0.4
+-> UpSampling x2, Conv2DTranspose 128 5x5 -> UpSampling x2, Conv2DTranspose 64 -> Conv2DTranspose 32 (each
+LeakyReLU, BatchNorm) -> Conv2DTranspose 1, tanh. D (4,311,553): Conv 64, 128, 256 5x5 stride 2 and 512 5x5
+stride 1, each LeakyReLU(0.01) + Dropout 0.4 -> flatten -> Dense 1. Adam(2e-4, b1=0.5) for both, the usual Keras
+GAN setting; batch 128; normal noise.
+"""
+
+from configs import default
+
+
+def get_config():
+  config = default.get_config()
+  config.data.name = 'emnist/letters'
+  config.data.transpose = True  # EMNIST stores its characters transposed.
+  config.noise = 'normal'
+  config.model.name = 'upsample'
+  config.model.g_start_size = 7
+  config.model.g_features = (256, 128, 64, 32)
+  config.model.g_kernel_size = 5
+  config.model.g_dropout = 0.4
+  config.model.d_features = (64, 128, 256, 512)
+  config.model.d_strides = (2, 2, 2, 1)
+  config.model.d_kernel_size = 5
+  config.model.d_batchnorm = False
+  config.model.d_dropout = 0.4
+  config.model.leaky_slope = 0.01
+  return config

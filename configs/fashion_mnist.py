@@ -1,0 +1,9 @@
+"""The MNIST DCGAN of `mnist.py` (the TensorFlow DCGAN tutorial's networks) on Fashion-MNIST, 28x28x1."""
+
+from configs import mnist
+
+
+def get_config():
+  config = mnist.get_config()
+  config.data.name = 'fashion_mnist'
+  return config

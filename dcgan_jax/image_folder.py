@@ -1,0 +1,134 @@
+"""The `folder` data source: every image file under a directory, decoded once into one uint8 array.
+
+Each file (png, jpg, jpeg, webp or bmp, any letter case, in `path` or any subdirectory; symlinks followed) is
+
+1. decoded with Pillow (for JPEG at the smallest 1/2, 1/4 or 1/8 scale that still covers the target size, which is
+   much faster for photos), and turned upright by its EXIF orientation tag (phone photos);
+2. converted to the wanted channels:
+   * 16-bit images keep their high byte (value // 256): Pillow does that itself for 16-bit RGB(A), and grayscale
+     ('I;16', 'I') is treated the same way, so the whole 16-bit range maps onto 0..255;
+   * transparency (RGBA, LA, and palette or grayscale images with a transparent color) is composited onto white,
+     since fully transparent pixels hold arbitrary colors;
+   * palette, bilevel, CMYK and other modes go through Pillow's conversion; RGB -> grayscale is Pillow's ITU-R
+     601-2 luma, grayscale -> RGB repeats the gray value;
+3. resized so that its short side is `image_size` and center-cropped to `image_size` x `image_size`, in one
+   bicubic resampling of the central square (antialiased when shrinking).
+
+Files are decoded by a thread pool (Pillow releases the GIL while decoding and resampling), in a fixed order
+(sorted paths), so the array is the same on every run. Files that cannot be decoded are skipped and reported in one
+warning line; no readable image at all is an error.
+"""
+
+import concurrent.futures
+import os
+from typing import Optional
+
+from absl import logging
+import numpy as np
+from PIL import Image
+from PIL import ImageOps
+
+from dcgan_jax import errors
+
+EXTENSIONS = ('.png', '.jpg', '.jpeg', '.webp', '.bmp')
+_SIXTEEN_BIT_GRAY = ('I;16', 'I;16L', 'I;16B', 'I;16N', 'I')
+_ALPHA_MODES = ('RGBA', 'LA', 'PA', 'RGBa', 'La')
+_NAMED_IN_WARNING = 3  # Unreadable files named in the warning line; the rest are counted.
+_WHITE = (255, 255, 255, 255)
+
+
+def list_images(path: str) -> list[str]:
+  """Every image file (by extension, case-insensitive) under `path`, recursively, as sorted full paths."""
+  found = []
+  for root, dirs, files in os.walk(path, followlinks=True):
+    dirs.sort()  # os.walk visits subdirectories in this list's order.
+    found.extend(os.path.join(root, f) for f in sorted(files) if f.lower().endswith(EXTENSIONS))
+  return found
+
+
+def _to_mode(img: Image.Image, channels: int) -> Image.Image:
+  """`img` as 'L' (channels 1) or 'RGB' (channels 3), following the conversions in the module docstring."""
+  if img.mode in _SIXTEEN_BIT_GRAY:
+    # Pillow's own convert('L') clips 16-bit values at 255 instead of scaling them.
+    values = np.clip(np.asarray(img, dtype=np.int64), 0, 65535)
+    img = Image.fromarray((values >> 8).astype(np.uint8), 'L')
+  if img.mode in _ALPHA_MODES or 'transparency' in img.info:
+    img = Image.alpha_composite(Image.new('RGBA', img.size, _WHITE), img.convert('RGBA'))
+  target = 'L' if channels == 1 else 'RGB'
+  return img if img.mode == target else img.convert(target)
+
+
+def decode(file: str, image_size: int, channels: int) -> np.ndarray:
+  """One image file -> uint8 [image_size, image_size, channels] (see the module docstring for the steps).
+
+  Raises:
+    OSError, ValueError, SyntaxError or Pillow's DecompressionBombError: the file cannot be decoded.
+  """
+  with Image.open(file) as img:
+    # A square request is unaffected by the EXIF rotation below; JPEG decodes at a reduced scale >= the request.
+    img.draft(img.mode, (image_size, image_size))
+    img = _to_mode(ImageOps.exif_transpose(img), channels)
+    width, height = img.size
+    side = min(width, height)
+    box = ((width - side) / 2, (height - side) / 2, (width + side) / 2, (height + side) / 2)
+    img = img.resize((image_size, image_size), Image.Resampling.BICUBIC, box=box)
+    pixels = np.asarray(img, dtype=np.uint8)
+  return pixels.reshape(image_size, image_size, channels)
+
+
+def load_folder(path: str, image_size: int, channels: int, num_threads: Optional[int] = None) -> np.ndarray:
+  """Decodes every image under `path` into memory.
+
+  Args:
+    path: the directory (`config.data.path`).
+    image_size: output height and width (`config.data.image_size`), > 0.
+    channels: 1 (grayscale) or 3 (RGB) (`config.data.channels`).
+    num_threads: decoding threads; None uses twice the CPU count, at most 16.
+
+  Returns:
+    uint8 array [N, image_size, image_size, channels], N >= 1, in sorted path order (unreadable files left out).
+
+  Raises:
+    errors.DataError: `path` is empty, missing or not a directory, holds no image files, or none of them decodes.
+  """
+  kinds = ', '.join(e[1:] for e in EXTENSIONS)
+  if not path:
+    raise errors.DataError(f'config.data.path is empty: source=folder needs a directory of images ({kinds}); set '
+                           '--config.data.path=DIR')
+  if not os.path.isdir(path):
+    what = 'is not a directory' if os.path.exists(path) else 'does not exist'
+    raise errors.DataError(f'image folder {path} {what}; set --config.data.path to a directory of images ({kinds})')
+  files = list_images(path)
+  if not files:
+    raise errors.DataError(f'no image files ({kinds}) under {path}; put images there (subdirectories count) or fix '
+                           '--config.data.path')
+
+  images = np.empty((len(files), image_size, image_size, channels), np.uint8)
+  failures: dict[int, str] = {}
+
+  def work(i: int) -> None:
+    try:
+      images[i] = decode(files[i], image_size, channels)
+    except Exception as e:  # pylint: disable=broad-except
+      # Pillow reports damaged files through many exception types (OSError, ValueError, SyntaxError, struct.error,
+      # DecompressionBombError, ...); any of them means this one file is unusable, and the run goes on without it.
+      # The messages often repeat the path, which the report names anyway.
+      message = (str(e).splitlines() or [''])[0].replace(repr(files[i]), '').replace(files[i], '').strip(' :')
+      failures[i] = f'{type(e).__name__}: {message[:120]}' if message else type(e).__name__
+
+  workers = num_threads or min(16, 2 * (os.cpu_count() or 1))
+  with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix='image-folder') as pool:
+    list(pool.map(work, range(len(files))))
+
+  if failures:
+    failed = sorted(failures)
+    names = [os.path.relpath(files[i], path) for i in failed[:_NAMED_IN_WARNING]]
+    more = len(failures) - len(names)
+    first = f'{names[0]}: {failures[failed[0]]}'
+    if len(failures) == len(files):
+      raise errors.DataError(f'none of the {len(files)} image files under {path} can be decoded (e.g. {first}); '
+                             'check the files or --config.data.path')
+    logging.warning('Skipped %d of %d image files under %s that cannot be decoded: %s%s (first: %s)', len(failures),
+                    len(files), path, ', '.join(names), f' and {more} more' if more else '', first)
+    images = images[np.setdiff1d(np.arange(len(files)), list(failures))]
+  return images

@@ -1,0 +1,245 @@
+"""The training loop behind `train.train_and_evaluate`: data, compiled steps, outputs, checkpoints, signals.
+
+What it guarantees (see the README's "Resuming and failures"):
+  * A restart on the same workdir continues from the newest complete checkpoint, bit-identically to a run never
+    interrupted: the data order depends only on (seed, epoch), the noise on (seed, step), and steps are fused on a
+    grid anchored at step 0.
+  * SIGTERM / SIGINT finish the current call, write a checkpoint and return normally (exit status 0).
+  * A NaN/Inf loss stops the run naming the step; no diverged state is written over the last good checkpoint.
+  * A failure to write a sample image or an event file is logged and training goes on; a failure to write a
+    checkpoint stops the run (`errors.CheckpointError` with the path and the OS error).
+"""
+
+import contextlib
+import hashlib
+import os
+import signal
+import threading
+import time
+from typing import Iterator
+
+from absl import logging
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from dcgan_jax import checkpointing
+from dcgan_jax import config_validation
+from dcgan_jax import errors
+from dcgan_jax import input_pipeline
+from dcgan_jax import models
+from dcgan_jax import train
+from dcgan_jax import visualize
+
+
+def _chunks(start: int, total: int, per_call: int) -> Iterator[tuple[int, int]]:
+  """Yields `(first_step, num_steps)` covering [start, total) on a grid of multiples of `per_call`.
+
+  The grid is anchored at step 0, so a run resumed from a checkpoint (written at a chunk boundary) cuts its steps
+  exactly as the uninterrupted run did.
+  """
+  step = start
+  while step < total:
+    size = min(per_call - step % per_call, total - step)
+    yield step, size
+    step += size
+
+
+def _format_time(seconds: float) -> str:
+  seconds = int(max(seconds, 0))
+  return f'{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}'
+
+
+@contextlib.contextmanager
+def _stop_requests():
+  """Collects SIGTERM/SIGINT into an Event for the duration (main thread only; elsewhere signals stay as they are)."""
+  requested = threading.Event()
+  if threading.current_thread() is not threading.main_thread():
+    yield requested
+    return
+  previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+  def handler(signum, frame):
+    del frame
+    logging.warning('Received %s: stopping after the current step.', signal.Signals(signum).name)
+    requested.set()
+
+  for sig in previous:
+    signal.signal(sig, handler)
+  try:
+    yield requested
+  finally:
+    for sig, old in previous.items():
+      signal.signal(sig, old)
+
+
+def _best_effort(what: str, fn, *args, **kwargs) -> None:
+  """Runs an output write; a failure (full disk, permissions) is logged and training goes on."""
+  try:
+    fn(*args, **kwargs)
+  except Exception as e:  # pylint: disable=broad-except
+    logging.warning('Could not write %s (%s: %s); training goes on.', what, type(e).__name__, e)
+
+
+def _global(x: np.ndarray, sharding: jax.sharding.Sharding) -> jax.Array:
+  """A global array from a host value that every process computed identically; each process fills only its own
+  devices' shards (so in a multi-process run no process needs another's data)."""
+  x = np.asarray(x)
+  return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+
+
+def _local(tree):
+  """This process's copy of replicated global arrays: safe to read or combine eagerly in a multi-process run."""
+  return jax.tree.map(lambda a: a.addressable_data(0), tree)
+
+
+def _fingerprint(state: train.TrainState) -> str:
+  """A short hash of all parameters: equal on every process of a run, and between bit-identical runs."""
+  digest = hashlib.sha256()
+  for leaf in jax.tree.leaves(_local((state.g_params, state.d_params))):
+    digest.update(np.asarray(leaf).tobytes())
+  return digest.hexdigest()[:16]
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> train.TrainState:
+  """See `train.train_and_evaluate`."""
+  from clu import metric_writers  # pylint: disable=g-import-not-at-top  (pulls in TensorFlow)
+
+  config_validation.validate(config)
+  devices = jax.devices()
+  if config.batch_size % len(devices):
+    raise errors.ConfigError(
+        f'config.batch_size={config.batch_size} does not divide evenly over the {len(devices)} devices; '
+        f'use a multiple of {len(devices)}')
+
+  images = input_pipeline.load_images(config.data)
+  want = (config.data.image_size, config.data.image_size, config.data.channels)
+  if images.shape[1:] != want:
+    raise errors.DataError(
+        f'dataset {config.data.source}:{config.data.name or config.data.path} has images of shape '
+        f'{images.shape[1:]}, the config wants {want} (config.data.image_size, config.data.channels)')
+  batcher = input_pipeline.EpochBatcher(images, config.batch_size, config.seed)
+  steps_per_epoch = batcher.steps_per_epoch
+  total_steps = config.num_train_steps if config.num_train_steps > 0 else config.num_epochs * steps_per_epoch
+  data_range = models.data_range(config)
+
+  os.makedirs(workdir, exist_ok=True)
+  is_main = jax.process_index() == 0
+  if is_main:
+    with open(os.path.join(workdir, 'config.json'), 'w') as f:
+      f.write(config.to_json_best_effort(indent=2))
+  writer = metric_writers.create_default_writer(workdir, just_logging=not is_main)
+
+  mesh = jax.sharding.Mesh(np.asarray(devices), ('data',))
+  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  batch_sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(None, 'data'))
+
+  state = train.create_train_state(config, jax.random.key(config.seed))
+  logging.info('Generator: %d parameters, discriminator: %d parameters',
+               models.count_params(state.g_params), models.count_params(state.d_params))
+  state = jax.tree.map(lambda x: _global(x, replicated), state)
+  checkpointer = checkpointing.Checkpointer(os.path.join(workdir, 'checkpoints'), config.keep_checkpoints)
+  restored = checkpointer.restore(state)
+  if restored is not None:
+    state = restored
+  start_step = int(_local(state.step))
+  if start_step:
+    logging.info('Resuming at step %d (epoch %d)', start_step, start_step // steps_per_epoch + 1)
+  if start_step >= total_steps:
+    logging.info('Already trained %d of %d steps; raise --config.num_epochs to train on.', start_step, total_steps)
+    checkpointer.close()
+    return state
+
+  # Small datasets live on the device as uint8 and each step gathers its batch there; large ones are gathered on
+  # the host (a background thread) and sent per call. Both follow the batcher's order, so they train identically.
+  device_data = images.nbytes <= config.data.max_device_bytes
+  p_train_step = train.make_parallel_train_step(mesh, config.model.sync_batchnorm, data_range, device_data)
+  if device_data:
+    data_on_device = _global(images, replicated)
+  sample_fn = train._sampler(config.model.sample_use_batch_stats)  # pylint: disable=protected-access
+  fixed_z = _global(train.sample_noise(jax.random.fold_in(jax.random.key(config.seed), 1),
+                                       (config.num_samples, config.latent_dim), config.noise), replicated)
+
+  def write_samples(step):
+    grid = sample_fn(state, fixed_z)  # Every process takes part in the computation; one writes.
+    if is_main:
+      path = os.path.join(workdir, 'samples', f'step_{step:07d}.png')
+      _best_effort(f'sample grid {path}', visualize.save_grid, path, np.asarray(_local(grid)), data_range)
+      logging.info('Wrote samples %s', path)
+
+  def stop_if_diverged(done):
+    bad = int(first_bad_step)
+    if bad >= 0:
+      checkpointer.wait()
+      raise errors.TrainingDivergedError(
+          f'a loss became NaN or Inf at step {bad}; training stopped. The newest good checkpoint (step '
+          f'{checkpointer.latest_step()}) in {checkpointer.directory} is kept; lower the learning rates, or set '
+          '--config.skip_nonfinite=True to skip such steps')
+    del done
+
+  logging.info('Training %d steps (%d per epoch, batch %d over %d devices, %d per call, data on %s) from step %d',
+               total_steps, steps_per_epoch, config.batch_size, len(devices), config.steps_per_call,
+               'device' if device_data else 'host', start_step)
+  metric_sums, window_steps = None, 0
+  # The first step (1-based) whose loss was not finite, or -1; tracked on device so no step waits for the host.
+  first_bad_step = jnp.int32(-1)
+  window_start = time.time()
+  with _stop_requests() as stop_requested:
+    for first, size in _chunks(start_step, total_steps, config.steps_per_call):
+      # The global order of this call's batches: int32 [size, batch_size], the same on every process.
+      indices = np.stack([batcher.indices(s) for s in range(first, first + size)])
+      if device_data:
+        state, metrics = p_train_step(state, data_on_device, _global(indices, batch_sharding))
+      else:
+        # Each process gathers the images of its own devices' slices only.
+        batches = jax.make_array_from_callback(
+            indices.shape + images.shape[1:], batch_sharding,
+            lambda index: images[indices[index[:2]]])  # pylint: disable=cell-var-from-loop
+        state, metrics = p_train_step(state, batches)
+      metrics = _local(metrics)
+      if not config.skip_nonfinite:
+        bad = ~jnp.isfinite(metrics['d_loss'] + metrics['g_loss'])
+        first_bad_step = jnp.where((first_bad_step < 0) & bad.any(), first + 1 + jnp.argmax(bad), first_bad_step)
+      # Summed on device: no host transfer until the progress line.
+      sums = jax.tree.map(jnp.sum, metrics)
+      metric_sums = sums if metric_sums is None else jax.tree.map(jnp.add, metric_sums, sums)
+      window_steps += size
+      done = first + size
+      crossed = lambda period: period > 0 and done // period > first // period  # pylint: disable=cell-var-from-loop
+      if first == start_step:
+        jax.block_until_ready(metrics)
+        logging.info('First call (including compilation) took %.1f s', time.time() - window_start)
+        window_start, metric_sums, window_steps = time.time(), None, 0
+      if (crossed(config.log_every_steps) or done == total_steps) and window_steps:
+        stop_if_diverged(done)
+        means = {k: float(v) / window_steps for k, v in metric_sums.items()}
+        elapsed = time.time() - window_start
+        images_per_s = window_steps * config.batch_size / max(elapsed, 1e-9)
+        eta = (total_steps - done) * elapsed / window_steps
+        _best_effort('scalars', writer.write_scalars, done, {**means, 'images_per_second': images_per_s})
+        logging.info(
+            'step %d/%d epoch %d: d_loss %.4f g_loss %.4f D(x) %.3f D(G(z)) %.3f, %.0f img/s, ETA %s%s',
+            done, total_steps, (done - 1) // steps_per_epoch + 1, means['d_loss'], means['g_loss'],
+            means['d_real'], means['d_fake'], images_per_s, _format_time(eta),
+            f', {means["skipped"] * window_steps:.0f} non-finite steps skipped' if means.get('skipped') else '')
+        metric_sums, window_steps, window_start = None, 0, time.time()
+      end_of_epoch = crossed(steps_per_epoch)
+      if end_of_epoch or done == total_steps or crossed(config.sample_every_steps):
+        write_samples(done)
+      stopping = stop_requested.is_set()
+      if (crossed(steps_per_epoch * config.checkpoint_every_epochs) or done == total_steps
+          or crossed(config.checkpoint_every_steps) or stopping):
+        stop_if_diverged(done)  # Never write a diverged state over the last good one.
+        checkpointer.save(state)
+      if stopping:
+        checkpointer.close()
+        _best_effort('event file', writer.flush)
+        logging.warning('Stopped at step %d of %d on request; checkpoint written to %s. Run the same command '
+                        'to resume.', done, total_steps, checkpointer.directory)
+        return state
+  checkpointer.close()
+  _best_effort('event file', writer.flush)
+  logging.info('Done: %d steps; checkpoints in %s; parameter fingerprint %s', total_steps,
+               checkpointer.directory, _fingerprint(state))
+  return state

@@ -1,0 +1,127 @@
+"""The convolutional family: the DCGAN generator, and the strided-conv discriminator that every conv family shares.
+
+Generator sizes. The generator doubles its start size once per entry of `g_features` (the first entry is the width
+at the start size, each further entry and the output layer are stride-2 transposed convs), so it makes
+`start * 2**n` images, `n = len(g_features)`. With `model.g_start_size = 0` the start is derived from
+`data.image_size`: `start = ceil(image_size / 2**n)`. When `image_size` is a multiple of `2**n` that is exact
+(128 with five widths: 4 -> 8 -> ... -> 128). Otherwise the last layer makes the next multiple of `2**n` and the
+generator returns its central `image_size` window, cutting fewer than `2**n` rows and columns (300 with five widths:
+start 10, 320 -> 300, 10 cut on each side). A crop keeps every output pixel a generated one, with no interpolation
+blur and an identity gradient, and the discriminator never sees the cut border.
+"""
+
+from typing import Any, Optional, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from dcgan_jax import layers
+from dcgan_jax.models import common
+
+Array = jax.Array
+POOLS = ('none', 'max')
+
+
+def generator_sizes(image_size: int, start_size: int, num_upsamplings: int) -> tuple[int, int]:
+  """The DCGAN generator's `(start, full)` sizes: its first layer's size, and its last layer's before cropping.
+
+  Args:
+    image_size: the wanted output size (`data.image_size`), > 0.
+    start_size: `model.g_start_size`; 0 derives the start from `image_size` (see the module docstring).
+    num_upsamplings: n = `len(model.g_features)` stride-2 doublings.
+
+  Returns:
+    `(start, start * 2**n)`; with `start_size > 0`, `start == start_size`, and the generator makes `full` x `full`
+    images, which must equal `image_size` (the config validation checks).
+  """
+  scale = 2 ** num_upsamplings
+  start = start_size if start_size > 0 else -(-image_size // scale)
+  return start, start * scale
+
+
+class DCGANGenerator(nn.Module):
+  """z [B, latent] -> images float32 [B, S, S, C] in the output activation's range.
+
+  A transposed conv 'VALID' turns z (as a 1x1 image) into start_size x start_size x features[0]; each further
+  entry of `features` and the output layer is a stride-2 'SAME' transposed conv that doubles the size. Hidden layers
+  have no bias (BatchNorm's offset replaces it), BatchNorm and the activation. S = start_size * 2**len(features),
+  or `output_size` when that is set and smaller (the central window; see the module docstring).
+  """
+  start_size: int
+  features: Sequence[int]
+  kernel_size: int
+  channels: int
+  leaky_slope: float
+  bn_momentum: float
+  bn_epsilon: float
+  activation: str = 'leaky_relu'
+  output_activation: str = 'tanh'
+  output_size: int = 0  # > 0: crop the last layer's output to this size; 0: no crop.
+  bn_axis_name: Optional[str] = None  # Set to the device axis for BatchNorm statistics over the global batch.
+  dtype: Any = jnp.float32  # Computation dtype (bfloat16 for mixed precision); parameters stay float32.
+
+  @nn.compact
+  def __call__(self, z: Array, train: bool, deterministic: Optional[bool] = None) -> Array:
+    del deterministic  # No dropout; accepted so that every generator is called alike.
+    norm = lambda: common.batchnorm(train, self.bn_momentum, self.bn_epsilon, self.bn_axis_name, self.dtype)
+    act = common.activation(self.activation, self.leaky_slope)
+    x = z.reshape(z.shape[0], 1, 1, z.shape[-1])
+    x = layers.ConvTranspose(self.features[0], (self.start_size,) * 2, padding='VALID', use_bias=False,
+                             dtype=self.dtype)(x)
+    x = act(norm()(x))
+    k = (self.kernel_size,) * 2
+    for width in self.features[1:]:
+      x = layers.ConvTranspose(width, k, strides=(2, 2), padding='SAME', use_bias=False, dtype=self.dtype)(x)
+      x = act(norm()(x))
+    x = layers.ConvTranspose(self.channels, k, strides=(2, 2), padding='SAME', use_bias=True,
+                             dtype=self.dtype)(x)
+    if 0 < self.output_size < x.shape[1]:
+      x = common.center_crop(x, self.output_size)
+    return common.output_activation(self.output_activation)(x.astype(jnp.float32))
+
+
+class DCGANDiscriminator(nn.Module):
+  """images float32 [B, H, W, C] -> logits float32 [B].
+
+  One block per entry of `features`: a conv that downsamples by the block's stride (`strides`, default 2 for every
+  block; 'SAME' padding, so odd sizes round up), or with `pool='max'` a stride-1 conv followed by a max-pool of that
+  stride; then BatchNorm (if `batchnorm`, and for the first block only if also `first_batchnorm`), the activation,
+  and dropout of rate `dropout`. Convs followed by BatchNorm have no bias (its offset replaces it). A final 'VALID'
+  conv as large as what is left gives one logit (the same as flatten + Dense(1), parameter for parameter).
+  """
+  features: Sequence[int]
+  kernel_size: int
+  leaky_slope: float
+  bn_momentum: float
+  bn_epsilon: float
+  first_batchnorm: bool = True
+  batchnorm: bool = True  # False: no BatchNorm at all (a WGAN-GP critic must score each example on its own).
+  strides: Sequence[int] = ()  # Per-block downsampling factor; () means 2 for every block.
+  pool: str = 'none'  # 'none': strided convs; 'max': stride-1 convs, each followed by a max-pool.
+  dropout: float = 0.0  # Dropout rate after each block's activation; 0 means none.
+  activation: str = 'leaky_relu'
+  bn_axis_name: Optional[str] = None
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, images: Array, train: bool, deterministic: Optional[bool] = None) -> Array:
+    if self.pool not in POOLS:
+      raise ValueError(f'unknown pool {self.pool!r}; use one of {POOLS}')
+    strides = tuple(self.strides) or (2,) * len(self.features)
+    if len(strides) != len(self.features):
+      raise ValueError(f'{len(strides)} strides for {len(self.features)} discriminator blocks')
+    act = common.activation(self.activation, self.leaky_slope)
+    x = images
+    k = (self.kernel_size,) * 2
+    for i, (width, stride) in enumerate(zip(self.features, strides)):
+      use_bn = self.batchnorm and (i > 0 or self.first_batchnorm)
+      conv_stride = 1 if self.pool == 'max' else stride
+      x = nn.Conv(width, k, strides=(conv_stride,) * 2, padding='SAME', use_bias=not use_bn, dtype=self.dtype)(x)
+      if self.pool == 'max' and stride > 1:
+        x = nn.max_pool(x, (stride, stride), strides=(stride, stride), padding='SAME')
+      if use_bn:
+        x = common.batchnorm(train, self.bn_momentum, self.bn_epsilon, self.bn_axis_name, self.dtype)(x)
+      x = common.dropout(act(x), self.dropout, train, deterministic)
+    x = nn.Conv(1, x.shape[1:3], padding='VALID', dtype=self.dtype)(x)
+    return x.reshape(x.shape[0]).astype(jnp.float32)

@@ -1,0 +1,90 @@
+"""Every config in configs/ validates and builds networks of the right shapes; bad values are rejected."""
+
+import importlib
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from configs import default
+from dcgan_jax import config_validation
+from dcgan_jax import errors
+from dcgan_jax import models
+
+CONFIG_NAMES = sorted(p.stem for p in (pathlib.Path(__file__).resolve().parents[1] / 'configs').glob('*.py')
+                      if p.stem != '__init__')
+
+
+def test_the_config_list_is_complete():
+  assert {'default', 'mnist', 'fashion_mnist', 'mnist_fnn', 'emnist_letters', 'folder', 'rock_paper_scissors',
+          'cifar10', 'fashion_mnist_mlp', 'mnist_mlp'} <= set(CONFIG_NAMES)
+
+
+@pytest.mark.parametrize('name', CONFIG_NAMES)
+def test_every_config_validates_and_builds(name):
+  config = importlib.import_module(f'configs.{name}').get_config()
+  config_validation.validate(config)
+  g, d = models.build(config)
+  z = jax.ShapeDtypeStruct((3, config.latent_dim), jnp.float32)
+  g_vars = jax.eval_shape(lambda z: g.init(jax.random.key(0), z, train=False), z)
+  images = jax.eval_shape(lambda v, z: g.apply(v, z, train=False), g_vars, z)
+  size = config.data.image_size
+  assert images.shape == (3, size, size, config.data.channels) and images.dtype == jnp.float32
+  assert models.output_size(config) == size
+  d_vars = jax.eval_shape(lambda x: d.init(jax.random.key(0), x, train=False), images)
+  logits = jax.eval_shape(lambda v, x: d.apply(v, x, train=False), d_vars, images)
+  assert logits.shape == (3,) and logits.dtype == jnp.float32
+
+
+@pytest.mark.parametrize('field,value,message', [
+    ('loss', 'wgan', 'config.loss=.wgan.: must be one of hinge, lsgan, minimax, non_saturating, wgan_gp'),
+    ('data.source', 'lmdb', 'config.data.source=.lmdb.: must be one of tfds, idx, folder'),
+    ('model.name', 'resnet', 'config.model.name=.resnet.: must be one of dcgan, upsample, mlp'),
+    ('model.d_pool', 'avg', 'config.model.d_pool'),
+    ('model.d_strides', (2, 2, 2), 'config.model.d_strides'),
+    ('model.d_dropout', 1.0, r'config.model.d_dropout=1.0: must be a number in \[0, 1\)'),
+    ('label_smoothing', -0.1, 'config.label_smoothing'),
+    ('n_critic', 0, 'config.n_critic=0: must be an integer > 0'),
+    ('checkpoint_every_epochs', -1, 'config.checkpoint_every_epochs'),
+    ('model.g_start_size', -1, 'config.model.g_start_size'),
+    ('data.image_size', 30, 'config.data.image_size=30: the dcgan generator makes 28x28'),
+])
+def test_bad_values_are_rejected(field, value, message):
+  config = default.get_config()
+  *parents, leaf = field.split('.')
+  node = config
+  for parent in parents:
+    node = node[parent]
+  node[leaf] = value
+  with pytest.raises(errors.ConfigError, match=message):
+    config_validation.validate(config)
+
+
+def test_loss_options_are_checked_against_the_loss():
+  config = default.get_config()
+  config.loss, config.label_smoothing = 'hinge', 0.1
+  with pytest.raises(errors.ConfigError, match='config.label_smoothing=0.1: loss hinge has no targets'):
+    config_validation.validate(config)
+  config.loss, config.label_smoothing = 'wgan_gp', 0.0
+  with pytest.raises(errors.ConfigError, match='config.model.d_batchnorm=True with loss=wgan_gp'):
+    config_validation.validate(config)
+  config.model.d_batchnorm = False
+  config_validation.validate(config)
+  config.gp_weight = -1.0
+  with pytest.raises(errors.ConfigError, match='config.gp_weight=-1.0'):
+    config_validation.validate(config)
+  config.loss, config.gp_weight, config.label_smoothing = 'lsgan', 10.0, 0.1
+  config_validation.validate(config)
+
+
+def test_generator_sizes_are_checked_per_family():
+  config = default.get_config()
+  config.model.g_start_size, config.model.g_features = 0, (8, 8, 8, 8, 8)  # 2**5 = 32 > 28.
+  with pytest.raises(errors.ConfigError, match='overshoot data.image_size=28'):
+    config_validation.validate(config)
+  config.model.name, config.model.g_start_size = 'upsample', 6
+  with pytest.raises(errors.ConfigError, match='g_start_size=6'):
+    config_validation.validate(config)
+  config.model.g_start_size = 0
+  config_validation.validate(config)
