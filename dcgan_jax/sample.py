@@ -1,0 +1,262 @@
+"""Samples from a trained run, without its dataset: a grid PNG, raw arrays (.npy), or latent interpolations.
+
+  python -m dcgan_jax.sample --workdir=W [--checkpoint=best|latest|STEP] --num=64 --out=grid.png \
+      [--interpolate] [--use_running_average] [--seed=0]
+
+The run's config comes from `W/config.json`; the parameters from `W/checkpoints/` (latest or a given step) or
+`W/checkpoints_best/` (best), read-only, so it is safe while the run is still training. The same --seed gives the
+same images.
+"""
+
+import functools
+import json
+import logging as std_logging
+import os
+import sys
+from typing import Any, Optional
+
+from absl import app
+from absl import flags
+from absl import logging
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+
+from dcgan_jax import checkpointing
+from dcgan_jax import errors
+from dcgan_jax import models
+from dcgan_jax import train
+from dcgan_jax import visualize
+
+CHECKPOINTS = 'checkpoints'
+BEST_CHECKPOINTS = 'checkpoints_best'
+
+
+def _tuples(value: Any) -> Any:
+  """JSON lists back to tuples (the configs hold tuples), recursively; dicts keep their keys."""
+  if isinstance(value, list):
+    return tuple(_tuples(v) for v in value)
+  if isinstance(value, dict):
+    return {k: _tuples(v) for k, v in value.items()}
+  return value
+
+
+def load_run_config(workdir: str) -> ml_collections.ConfigDict:
+  """The config a run was trained with, from `workdir/config.json` (lists read back as tuples).
+
+  Fields that a newer version of the code added are filled with their defaults (`configs/default.py`, when it is
+  importable), so that runs written before them still load.
+
+  Raises:
+    errors.CheckpointError: the workdir or its config.json is missing or unreadable.
+  """
+  if not os.path.isdir(workdir):
+    raise errors.CheckpointError(f'--workdir={workdir} does not exist; pass the directory a training run wrote to')
+  path = os.path.join(workdir, 'config.json')
+  try:
+    with open(path) as f:
+      saved = _tuples(json.load(f))
+  except FileNotFoundError:
+    raise errors.CheckpointError(f'{path} is missing; --workdir must be a training run directory (main.py writes '
+                                 'config.json there when it starts)') from None
+  except (OSError, ValueError) as e:
+    raise errors.CheckpointError(
+        f'cannot read {path} ({type(e).__name__}: {e}); restore it from the run or retrain') from None
+  try:
+    from configs import default  # pylint: disable=g-import-not-at-top  (the repository's configs, if on the path)
+    config = default.get_config()
+    config.update(saved)
+    return config
+  except (ImportError, TypeError, ValueError, KeyError):
+    # Without the defaults (installed package) or if a saved value no longer fits a field's type: as saved.
+    return ml_collections.ConfigDict(saved)
+
+
+def abstract_state(config: ml_collections.ConfigDict) -> train.TrainState:
+  """The `TrainState` of `config` as shapes and dtypes only (on the first device), for restoring a checkpoint
+  without compiling or running the networks' initialization."""
+  shapes = jax.eval_shape(lambda: train.create_train_state(config, jax.random.key(0)))
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), shapes)
+
+
+def _steps(directory: str) -> list[int]:
+  # orbax names each finished checkpoint by its step; temporary (unfinished) ones carry a suffix and are skipped.
+  return sorted(int(name) for name in os.listdir(directory)
+                if name.isdigit() and os.path.isdir(os.path.join(directory, name)))
+
+
+def _restore_step(directory: str, step: int, template: train.TrainState) -> train.TrainState:
+  """Checkpoint `step` of `directory` restored into `template`'s structure, after the same model check as
+  `Checkpointer.restore`.
+
+  The manager is read-only, unlike `checkpointing.Checkpointer`, which removes unfinished temporary directories
+  when it opens: sampling from a run that is still training must not delete the checkpoint it is writing.
+  """
+  manager = ocp.CheckpointManager(directory, item_handlers=ocp.StandardCheckpointHandler(),
+                                  options=ocp.CheckpointManagerOptions(read_only=True))
+  try:
+    tree = manager.item_metadata(step).tree
+    lines = []
+    for field in ('g_params', 'd_params'):
+      saved = {k: tuple(v.shape) for k, v in _flat(tree.get(field)).items()}
+      wanted = {k: tuple(v.shape) for k, v in _flat(getattr(template, field)).items()}
+      lines += [f'{field}/{line}' for line in checkpointing.describe_mismatch(saved, wanted)]
+    if lines:
+      raise errors.CheckpointError(
+          f'the checkpoint at {directory}/{step} was written for another model than {directory}/../config.json '
+          f'describes; differing parameters: {"; ".join(lines[:10])}')
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
+    return manager.restore(step, args=ocp.args.StandardRestore(abstract))
+  finally:
+    manager.close()
+
+
+def _flat(tree: Any, prefix: str = '') -> dict[str, Any]:
+  out = {}
+  if isinstance(tree, dict):
+    for k, v in tree.items():
+      out.update(_flat(v, f'{prefix}/{k}' if prefix else str(k)))
+  elif tree is not None:
+    out[prefix] = tree
+  return out
+
+
+def restore_state(workdir: str, config: ml_collections.ConfigDict, checkpoint: str = 'latest') -> train.TrainState:
+  """The train state of a run.
+
+  Args:
+    workdir: the run's directory.
+    config: its config (`load_run_config(workdir)`).
+    checkpoint: 'latest' (newest in `workdir/checkpoints`), 'best' (newest in `workdir/checkpoints_best`, which
+      the trainer keeps when it evaluates), or a step number.
+
+  Raises:
+    errors.CheckpointError: no such checkpoint (the message lists what exists), or one written for another model.
+    errors.ConfigError: `checkpoint` is not 'latest', 'best' or a number.
+  """
+  best = checkpoint == 'best'
+  if not best and checkpoint != 'latest' and not checkpoint.isdigit():
+    raise errors.ConfigError(f'--checkpoint={checkpoint} is not best, latest or a step number')
+  directory = os.path.abspath(os.path.join(workdir, BEST_CHECKPOINTS if best else CHECKPOINTS))
+  available = _steps(directory) if os.path.isdir(directory) else []
+  if not available:
+    if best:
+      raise errors.CheckpointError(f'no best checkpoint: {directory} does not exist or is empty (the trainer keeps '
+                                   'it only when it evaluates FID); use --checkpoint=latest or a step')
+    raise errors.CheckpointError(f'no checkpoint in {directory}; train first (main.py --workdir={workdir}) or '
+                                 'point --workdir at a run that saved one')
+  step = available[-1] if checkpoint in ('latest', 'best') else int(checkpoint)
+  if step not in available:
+    raise errors.CheckpointError(f'no checkpoint for step {step} in {directory}; available steps: '
+                                 f'{", ".join(map(str, available))}')
+  return _restore_step(directory, step, abstract_state(config))
+
+
+def interpolation_noise(rng: jax.Array, rows: int, steps: int, latent_dim: int, noise: str) -> jax.Array:
+  """Noise for `rows` interpolations: row r goes linearly from z_a[r] to z_b[r] in `steps` points (both ends
+  included). Returns float32 [rows * steps, latent_dim], row-major (row r is entries r*steps .. r*steps+steps-1)."""
+  ends = train.sample_noise(rng, (2, rows, latent_dim), noise)
+  t = jnp.linspace(0.0, 1.0, steps)[None, :, None]
+  z = ends[0][:, None, :] * (1.0 - t) + ends[1][:, None, :] * t
+  return z.reshape(rows * steps, latent_dim)
+
+
+@functools.lru_cache(maxsize=None)
+def _generate_fn(use_batch_stats: bool):
+  # Compiled once per BatchNorm mode: the modules travel in the state's (static) structure, not in this config.
+  config = ml_collections.ConfigDict({'model': {'sample_use_batch_stats': use_batch_stats}})
+  return jax.jit(lambda state, z: train.generate(state, config, z))
+
+
+def generate_samples(state: train.TrainState, config: ml_collections.ConfigDict, num: int, seed: int = 0,
+                     interpolate: bool = False, steps: int = 8) -> tuple[np.ndarray, int]:
+  """Images from the run's generator, deterministic for a given seed.
+
+  Args:
+    state: the restored train state.
+    config: its config (`config.model.sample_use_batch_stats` picks the BatchNorm statistics).
+    num: images wanted (with `interpolate`, rounded down to whole rows of `steps`, at least one row).
+    seed: seeds the noise.
+    interpolate: rows of linear interpolations between pairs of noise vectors instead of independent samples.
+    steps: points per interpolation row.
+
+  Returns:
+    `(images float32 [N, H, W, C] in models.data_range(config), columns for a grid: steps if interpolating, else 0)`.
+  """
+  rng = jax.random.key(seed)
+  if interpolate:
+    rows = max(1, num // steps)
+    z = interpolation_noise(rng, rows, steps, config.latent_dim, config.noise)
+  else:
+    z = train.sample_noise(rng, (num, config.latent_dim), config.noise)
+  images = np.asarray(_generate_fn(bool(config.model.sample_use_batch_stats))(state, z), np.float32)
+  return images, (steps if interpolate else 0)
+
+
+def run(workdir: str, out: str, checkpoint: str = 'latest', num: int = 64, seed: int = 0, interpolate: bool = False,
+        use_running_average: Optional[bool] = None, steps: int = 8) -> np.ndarray:
+  """Restores a run and writes samples to `out` (.png: a grid; .npy: the raw float32 [N, H, W, C] array).
+
+  `use_running_average` None keeps the run's `config.model.sample_use_batch_stats`; True normalizes with the
+  running averages, False with the statistics of the sampled batch. Returns the images written.
+  """
+  extension = os.path.splitext(out)[1].lower()
+  if extension not in ('.png', '.npy'):
+    raise errors.ConfigError(f'--out={out} must end in .png (a grid) or .npy (the raw samples)')
+  if num < 1:
+    raise errors.ConfigError(f'--num={num} must be at least 1')
+  config = load_run_config(workdir)
+  if use_running_average is not None:
+    config.model.sample_use_batch_stats = not use_running_average
+  state = restore_state(workdir, config, checkpoint)
+  images, columns = generate_samples(state, config, num, seed, interpolate, steps)
+  os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+  if extension == '.npy':
+    np.save(out, images)
+  else:
+    visualize.save_grid(out, images, models.data_range(config), columns)
+  return images
+
+
+FLAGS = flags.FLAGS
+
+
+def _define_flags() -> None:
+  # Only when run as a program: importing this module defines no global flags.
+  flags.DEFINE_string('workdir', None, 'The training run directory (holds config.json and checkpoints/).')
+  flags.DEFINE_string('checkpoint', 'latest', "'latest', 'best' (checkpoints_best/) or a step number.")
+  flags.DEFINE_integer('num', 64, 'Number of samples (with --interpolate: rows x --steps).')
+  flags.DEFINE_string('out', 'samples.png', '.png for a grid, .npy for the raw float32 samples [N, H, W, C].')
+  flags.DEFINE_bool('interpolate', False, 'Rows of linear interpolations between pairs of noise vectors.')
+  flags.DEFINE_integer('steps', 8, 'Points per interpolation row (with --interpolate).')
+  flags.DEFINE_bool('use_running_average', None,
+                    "BatchNorm with running averages (true) or the batch's statistics (false); default: the run's "
+                    'config.model.sample_use_batch_stats.')
+  flags.DEFINE_integer('seed', 0, 'Seed of the noise; the same seed gives the same samples.')
+  flags.mark_flag_as_required('workdir')
+
+
+def _quiet_orbax(record) -> bool:
+  # orbax logs a dozen INFO lines per restore; keep its warnings only. (Python's level numbers: absl's
+  # logging.WARNING is its own verbosity scale, -1, which every record would pass.)
+  return record.levelno >= std_logging.WARNING or 'orbax' not in record.pathname
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
+  logging.get_absl_handler().addFilter(_quiet_orbax)
+  try:
+    images = run(FLAGS.workdir, FLAGS.out, FLAGS.checkpoint, FLAGS.num, FLAGS.seed, FLAGS.interpolate,
+                 FLAGS.use_running_average, FLAGS.steps)
+  except errors.UserError as e:
+    sys.exit(f'Error: {e}')
+  print(f'wrote {FLAGS.out}: {images.shape[0]} samples')
+
+
+if __name__ == '__main__':
+  _define_flags()
+  app.run(main)

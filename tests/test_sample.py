@@ -1,0 +1,133 @@
+"""The sampling command on a checkpoint of a tiny run: grids, raw arrays, interpolations, checkpoint choice, and
+one-line errors for what a user can get wrong."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import jax
+import numpy as np
+from PIL import Image
+import pytest
+import tensorflow_datasets as tfds
+
+import conftest
+from dcgan_jax import errors
+from dcgan_jax import sample
+from dcgan_jax import train
+
+
+@pytest.fixture(scope='module')
+def workdir(tmp_path_factory):
+  """A tiny run of 4 steps (32 mock images, batch 8) with checkpoints at steps 2 and 4."""
+  path = tmp_path_factory.mktemp('run')
+  config = conftest.tiny_config()
+  config.num_epochs = 1
+  with tfds.testing.mock_data(num_examples=32):
+    train.train_and_evaluate(config, str(path))
+  return path
+
+
+def test_config_round_trips_through_json_with_tuples(workdir):
+  config = sample.load_run_config(str(workdir))
+  assert config.model.g_features == (8, 4) and config.latent_dim == 8
+
+
+def test_npy_samples_shape_range_and_determinism(workdir, tmp_path):
+  out = tmp_path / 'a.npy'
+  returned = sample.run(str(workdir), str(out), num=6, seed=3)
+  images = np.load(out)
+  assert images.shape == (6, 28, 28, 1) and images.dtype == np.float32
+  assert images.min() >= -1.0 and images.max() <= 1.0  # tanh: models.data_range is (-1, 1).
+  np.testing.assert_array_equal(images, returned)
+  np.testing.assert_array_equal(sample.run(str(workdir), str(tmp_path / 'b.npy'), num=6, seed=3), images)
+  assert not np.allclose(sample.run(str(workdir), str(tmp_path / 'c.npy'), num=6, seed=4), images)
+
+
+def test_checkpoint_choice_and_batchnorm_switch(workdir, tmp_path):
+  latest = sample.run(str(workdir), str(tmp_path / 'l.npy'), num=4)
+  np.testing.assert_array_equal(sample.run(str(workdir), str(tmp_path / '4.npy'), checkpoint='4', num=4), latest)
+  assert not np.allclose(sample.run(str(workdir), str(tmp_path / '2.npy'), checkpoint='2', num=4), latest)
+  running = sample.run(str(workdir), str(tmp_path / 'r.npy'), num=4, use_running_average=True)
+  assert not np.allclose(running, latest)
+  # --nouse_running_average forces what the tiny config already does (batch statistics).
+  np.testing.assert_array_equal(
+      sample.run(str(workdir), str(tmp_path / 'b.npy'), num=4, use_running_average=False), latest)
+
+
+def test_best_checkpoint(workdir, tmp_path):
+  with pytest.raises(errors.CheckpointError, match=r'no best checkpoint: .*checkpoints_best does not exist'):
+    sample.run(str(workdir), str(tmp_path / 'x.npy'), checkpoint='best')
+  best_run = tmp_path / 'run'
+  shutil.copytree(workdir, best_run)
+  shutil.copytree(best_run / 'checkpoints', best_run / 'checkpoints_best')
+  shutil.rmtree(best_run / 'checkpoints_best' / '4')  # The best was step 2.
+  np.testing.assert_array_equal(sample.run(str(best_run), str(tmp_path / 'best.npy'), checkpoint='best', num=4),
+                                sample.run(str(best_run), str(tmp_path / '2.npy'), checkpoint='2', num=4))
+
+
+def test_grid_png(workdir, tmp_path):
+  out = tmp_path / 'grid.png'
+  sample.run(str(workdir), str(out), num=4)
+  with Image.open(out) as image:
+    assert image.size == (2 * 30 + 2, 2 * 30 + 2) and image.mode == 'L'  # 2x2 tiles of 28 + 2 padding.
+
+
+def test_interpolation_rows(workdir, tmp_path):
+  z = sample.interpolation_noise(jax.random.key(0), rows=2, steps=3, latent_dim=5, noise='uniform')
+  assert z.shape == (6, 5)
+  np.testing.assert_allclose(z[1], (z[0] + z[2]) / 2, atol=1e-6)
+  np.testing.assert_allclose(z[4], (z[3] + z[5]) / 2, atol=1e-6)
+  out = tmp_path / 'interp.png'
+  # 7 // 4 = one row of 4 (4 images, like the other tests: no new compilation), laid out as a row, not 2x2.
+  images = sample.run(str(workdir), str(out), num=7, interpolate=True, steps=4)
+  assert images.shape == (4, 28, 28, 1)
+  with Image.open(out) as image:
+    assert image.size == (4 * 30 + 2, 30 + 2)
+
+
+def test_user_errors(workdir, tmp_path):
+  with pytest.raises(errors.CheckpointError, match='does not exist'):
+    sample.run(str(tmp_path / 'nowhere'), str(tmp_path / 'x.png'))
+  with pytest.raises(errors.CheckpointError, match='config.json is missing'):
+    sample.run(str(tmp_path), str(tmp_path / 'x.png'))
+  (tmp_path / 'config.json').write_text(json.dumps({'seed': 0}))
+  with pytest.raises(errors.CheckpointError, match='no checkpoint in'):
+    sample.run(str(tmp_path), str(tmp_path / 'x.png'))
+  with pytest.raises(errors.CheckpointError, match='no checkpoint for step 7 .*available steps: 2, 4'):
+    sample.run(str(workdir), str(tmp_path / 'x.png'), checkpoint='7')
+  with pytest.raises(errors.ConfigError, match='best, latest or a step'):
+    sample.run(str(workdir), str(tmp_path / 'x.png'), checkpoint='newest')
+  with pytest.raises(errors.ConfigError, match=r'\.png .* or \.npy'):
+    sample.run(str(workdir), str(tmp_path / 'x.jpg'))
+
+
+def test_command_line_error_is_one_line(tmp_path):
+  result = subprocess.run([sys.executable, '-m', 'dcgan_jax.sample', f'--workdir={tmp_path / "nowhere"}'],
+                          capture_output=True, text=True, env=conftest.subprocess_env(), cwd=conftest.ROOT,
+                          timeout=120)
+  assert result.returncode == 1
+  assert result.stderr.strip().splitlines()[-1] == (
+      f'Error: --workdir={tmp_path / "nowhere"} does not exist; pass the directory a training run wrote to')
+
+
+def test_a_config_for_another_model_is_refused(workdir, tmp_path):
+  run = tmp_path / 'run'
+  shutil.copytree(workdir, run)
+  config = json.loads((run / 'config.json').read_text())
+  config['model']['g_features'] = [16, 4]
+  (run / 'config.json').write_text(json.dumps(config))
+  with pytest.raises(errors.CheckpointError, match=r'written for another model.*g_params/'):
+    sample.run(str(run), str(tmp_path / 'x.npy'))
+
+
+def test_sampling_leaves_a_checkpoint_being_written_alone(workdir, tmp_path):
+  """A run still training may be writing step 6 into a temporary directory: sampling reads step 4, deletes nothing."""
+  run = tmp_path / 'run'
+  shutil.copytree(workdir, run)
+  in_flight = run / 'checkpoints' / '6.orbax-checkpoint-tmp-123'
+  in_flight.mkdir()
+  np.testing.assert_array_equal(sample.run(str(run), str(tmp_path / 'a.npy'), num=4),
+                                sample.run(str(workdir), str(tmp_path / 'b.npy'), num=4))
+  assert in_flight.is_dir()
