@@ -5,22 +5,23 @@ Run from the repository root:
   python benchmarks/throughput.py [--models mnist_dcgan,mlp,dcgan64] [--rounds 5] [--steps N] [--no-torch]
 
 For each model, ours is the function the training loop runs (`train.make_parallel_train_step` over a mesh of all
-local devices, uint8 batches already on device, state donated), and the reference is a PyTorch model with the same
-layers, parameter counts, batch size, optimizers (two Adams, lr 2e-4, betas (0.5, 0.999)) and update order as the
-PyTorch DCGAN example: D on a real batch and on a fresh, detached fake batch, then G through the updated D with the
-same fake batch. PyTorch keeps its default thread settings.
+local devices, the uint8 dataset resident on the device as the loop keeps MNIST-sized data, state donated), and the
+reference is a PyTorch model with the same layers, parameter counts, batch size, optimizers (two Adams, lr 2e-4,
+betas (0.5, 0.999)) and update order as the PyTorch DCGAN example: D on a real batch and on a fresh, detached fake
+batch, then G through the updated D with the same fake batch. PyTorch keeps its default thread settings.
 
 The machine is shared, so absolute times drift; the two frameworks are therefore timed alternately in one process
 (`--rounds` rounds of `--steps` steps each) and the table reports the median images/s over rounds, so that drift
 hits both sides alike. FLOPs per step come from XLA's cost analysis of our compiled step; the same count is used to
-express PyTorch's speed in GFLOP/s, against the measured float32 matmul peak of this machine.
+express PyTorch's speed in GFLOP/s, against the measured float32 matmul peak of this machine. A model whose warm-up
+step is very slow gets fewer steps and rounds (noted under the table), so that a regression cannot stretch the run
+to hours.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import inspect
 import math
 import os
 import platform
@@ -42,8 +43,13 @@ from configs import mnist  # pylint: disable=g-import-not-at-top,wrong-import-po
 from dcgan_jax import models  # pylint: disable=g-import-not-at-top,wrong-import-position
 from dcgan_jax import train  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-# Fused steps per call for the MLP row, used only if the trainer supports `config.steps_per_call`.
+# Fused steps per call for the extra MLP row (unless its config sets more), if the trainer has `steps_per_call`.
 _FUSED_STEPS = 10
+_DATASET_IMAGES = 60_000
+_DATASET_MAX_BYTES = 256 << 20
+_INDEX_SETS = 4
+# Timing budget per model and framework; a full default run stays near 10 minutes even on a slow step.
+_MAX_SECONDS_PER_FRAMEWORK = 150.0
 _MATMUL_SIZE = 2048
 _MATMUL_REPS = 7
 _TORCH_WARMUP_STEPS = 2
@@ -218,24 +224,23 @@ class TorchRunner:
 
 
 def _fused_step_supported() -> bool:
-  """Whether the trainer has fused steps: `config.steps_per_call` and a matching train-step factory argument."""
-  if 'steps_per_call' not in default.get_config():
-    return False
-  return 'steps_per_call' in inspect.signature(train.make_parallel_train_step).parameters
+  """Whether the trainer can fuse several steps into one call (`config.steps_per_call`)."""
+  return 'steps_per_call' in default.get_config()
 
 
 @dataclasses.dataclass
 class CompileInfo:
-  first_call_s: float  # Trace + compile + one step, the way the training loop pays for it.
+  first_call_s: float  # Trace + compile + one call, the way the training loop pays for it.
   aot_s: float  # `.lower(...).compile()` alone, measured cold before the first call.
   flops_per_call: Optional[float]
 
 
 class OursRunner:
-  """Our training loop's step function on device-resident uint8 batches.
+  """Our training loop's step function, with the dataset resident on the device.
 
-  With `steps_per_call > 1` it drives the fused variant (`steps_per_call` steps per dispatch, images stacked on a
-  leading axis); this is only used when the trainer provides it.
+  This is the loop's path for datasets that fit `config.data.max_device_bytes` (MNIST-sized ones): the uint8
+  images live on the device, and each call receives only the batch indices (`int32 [K, B]`, put on the device per
+  call as the loop does), gathers its batches there and runs K = `steps_per_call` steps in a `lax.scan`.
   """
 
   def __init__(self, config: ml_collections.ConfigDict, steps_per_call: int = 1):
@@ -245,43 +250,52 @@ class OursRunner:
     mesh = jax.sharding.Mesh(np.asarray(devices), ('data',))
     P = jax.sharding.PartitionSpec  # pylint: disable=invalid-name
     replicated = jax.sharding.NamedSharding(mesh, P())
-    size, channels = models.output_size(config), config.data.channels
-    shape = (config.batch_size, size, size, channels)
-    kwargs = {}
-    batch_spec = P('data')
-    if steps_per_call > 1:
-      shape = (steps_per_call,) + shape
-      kwargs['steps_per_call'] = steps_per_call
-      batch_spec = P(None, 'data')
+    self._index_sharding = jax.sharding.NamedSharding(mesh, P(None, 'data'))
     self.steps_per_call = steps_per_call
     self.state = jax.device_put(train.create_train_state(config, jax.random.key(config.seed)), replicated)
-    # Random pixels: the work per step does not depend on image content.
-    pixels = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
-    self.images = jax.device_put(pixels, jax.sharding.NamedSharding(mesh, batch_spec))
+
+    size, channels = models.output_size(config), config.data.channels
+    image_bytes = size * size * channels
+    # A synthetic dataset as large as MNIST's training split (capped in bytes for larger images): the gather then
+    # reads from an array of realistic size, and random pixels cost the same as real ones.
+    num_images = max(config.batch_size, min(_DATASET_IMAGES, _DATASET_MAX_BYTES // image_bytes))
+    pixels = np.random.default_rng(0).integers(0, 256, (num_images, size, size, channels), dtype=np.uint8)
+    self.data = jax.device_put(pixels, replicated)
+    rng = np.random.default_rng(1)
+    # A few distinct index sets, reused in turn: building them is host work the loop does off the timed path too.
+    self._indices = [rng.integers(0, num_images, (steps_per_call, config.batch_size), dtype=np.int32)
+                     for _ in range(_INDEX_SETS)]
+    self._calls = 0
     self.step_fn = train.make_parallel_train_step(
-        mesh, config.model.sync_batchnorm, models.data_range(config), **kwargs)
+        mesh, config.model.sync_batchnorm, models.data_range(config), True)
     self.metrics = None
+
+  def _next_indices(self) -> jax.Array:
+    indices = self._indices[self._calls % len(self._indices)]
+    self._calls += 1
+    return jax.device_put(indices, self._index_sharding)
 
   def compile(self) -> CompileInfo:
     """Measures AOT compilation (and reads the FLOP count), then the cold first call the training loop sees."""
+    indices = self._next_indices()
     start = time.perf_counter()
-    compiled = self.step_fn.lower(self.state, self.images).compile()
+    compiled = self.step_fn.lower(self.state, self.data, indices).compile()
     aot_s = time.perf_counter() - start
     flops = _flops(compiled)
     # The jitted function could otherwise reuse what the AOT path just built; the first call should be cold.
     jax.clear_caches()
     start = time.perf_counter()
-    self.state, self.metrics = self.step_fn(self.state, self.images)
+    self.state, self.metrics = self.step_fn(self.state, self.data, self._next_indices())
     jax.block_until_ready((self.state, self.metrics))
     first_call_s = time.perf_counter() - start
     return CompileInfo(first_call_s, aot_s, flops)
 
   def run(self, steps: int) -> float:
-    """Seconds for `steps` training steps (rounded up to whole calls), waiting for the device at the end only."""
+    """Seconds for `steps` training steps (whole calls), waiting for the device at the end only, as the loop does."""
     calls = -(-steps // self.steps_per_call)
     start = time.perf_counter()
     for _ in range(calls):
-      self.state, self.metrics = self.step_fn(self.state, self.images)
+      self.state, self.metrics = self.step_fn(self.state, self.data, self._next_indices())
     jax.block_until_ready((self.state, self.metrics))
     return time.perf_counter() - start
 
@@ -345,6 +359,13 @@ def _usable_cores() -> int:
     return os.cpu_count() or 1
 
 
+def _load_average() -> str:
+  try:
+    return f'{os.getloadavg()[0]:.2f}'
+  except OSError:
+    return 'n/a'
+
+
 def _torch_available() -> bool:
   try:
     import torch  # pylint: disable=g-import-not-at-top,unused-import
@@ -361,57 +382,71 @@ def _torch_available() -> bool:
 class Row:
   model: str
   batch: int
-  ours_ips: float
-  torch_ips: Optional[float]
+  ours_ips: list[float]  # Images/s of each round.
+  torch_ips: Optional[list[float]]
   compile_info: CompileInfo
   flops_per_step: Optional[float]
+  note: Optional[str] = None  # Printed under the table, e.g. when the step budget cut the steps per round.
 
 
-def _alternate(runners: dict[str, Any], steps: int, rounds: int, batch: int) -> dict[str, float]:
-  """Median images/s per runner over `rounds`, the runners taking turns within each round."""
+def _alternate(runners: dict[str, Any], steps: int, rounds: int, batch: int) -> dict[str, list[float]]:
+  """Images/s of each runner in each of `rounds`, the runners taking turns within each round."""
   ips = {name: [] for name in runners}
   for _ in range(rounds):
     for name, runner in runners.items():
       ips[name].append(steps * batch / runner.run(steps))
-  return {name: statistics.median(values) for name, values in ips.items()}
+  return ips
 
 
 def benchmark_model(name: str, steps: int, rounds: int, use_torch: bool, log) -> list[Row]:
+  """The row of model `name` (and, for the MLP, a row with fused steps if the trainer supports them)."""
   config = MODELS[name][0]()
   batch = config.batch_size
   log(f'{name}: building and compiling ours')
-  ours = OursRunner(config)
+  # One step per call: the unit torch is timed in, and the loop's default.
+  ours = OursRunner(config, steps_per_call=1)
   info = ours.compile()
-  ours.run(1)  # A second call: any lazy allocation after compilation stays out of the timings.
+  # A second call: any lazy allocation after compilation stays out of the timings.
+  step_s = ours.run(1)
   runners: dict[str, Any] = {'ours': ours}
   if use_torch:
     log(f'{name}: building torch reference')
     ref = TorchRunner(config)
     ref.run(_TORCH_WARMUP_STEPS)
+    step_s = max(step_s, ref.run(1))
+  # A step that is far slower than expected (a regression, or a badly overloaded machine) would stretch the run
+  # to hours; fewer steps (and if need be rounds) keep it bounded, and the table still shows the slowdown.
+  note = None
+  if rounds * steps * step_s > _MAX_SECONDS_PER_FRAMEWORK:
+    new_steps = max(1, int(_MAX_SECONDS_PER_FRAMEWORK / (rounds * step_s)))
+    new_rounds = min(rounds, max(1, int(_MAX_SECONDS_PER_FRAMEWORK / (new_steps * step_s))))
+    note = (f'{name}: a warm-up step took {step_s:.1f} s, so this row ran {new_rounds} round(s) of {new_steps} '
+            f'step(s) instead of {rounds} of {steps}, to stay near {_MAX_SECONDS_PER_FRAMEWORK:.0f} s per framework')
+    log(note)
+    steps, rounds = new_steps, new_rounds
+  if use_torch:
     runners['torch'] = ref
   log(f'{name}: timing {rounds} rounds x {steps} steps')
   ips = _alternate(runners, steps, rounds, batch)
-  rows = [Row(name, batch, ips['ours'], ips.get('torch'), info, info.flops_per_call)]
+  rows = [Row(name, batch, ips['ours'], ips.get('torch'), info, info.flops_per_call, note)]
 
   if name == 'mlp':
     if _fused_step_supported():
-      log(f'{name}: fused steps_per_call={_FUSED_STEPS}')
-      fused_config = MODELS[name][0]()
-      fused_config.steps_per_call = _FUSED_STEPS
-      fused = OursRunner(fused_config, steps_per_call=_FUSED_STEPS)
+      k = config.steps_per_call if config.steps_per_call > 1 else _FUSED_STEPS
+      log(f'{name}: fused, steps_per_call={k}')
+      fused = OursRunner(config, steps_per_call=k)
       fused_info = fused.compile()
-      fused.run(_FUSED_STEPS)
+      fused.run(k)
       fused_runners = {'ours': fused}
       if use_torch:
         fused_runners['torch'] = runners['torch']
-      fused_steps = max(_FUSED_STEPS, steps // _FUSED_STEPS * _FUSED_STEPS)
-      fused_ips = _alternate(fused_runners, fused_steps, rounds, batch)
-      per_step = fused_info.flops_per_call / _FUSED_STEPS if fused_info.flops_per_call else None
-      rows.append(Row(f'mlp, steps_per_call={_FUSED_STEPS}', batch, fused_ips['ours'], fused_ips.get('torch'),
-                      fused_info, per_step))
+      fused_ips = _alternate(fused_runners, max(k, steps // k * k), rounds, batch)
+      # The step is the same; XLA's cost analysis counts a while-loop body once, not K times, so the FLOPs of the
+      # unfused call are the right count per step.
+      rows.append(Row(f'mlp, steps_per_call={k}', batch, fused_ips['ours'], fused_ips.get('torch'), fused_info,
+                      info.flops_per_call))
     else:
-      log('mlp: config.steps_per_call is absent from configs/default.py (or the train-step factory does not take '
-          'it); the fused-steps row is skipped')
+      log('mlp: configs/default.py has no steps_per_call; the fused-steps row is skipped')
   return rows
 
 
@@ -424,15 +459,29 @@ def format_table(rows: list[Row], jax_peak: float) -> str:
            '| ours GFLOP/s (% of peak) | torch GFLOP/s |',
            '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |']
   for r in rows:
-    ratio = r.ours_ips / r.torch_ips if r.torch_ips else None
+    ours_ips = statistics.median(r.ours_ips)
+    torch_ips = statistics.median(r.torch_ips) if r.torch_ips else None
+    ratio = ours_ips / torch_ips if torch_ips else None
     gflop = r.flops_per_step / 1e9 if r.flops_per_step else None
-    ours_gflops = gflop * r.ours_ips / r.batch if gflop else None
-    torch_gflops = gflop * r.torch_ips / r.batch if gflop and r.torch_ips else None
+    ours_gflops = gflop * ours_ips / r.batch if gflop else None
+    torch_gflops = gflop * torch_ips / r.batch if gflop and torch_ips else None
     ours_cell = (f'{ours_gflops:.1f} ({100 * ours_gflops / jax_peak:.0f}%)' if ours_gflops else 'n/a')
     compile_cell = f'{r.compile_info.first_call_s:.1f} (AOT {r.compile_info.aot_s:.1f})'
+    ratio_cell = f'{ratio:.2f}x' if ratio else 'n/a'
     lines.append(
-        f'| {r.model} | {r.batch} | {r.ours_ips:.0f} | {_fmt(r.torch_ips, ".0f")} | {_fmt(ratio, ".2f")}x '
+        f'| {r.model} | {r.batch} | {ours_ips:.0f} | {_fmt(torch_ips, ".0f")} | {ratio_cell} '
         f'| {compile_cell} | {_fmt(gflop, ".2f")} | {ours_cell} | {_fmt(torch_gflops, ".1f")} |')
+  return '\n'.join(lines)
+
+
+def format_rounds(rows: list[Row]) -> str:
+  """Images/s of every round, so that a reader can see how much the shared machine moved the medians."""
+  lines = []
+  for r in rows:
+    line = f'- {r.model}: ours ' + ', '.join(f'{v:.0f}' for v in r.ours_ips)
+    if r.torch_ips:
+      line += '; torch ' + ', '.join(f'{v:.0f}' for v in r.torch_ips)
+    lines.append(line)
   return '\n'.join(lines)
 
 
@@ -456,13 +505,22 @@ def main(argv: Optional[list[str]] = None) -> None:
 
   # Progress goes to stderr so that stdout is the report alone.
   log = lambda msg: print(f'[{time.strftime("%H:%M:%S")}] {msg}', file=sys.stderr, flush=True)
+  load_start = _load_average()
   log('measuring matmul peaks')
-  jax_peak = jax_matmul_gflops()
-  torch_peak = torch_matmul_gflops() if use_torch else None
+  jax_peaks = [jax_matmul_gflops()]
+  torch_peaks = [torch_matmul_gflops()] if use_torch else []
 
   rows = []
   for name in names:
     rows += benchmark_model(name, args.steps or MODELS[name][1], args.rounds, use_torch, log)
+
+  # Measured again at the end: other processes can depress either measurement, and the higher one is closer to
+  # what the machine can do.
+  log('measuring matmul peaks again')
+  jax_peaks.append(jax_matmul_gflops())
+  if use_torch:
+    torch_peaks.append(torch_matmul_gflops())
+  jax_peak = max(jax_peaks)
 
   import jaxlib  # pylint: disable=g-import-not-at-top
   command = 'python ' + ' '.join([os.path.relpath(os.path.abspath(__file__))] + sys.argv[1:])
@@ -476,17 +534,29 @@ def main(argv: Optional[list[str]] = None) -> None:
   print(f'Command: `{command}`  ')
   print(f'Machine: {_cpu_model()}, {_usable_cores()} usable cores ({os.cpu_count()} online); {versions}  ')
   print(f'XLA_FLAGS: `{os.environ["XLA_FLAGS"]}`  ' if os.environ.get('XLA_FLAGS') else 'XLA_FLAGS: not set  ')
-  peak_line = (f'float32 matmul peak ({_MATMUL_SIZE}x{_MATMUL_SIZE}, median of {_MATMUL_REPS}): '
-               f'JAX {jax_peak:.1f} GFLOP/s')
-  if torch_peak:
-    peak_line += f', torch {torch_peak:.1f} GFLOP/s'
+  fmt_peaks = lambda peaks: ' / '.join(f'{p:.1f}' for p in peaks)
+  peak_line = (f'float32 matmul peak ({_MATMUL_SIZE}x{_MATMUL_SIZE}, median of {_MATMUL_REPS}; at start / end): '
+               f'JAX {fmt_peaks(jax_peaks)} GFLOP/s (the higher is "peak" below)')
+  if torch_peaks:
+    peak_line += f', torch {fmt_peaks(torch_peaks)} GFLOP/s'
   print(peak_line + '  ')
+  print(f'1-minute load average at start {load_start}, at end {_load_average()} (other processes share the cores)  ')
   steps_desc = str(args.steps) if args.steps else ', '.join(f'{n} {MODELS[n][1]}' for n in names)
   print(f'Median images/s over {args.rounds} alternating rounds (steps per round: {steps_desc}). '
-        'compile s = first call of the jitted step (trace + compile + one step), AOT = `.lower().compile()` alone. '
-        "GFLOP/step from XLA's cost analysis of our step; torch GFLOP/s applies the same count to torch's time.")
+        "Ours: the training loop's step function (`make_parallel_train_step`, dataset on device, one step per call "
+        'unless the row says otherwise). compile s = its first call (trace + compile + one call), AOT = '
+        "`.lower().compile()` alone. GFLOP/step from XLA's cost analysis of our step; torch GFLOP/s applies the "
+        "same count to torch's time.")
   print()
   print(format_table(rows, jax_peak))
+  print()
+  print('Images/s per round:')
+  print(format_rounds(rows))
+  notes = [r.note for r in rows if r.note]
+  if notes:
+    print()
+    print('Notes:')
+    print('\n'.join(f'- {n}' for n in notes))
 
 
 if __name__ == '__main__':

@@ -14,7 +14,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.num_epochs = 20  # Passes over the training split.
   config.num_train_steps = -1  # If > 0, stop after this many steps instead of `num_epochs` epochs.
   config.batch_size = 128  # Global batch, split evenly over all devices.
-  config.steps_per_call = 1  # Train steps fused into one compiled call (lax.scan); > 1 helps small models.
+  config.steps_per_call = 1  # Train steps fused into one compiled call; > 1 helps small models (compiles longer).
   config.latent_dim = 100  # Size of the noise vector z.
   config.noise = 'uniform'  # 'uniform' (in [-1, 1], as the original) or 'normal'.
   # GAN loss, computed from logits: 'non_saturating', 'minimax', 'lsgan', 'hinge' or 'wgan_gp' (see losses.py).
@@ -103,6 +103,14 @@ def get_config() -> ml_collections.ConfigDict:
   # Checkpoint at the end of every N-th epoch (1: every epoch); 0: none at epoch ends.
   config.checkpoint_every_epochs = 1
   config.keep_checkpoints = 3  # Newest checkpoints kept.
+  # Sample quality (FID, mode coverage, KL, precision/recall, pixel statistics) in a classifier's feature space,
+  # for labelled 28x28x1 datasets (mnist, fashion_mnist, emnist, their IDX files); off for other data.
+  config.eval_every_steps = 1000  # Also at the end. 0: only at the end; -1: never.
+  config.eval_num_samples = 2000  # Generated images per evaluation (FID depends on it: keep it fixed to compare).
+  config.eval_cache_dir = '~/.cache/dcgan_jax'  # Where the feature classifiers are cached, one per dataset.
+  config.eval_classifier_steps = 1500  # Training steps of a dataset's feature classifier (once, then cached).
+  config.collapse_patience = 3  # Alarm when D(G(z)) < 0.05 for this many evaluations in a row.
+  config.annotate_samples = False  # Also write each grid with D's score (sigmoid) under every image.
   # A NaN/Inf loss stops the run (False), or the step is skipped, counted in the `skipped` scalar, and training
   # goes on (True).
   config.skip_nonfinite = False

@@ -55,6 +55,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for name in ('batch_size', 'steps_per_call', 'latent_dim', 'num_samples', 'log_every_steps', 'keep_checkpoints',
                'n_critic', 'data.image_size', 'data.channels'):
     _positive_int(config, name, problems)
+  for name in ('eval_num_samples', 'eval_classifier_steps', 'collapse_patience'):
+    _positive_int(config, name, problems)
+  if not isinstance(config.eval_every_steps, numbers.Integral) or config.eval_every_steps < -1:
+    problems.append(f'config.eval_every_steps={config.eval_every_steps!r}: must be an integer >= -1 '
+                    '(-1: never, 0: only at the end)')
   for name in ('num_epochs', 'sample_every_steps', 'checkpoint_every_steps', 'checkpoint_every_epochs',
                'data.max_device_bytes'):
     _positive_int(config, name, problems, allow_zero=True)

@@ -142,6 +142,7 @@ def build_evaluator(config: ml_collections.ConfigDict, images: np.ndarray, cache
     raise errors.DataError(f'{images.shape[0]} images but {labels.shape[0]} labels for dataset '
                            f'{classifier.dataset_key(config.data)}; the labels file must match the images file')
   variables = classifier.load_or_train(classifier.dataset_key(config.data), images, labels,
-                                       os.path.expanduser(cache_dir))
+                                       os.path.expanduser(cache_dir),
+                                       steps=config.get('eval_classifier_steps', 1500))
   return Evaluator(variables, images, labels, classifier.num_classes_of(variables), models.data_range(config),
                    **evaluator_kwargs)

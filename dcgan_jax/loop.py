@@ -29,6 +29,7 @@ from dcgan_jax import config_validation
 from dcgan_jax import errors
 from dcgan_jax import input_pipeline
 from dcgan_jax import models
+from dcgan_jax import monitor as monitor_lib
 from dcgan_jax import train
 from dcgan_jax import visualize
 
@@ -161,12 +162,27 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> train.TrainState:
   fixed_z = _global(train.sample_noise(jax.random.fold_in(jax.random.key(config.seed), 1),
                                        (config.num_samples, config.latent_dim), config.noise), replicated)
 
+  discriminate = jax.jit(train.discriminate)
+  monitor = monitor_lib.Monitor(config, workdir, images, sample_fn, lambda x: _global(x, replicated), writer)
+
   def write_samples(step):
-    grid = sample_fn(state, fixed_z)  # Every process takes part in the computation; one writes.
+    fakes = sample_fn(state, fixed_z)  # Every process takes part in the computation; one writes.
+    scores = discriminate(state, fakes) if config.annotate_samples else None
     if is_main:
       path = os.path.join(workdir, 'samples', f'step_{step:07d}.png')
-      _best_effort(f'sample grid {path}', visualize.save_grid, path, np.asarray(_local(grid)), data_range)
+      _best_effort(f'sample grid {path}', visualize.save_grid, path, np.asarray(_local(fakes)), data_range)
+      if scores is not None:
+        scored = visualize.annotate_scores(np.asarray(_local(fakes)), np.asarray(_local(scores)), data_range)
+        _best_effort('scored grid', visualize.save_image,
+                     os.path.join(workdir, 'samples', f'scored_{step:07d}.png'), scored)
       logging.info('Wrote samples %s', path)
+
+  if start_step == 0 and is_main:
+    # Once, at the start: what the generator is up against.
+    real = batcher.batch(0)[:config.num_samples]
+    fakes = np.asarray(_local(sample_fn(state, fixed_z)))
+    _best_effort('real_vs_fake.png', visualize.save_real_vs_fake, os.path.join(workdir, 'real_vs_fake.png'),
+                 input_pipeline.to_float(real, data_range), fakes, data_range)
 
   def stop_if_diverged(done):
     bad = int(first_bad_step)
@@ -218,6 +234,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> train.TrainState:
         images_per_s = window_steps * config.batch_size / max(elapsed, 1e-9)
         eta = (total_steps - done) * elapsed / window_steps
         _best_effort('scalars', writer.write_scalars, done, {**means, 'images_per_second': images_per_s})
+        monitor.record(done, means)
         logging.info(
             'step %d/%d epoch %d: d_loss %.4f g_loss %.4f D(x) %.3f D(G(z)) %.3f, %.0f img/s, ETA %s%s',
             done, total_steps, (done - 1) // steps_per_epoch + 1, means['d_loss'], means['g_loss'],
@@ -227,6 +244,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> train.TrainState:
       end_of_epoch = crossed(steps_per_epoch)
       if end_of_epoch or done == total_steps or crossed(config.sample_every_steps):
         write_samples(done)
+      if done == total_steps or crossed(config.eval_every_steps):
+        stop_if_diverged(done)
+        monitor.evaluate(done, state)
       stopping = stop_requested.is_set()
       if (crossed(steps_per_epoch * config.checkpoint_every_epochs) or done == total_steps
           or crossed(config.checkpoint_every_steps) or stopping):
@@ -234,11 +254,13 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> train.TrainState:
         checkpointer.save(state)
       if stopping:
         checkpointer.close()
+        monitor.finish()
         _best_effort('event file', writer.flush)
         logging.warning('Stopped at step %d of %d on request; checkpoint written to %s. Run the same command '
                         'to resume.', done, total_steps, checkpointer.directory)
         return state
   checkpointer.close()
+  monitor.finish()
   _best_effort('event file', writer.flush)
   logging.info('Done: %d steps; checkpoints in %s; parameter fingerprint %s', total_steps,
                checkpointer.directory, _fingerprint(state))

@@ -235,8 +235,8 @@ def make_parallel_train_step(mesh: jax.sharding.Mesh, sync_batchnorm: bool, data
   unstacking per device), the batch is one array sharded along its batch axis, and BatchNorm can average its
   statistics over the devices (`sync_batchnorm`) or not, which plain sharding propagation cannot express.
 
-  The returned function runs K steps in one call (`lax.scan`; K is the leading axis of its last input), so small
-  models are not dominated by per-call dispatch:
+  The returned function runs K steps in one call (K is the leading axis of its last input), so small models are
+  not dominated by per-call dispatch:
     * `device_data=False`: `fn(state, images)`, `images: uint8 [K, B, H, W, C]` sharded over 'data' on axis 1.
     * `device_data=True`: `fn(state, data, indices)`, `data: uint8 [N, H, W, C]` replicated on every device (put
       there once), `indices: int32 [K, B]` sharded over 'data' on axis 1; each device gathers its own images, so
@@ -254,7 +254,14 @@ def make_parallel_train_step(mesh: jax.sharding.Mesh, sync_batchnorm: bool, data
       batch = {'image': input_pipeline.to_float(images, data_range)}
       return _step(state, batch, axis_name='data', sync_batchnorm=sync_batchnorm)
 
-    return jax.lax.scan(body, state, xs)
+    # No while loop: inside one (even a length-1 or unrolled scan) XLA:CPU compiles the convolutions' weight
+    # gradients without their fast kernels and a DCGAN step ran ~25x slower (benchmarks/throughput.py). A Python
+    # loop traces the K steps one after another; it costs compile time only.
+    metrics = []
+    for k in range(xs.shape[0]):
+      state, m = body(state, xs[k])
+      metrics.append(m)
+    return state, jax.tree.map(lambda *ms: jnp.stack(ms), *metrics)
 
   P = jax.sharding.PartitionSpec
   batch_spec = P(None, 'data')
@@ -280,3 +287,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   """
   from dcgan_jax import loop  # pylint: disable=g-import-not-at-top
   return loop.run(config, workdir)
+
+
+def discriminate(state: TrainState, images: Array) -> Array:
+  """D's probability that each image is real: `images: float32 [N, H, W, C]` in the data range -> float32 [N] in
+  [0, 1] (sigmoid of the logits; BatchNorm with running averages, no dropout). Pure."""
+  logits = state.discriminator.apply({'params': state.d_params, 'batch_stats': state.d_batch_stats}, images,
+                                     train=False)
+  return jax.nn.sigmoid(logits)

@@ -44,7 +44,8 @@ def save_grid(path: str, images: np.ndarray, data_range: tuple[float, float] = (
   Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid).save(path)
 
 
-def _save_image(path: str, picture: np.ndarray) -> None:
+def save_image(path: str, picture: np.ndarray) -> None:
+  """Writes a uint8 picture [H, W] or [H, W, C] (C 1, 3 or 4) as an image file at `path`, creating its directory."""
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   Image.fromarray(picture[..., 0] if picture.ndim == 3 and picture.shape[-1] == 1 else picture).save(path)
 
@@ -243,4 +244,4 @@ def real_vs_fake(real: np.ndarray, fake: np.ndarray, data_range: tuple[float, fl
 def save_real_vs_fake(path: str, real: np.ndarray, fake: np.ndarray,
                       data_range: tuple[float, float] = (-1.0, 1.0), columns: int = 0) -> None:
   """Writes `real_vs_fake(real, fake)` as a PNG at `path`, creating its directory."""
-  _save_image(path, real_vs_fake(real, fake, data_range, columns))
+  save_image(path, real_vs_fake(real, fake, data_range, columns))

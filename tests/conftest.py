@@ -25,6 +25,7 @@ def tiny_config():
   config.num_samples = 4
   config.log_every_steps = 2
   config.checkpoint_every_steps = 2
+  config.eval_every_steps = -1  # The feature classifier is tested on its own (tests/test_monitor.py).
   return config
 
 

@@ -1,0 +1,205 @@
+"""What the trainer watches besides the losses: sample quality, the best checkpoint, collapse, and the summary
+pictures (GIF of the sample grids, plot of the curves).
+
+`Monitor` is driven by the loop: `record(step, means)` at every progress line, `evaluate(step, state)` every
+`config.eval_every_steps` and at the end, `finish()` at the end. Its history (`history.json`) and best score
+(`best.json`) live in the workdir, so they survive a resume.
+"""
+
+import glob
+import json
+import os
+from typing import Any, Callable, Optional
+
+from absl import logging
+import jax
+import ml_collections
+import numpy as np
+
+from dcgan_jax import checkpointing
+from dcgan_jax import errors
+from dcgan_jax import evaluation
+from dcgan_jax import train
+from dcgan_jax import visualize
+
+# Metrics of the training step that go into the curves.
+_CURVES = ('d_loss', 'g_loss', 'd_real', 'd_fake')
+
+
+def _read_json(path: str, default: Any) -> Any:
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except (OSError, ValueError):
+    return default
+
+
+def _write_json(path: str, value: Any) -> None:
+  tmp = path + '.tmp'
+  with open(tmp, 'w') as f:
+    json.dump(value, f)
+  os.replace(tmp, path)  # Atomic: a crash leaves the old file or the new one, never half of one.
+
+
+def write_summary(workdir: str) -> list[str]:
+  """Writes `progress.gif` (the sample grids over training) and `curves.png` (losses, D(x), D(G(z)), FID over
+  steps) into `workdir` from what a run left there; returns the paths written. Also the on-demand entry point:
+  `python -m dcgan_jax.monitor WORKDIR`."""
+  written = []
+  grids = sorted(glob.glob(os.path.join(workdir, 'samples', 'step_*.png')))
+  if grids:
+    path = os.path.join(workdir, 'progress.gif')
+    visualize.save_gif(grids, path, duration_ms=300)
+    written.append(path)
+  history = _read_json(os.path.join(workdir, 'history.json'), {})
+  if any(history.values()):
+    path = os.path.join(workdir, 'curves.png')
+    visualize.plot_history({k: [tuple(p) for p in v] for k, v in history.items()}, path,
+                           title=os.path.basename(os.path.abspath(workdir)))
+    written.append(path)
+  return written
+
+
+class Monitor:
+  """Evaluation, best checkpoint, collapse alarm and summaries for one run (see the module docstring)."""
+
+  def __init__(self, config: ml_collections.ConfigDict, workdir: str, images: np.ndarray,
+               sample_fn: Callable[[train.TrainState, jax.Array], jax.Array],
+               to_global: Callable[[np.ndarray], jax.Array], writer: Any):
+    self._config = config
+    self._workdir = workdir
+    self._is_main = jax.process_index() == 0
+    self._sample_fn = sample_fn
+    self._writer = writer
+    self._history_path = os.path.join(workdir, 'history.json')
+    self._best_path = os.path.join(workdir, 'best.json')
+    self.history = _read_json(self._history_path, {})
+    self.best = _read_json(self._best_path, None)  # {'step': int, 'fid': float} or None.
+    self._low_fake_evals = 0
+    self._last_means = {}
+    self._best_coverage = 0
+    self._evaluator = None
+    self._best_checkpointer = None
+    self._enabled = False
+    if config.eval_every_steps < 0:
+      return
+    try:
+      if self._is_main:
+        self._evaluator = evaluation.build_evaluator(config, images, config.eval_cache_dir)
+      enabled = self._evaluator is not None
+    except errors.DataError as e:
+      logging.warning('Sample-quality evaluation is off: %s', e)
+      enabled = False
+    self._enabled = _all_agree(enabled)
+    if self._enabled:
+      z = train.sample_noise(jax.random.fold_in(jax.random.key(config.seed), 2),
+                             (config.eval_num_samples, config.latent_dim), config.noise)
+      self._z = to_global(np.asarray(z))
+      self._best_checkpointer = checkpointing.Checkpointer(os.path.join(workdir, 'checkpoints_best'), 1)
+
+  @property
+  def enabled(self) -> bool:
+    """Whether samples are scored (a labelled 28x28 dataset and `eval_every_steps` >= 0)."""
+    return self._enabled
+
+  def record(self, step: int, means: dict[str, float]) -> None:
+    """Adds a progress line's means to the curves."""
+    for key in _CURVES:
+      if key in means:
+        self.history.setdefault(key, []).append((step, means[key]))
+    self._last_means = means
+    if self._is_main:
+      _best_effort_json(self._history_path, self.history)
+
+  def evaluate(self, step: int, state: train.TrainState) -> Optional[dict[str, float]]:
+    """Scores samples of `state` (every process calls this; process 0 computes), keeps the best checkpoint by FID,
+    and raises the collapse alarm. Returns the scores on process 0."""
+    if not self._enabled:
+      return None
+    samples = self._sample_fn(state, self._z)
+    scores = None
+    fid = np.inf
+    if self._is_main:
+      scores = self._evaluator.evaluate(np.asarray(samples.addressable_data(0)))
+      fid = scores['fid'] if np.isfinite(scores['fid']) else np.inf
+    fid = float(_from_main(fid))
+    is_best = np.isfinite(fid) and (self.best is None or fid < self.best['fid'])
+    if is_best:
+      self._best_checkpointer.save(state)
+      self._best_checkpointer.wait()
+      self.best = {'step': step, 'fid': fid}
+    if not self._is_main:
+      return None
+    if is_best:
+      _best_effort_json(self._best_path, self.best)
+    self.history.setdefault('fid', []).append((step, scores['fid']))
+    alarms = self._alarms(scores)
+    scalars = {f'eval/{k}': v for k, v in scores.items()}
+    scalars['eval/collapse_alarm'] = float(bool(alarms))
+    try:
+      self._writer.write_scalars(step, scalars)
+    except Exception as e:  # pylint: disable=broad-except
+      logging.warning('Could not write evaluation scalars (%s); training goes on.', e)
+    logging.info('eval step %d: FID %.2f, coverage %d/%d, KL %.3f, precision %.3f, recall %.3f%s', step,
+                 scores['fid'], scores['coverage'], self._evaluator.num_classes, scores['kl'], scores['precision'],
+                 scores['recall'], ' (best so far; saved to checkpoints_best/)' if is_best else
+                 f' (best: FID {self.best["fid"]:.2f} at step {self.best["step"]})')
+    for alarm in alarms:
+      logging.warning('Collapse alarm at step %d: %s', step, alarm)
+    _best_effort_json(self._history_path, self.history)
+    return scores
+
+  def _alarms(self, scores: dict[str, float]) -> list[str]:
+    alarms = []
+    coverage = int(scores['coverage'])
+    self._best_coverage = max(self._best_coverage, coverage)
+    if self._best_coverage - coverage >= 3:
+      alarms.append(f'mode coverage fell to {coverage} classes from {self._best_coverage}')
+    d_fake = self._last_means.get('d_fake')
+    self._low_fake_evals = self._low_fake_evals + 1 if d_fake is not None and d_fake < 0.05 else 0
+    if self._low_fake_evals >= self._config.collapse_patience:
+      alarms.append(f'D(G(z)) has stayed under 0.05 for {self._low_fake_evals} evaluations (now {d_fake:.3f}): '
+                    'the discriminator wins outright')
+    return alarms
+
+  def finish(self) -> None:
+    """Writes the summary pictures (process 0) and says which checkpoint is best."""
+    if self._best_checkpointer is not None:
+      self._best_checkpointer.close()
+    if not self._is_main:
+      return
+    try:
+      for path in write_summary(self._workdir):
+        logging.info('Wrote %s', path)
+    except Exception as e:  # pylint: disable=broad-except
+      logging.warning('Could not write the summary pictures (%s: %s).', type(e).__name__, e)
+    if self.best:
+      logging.info('Best checkpoint: step %d (FID %.2f) in %s', self.best['step'], self.best['fid'],
+                   os.path.join(self._workdir, 'checkpoints_best'))
+
+
+def _best_effort_json(path: str, value: Any) -> None:
+  try:
+    _write_json(path, value)
+  except OSError as e:
+    logging.warning('Could not write %s (%s); training goes on.', path, e)
+
+
+def _from_main(value: float) -> float:
+  """Process 0's `value` on every process (the decisions that follow need every process to agree)."""
+  if jax.process_count() == 1:
+    return value
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  return float(multihost_utils.broadcast_one_to_all(np.float32(value)))
+
+
+def _all_agree(flag: bool) -> bool:
+  return bool(_from_main(float(flag)))
+
+
+if __name__ == '__main__':
+  import sys  # pylint: disable=g-import-not-at-top
+  if len(sys.argv) != 2:
+    sys.exit('usage: python -m dcgan_jax.monitor WORKDIR')
+  for written in write_summary(sys.argv[1]):
+    print(written)
