@@ -107,6 +107,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> train.TrainState:
   """See `train.train_and_evaluate`."""
   from clu import metric_writers  # pylint: disable=g-import-not-at-top  (pulls in TensorFlow)
 
+  run_start = time.time()
   config_validation.validate(config)
   devices = jax.devices()
   if config.batch_size % len(devices):
@@ -136,6 +137,11 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> train.TrainState:
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
   batch_sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(None, 'data'))
 
+  sample_fn = train._sampler(config.model.sample_use_batch_stats)  # pylint: disable=protected-access
+  # Before the checkpointer: reading a TFDS dataset's labels under tfds.testing.mock_data redirects the file system
+  # for a moment, which must not meet orbax's background threads.
+  monitor = monitor_lib.Monitor(config, workdir, images, sample_fn, lambda x: _global(x, replicated), writer)
+
   state = train.create_train_state(config, jax.random.key(config.seed))
   logging.info('Generator: %d parameters, discriminator: %d parameters',
                models.count_params(state.g_params), models.count_params(state.d_params))
@@ -152,18 +158,16 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> train.TrainState:
     checkpointer.close()
     return state
 
-  # Small datasets live on the device as uint8 and each step gathers its batch there; large ones are gathered on
-  # the host (a background thread) and sent per call. Both follow the batcher's order, so they train identically.
+  # Small datasets live on the device as uint8 and each step gathers its batch there; for large ones each call's
+  # images are gathered on the host and sent. Both follow the batcher's order, so they train identically.
   device_data = images.nbytes <= config.data.max_device_bytes
   p_train_step = train.make_parallel_train_step(mesh, config.model.sync_batchnorm, data_range, device_data)
   if device_data:
     data_on_device = _global(images, replicated)
-  sample_fn = train._sampler(config.model.sample_use_batch_stats)  # pylint: disable=protected-access
   fixed_z = _global(train.sample_noise(jax.random.fold_in(jax.random.key(config.seed), 1),
                                        (config.num_samples, config.latent_dim), config.noise), replicated)
 
   discriminate = jax.jit(train.discriminate)
-  monitor = monitor_lib.Monitor(config, workdir, images, sample_fn, lambda x: _global(x, replicated), writer)
 
   def write_samples(step):
     fakes = sample_fn(state, fixed_z)  # Every process takes part in the computation; one writes.
@@ -177,14 +181,17 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> train.TrainState:
                      os.path.join(workdir, 'samples', f'scored_{step:07d}.png'), scored)
       logging.info('Wrote samples %s', path)
 
-  if start_step == 0 and is_main:
-    # Once, at the start: what the generator is up against.
-    real = batcher.batch(0)[:config.num_samples]
-    fakes = np.asarray(_local(sample_fn(state, fixed_z)))
-    _best_effort('real_vs_fake.png', visualize.save_real_vs_fake, os.path.join(workdir, 'real_vs_fake.png'),
-                 input_pipeline.to_float(real, data_range), fakes, data_range)
+  if start_step == 0:
+    monitor.evaluate(0, state)  # The untrained generator's scores: the baseline the curves fall from.
+  if start_step == 0:
+    # Once, at the start: what the generator is up against. (Every process runs the computation; one writes.)
+    fakes = sample_fn(state, fixed_z)
+    if is_main:
+      real = input_pipeline.to_float(batcher.batch(0)[:config.num_samples], data_range)
+      _best_effort('real_vs_fake.png', visualize.save_real_vs_fake, os.path.join(workdir, 'real_vs_fake.png'),
+                   real, np.asarray(_local(fakes)), data_range)
 
-  def stop_if_diverged(done):
+  def stop_if_diverged():
     bad = int(first_bad_step)
     if bad >= 0:
       checkpointer.wait()
@@ -192,7 +199,6 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> train.TrainState:
           f'a loss became NaN or Inf at step {bad}; training stopped. The newest good checkpoint (step '
           f'{checkpointer.latest_step()}) in {checkpointer.directory} is kept; lower the learning rates, or set '
           '--config.skip_nonfinite=True to skip such steps')
-    del done
 
   logging.info('Training %d steps (%d per epoch, batch %d over %d devices, %d per call, data on %s) from step %d',
                total_steps, steps_per_epoch, config.batch_size, len(devices), config.steps_per_call,
@@ -228,7 +234,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> train.TrainState:
         logging.info('First call (including compilation) took %.1f s', time.time() - window_start)
         window_start, metric_sums, window_steps = time.time(), None, 0
       if (crossed(config.log_every_steps) or done == total_steps) and window_steps:
-        stop_if_diverged(done)
+        stop_if_diverged()
         means = {k: float(v) / window_steps for k, v in metric_sums.items()}
         elapsed = time.time() - window_start
         images_per_s = window_steps * config.batch_size / max(elapsed, 1e-9)
@@ -245,12 +251,12 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> train.TrainState:
       if end_of_epoch or done == total_steps or crossed(config.sample_every_steps):
         write_samples(done)
       if done == total_steps or crossed(config.eval_every_steps):
-        stop_if_diverged(done)
+        stop_if_diverged()
         monitor.evaluate(done, state)
       stopping = stop_requested.is_set()
       if (crossed(steps_per_epoch * config.checkpoint_every_epochs) or done == total_steps
           or crossed(config.checkpoint_every_steps) or stopping):
-        stop_if_diverged(done)  # Never write a diverged state over the last good one.
+        stop_if_diverged()  # Never write a diverged state over the last good one.
         checkpointer.save(state)
       if stopping:
         checkpointer.close()
@@ -262,6 +268,6 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> train.TrainState:
   checkpointer.close()
   monitor.finish()
   _best_effort('event file', writer.flush)
-  logging.info('Done: %d steps; checkpoints in %s; parameter fingerprint %s', total_steps,
-               checkpointer.directory, _fingerprint(state))
+  logging.info('Done: %d steps in %s of wall-clock time (this run); checkpoints in %s; parameter fingerprint %s',
+               total_steps, _format_time(time.time() - run_start), checkpointer.directory, _fingerprint(state))
   return state

@@ -185,11 +185,28 @@ def _best_effort_json(path: str, value: Any) -> None:
     logging.warning('Could not write %s (%s); training goes on.', path, e)
 
 
+_BARRIER_TIMEOUT_MS = 2 * 3600 * 1000
+_barriers = iter(range(1 << 62))
+
+
+def _wait_for_all_processes() -> None:
+  """Waits at a coordination-service barrier (a generous timeout) until every process arrives.
+
+  Process 0 alone trains or loads the feature classifier and scores the samples, which can take minutes; the
+  others must not meet it in a device collective meanwhile, whose (gloo) set-up times out after 30 s.
+  """
+  from jax._src import distributed  # pylint: disable=g-import-not-at-top  (JAX's own tests use this barrier)
+  client = getattr(distributed.global_state, 'client', None)
+  if client is not None:
+    client.wait_at_barrier(f'dcgan_jax_monitor_{next(_barriers)}', _BARRIER_TIMEOUT_MS)
+
+
 def _from_main(value: float) -> float:
   """Process 0's `value` on every process (the decisions that follow need every process to agree)."""
   if jax.process_count() == 1:
     return value
   from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  _wait_for_all_processes()
   return float(multihost_utils.broadcast_one_to_all(np.float32(value)))
 
 
