@@ -63,5 +63,20 @@ def main(argv):
     sys.exit(f'Error: {e}')
 
 
+def _parse_flags(argv):
+  """absl's flag parsing, with config-override mistakes (a misspelled field, a value of the wrong type) reported
+  in one line instead of a traceback from inside ml_collections."""
+  try:
+    return FLAGS(argv)
+  except flags.Error as e:
+    sys.exit(f'Error: {e}. Pass --help to list the flags.')
+  except (AttributeError, KeyError, TypeError, ValueError) as e:
+    message = str(e.args[0] if e.args else e).replace('\\n', '\n').replace("\\'", "'")
+    # ml_collections says e.g. "'lossy'\nDid you mean "loss" instead of "lossy"?" (quoted, escaped).
+    lines = [line.strip().strip('\'"') for line in message.strip('\'"').splitlines() if line.strip()] or ['?']
+    message = f'no field {lines[0]!r}' + ''.join(f'; {line}' for line in lines[1:])
+    sys.exit(f'Error: bad --config override: {message}. Every field is listed in configs/default.py and the README')
+
+
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)

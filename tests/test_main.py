@@ -128,6 +128,11 @@ def test_invalid_config_values_are_listed_by_field(tmp_path, idx_dir):
                          'config.data.image_size=32')
 
 
+def test_misspelled_override_is_one_line_suggesting_the_field(tmp_path):
+  proc = _run_main(['--config=configs/mnist.py', f'--workdir={tmp_path / "w"}', '--config.lossy=hinge'])
+  _assert_one_line_error(proc, "no field 'lossy'", 'Did you mean "loss"')
+
+
 def test_batch_not_divisible_by_devices_names_both_numbers(tmp_path, idx_dir):
   proc = _run_main(['--config=configs/mnist.py', f'--workdir={tmp_path / "w"}', '--config.data.source=idx',
                     f'--config.data.path={idx_dir}', '--config.data.split=test', '--config.batch_size=7'],
