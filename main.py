@@ -4,7 +4,6 @@ A thin shell over `dcgan_jax.train.train_and_evaluate`: flags, device set-up, an
 user can fix.
 """
 
-import logging as std_logging
 import os
 import sys
 
@@ -14,6 +13,7 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
+from dcgan_jax import checkpointing
 from dcgan_jax import errors
 from dcgan_jax import train
 
@@ -42,15 +42,10 @@ def _initialize_distributed() -> None:
                              process_id=FLAGS.process_id)
 
 
-def _quiet_orbax(record) -> bool:
-  # orbax logs a dozen INFO lines per checkpoint; keep its warnings, drop its chatter from the progress log.
-  return record.levelno >= std_logging.WARNING or 'orbax' not in record.pathname
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
-  logging.get_absl_handler().addFilter(_quiet_orbax)
+  logging.get_absl_handler().addFilter(checkpointing.quiet_orbax_logs)
   _initialize_distributed()
   # tf.data/TFDS only read data here: keep TensorFlow off any accelerator so it does not compete with JAX.
   import tensorflow as tf  # pylint: disable=g-import-not-at-top

@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import functools
 import os
-import platform
 import statistics
 import sys
 import time
@@ -50,6 +49,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+
+# Runnable as a plain script from the repository root without installing.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks import machine  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 Array = jax.Array
 Pads = tuple[tuple[int, int], tuple[int, int]]
@@ -251,17 +254,6 @@ def _check_variants() -> None:
                                    err_msg=f'{variant} {what} on {name}')
 
 
-def _cpu_model() -> str:
-  try:
-    with open('/proc/cpuinfo', encoding='utf-8') as f:
-      for line in f:
-        if line.startswith('model name'):
-          return line.split(':', 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or 'unknown'
-
-
 def _time_once(fn, *args) -> float:
   start = time.perf_counter()
   jax.block_until_ready(fn(*args))
@@ -312,7 +304,7 @@ def main() -> None:
 
   command = 'python ' + ' '.join([os.path.relpath(__file__)] + sys.argv[1:])
   print(f'Command: `{command}`  ')
-  print(f'Machine: {_cpu_model()}, {os.cpu_count()} cores, '
+  print(f'Machine: {machine.cpu_model()}, {os.cpu_count()} cores, '
         f'jax {jax.__version__} ({jax.default_backend()}), shared with other jobs  ')
   print(f'Forward+backward (grads w.r.t. input and kernel), float32, no bias; '
         f'median of {args.reps} jitted calls, timed alternately. Ratios are '

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import time
@@ -24,6 +23,7 @@ import jax.numpy as jnp
 
 # Runnable as a plain script from the repository root without installing.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks import machine  # pylint: disable=g-import-not-at-top,wrong-import-position
 from dcgan_jax import layers  # pylint: disable=g-import-not-at-top
 
 # (name, input [H, W, Cin], Cout, kernel, stride, padding): the two stride-2
@@ -32,17 +32,6 @@ _LAYERS = [
     ('7x7x256 -> 14x14x128', (7, 7, 256), 128, 5, 2, 'SAME'),
     ('14x14x128 -> 28x28x1', (14, 14, 128), 1, 5, 2, 'SAME'),
 ]
-
-
-def _cpu_model() -> str:
-  try:
-    with open('/proc/cpuinfo', encoding='utf-8') as f:
-      for line in f:
-        if line.startswith('model name'):
-          return line.split(':', 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or 'unknown'
 
 
 def _train_step(module: nn.Module):
@@ -94,7 +83,7 @@ def main() -> None:
   command = 'python ' + ' '.join(
       [os.path.relpath(__file__)] + sys.argv[1:])
   print(f'Command: `{command}`  ')
-  print(f'Machine: {_cpu_model()}, {os.cpu_count()} cores, '
+  print(f'Machine: {machine.cpu_model()}, {os.cpu_count()} cores, '
         f'jax {jax.__version__} ({jax.default_backend()})  ')
   print(f'Forward+backward (grads w.r.t. params and input), float32, '
         f'batch {args.batch}, kernel 5x5, stride 2, SAME; '

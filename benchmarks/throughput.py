@@ -24,7 +24,6 @@ import argparse
 import dataclasses
 import math
 import os
-import platform
 import statistics
 import sys
 import time
@@ -37,6 +36,7 @@ import numpy as np
 
 # Runnable as a plain script from the repository root without installing.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks import machine  # pylint: disable=g-import-not-at-top,wrong-import-position
 from configs import default  # pylint: disable=g-import-not-at-top,wrong-import-position
 from configs import fashion_mnist_mlp  # pylint: disable=g-import-not-at-top,wrong-import-position
 from configs import mnist  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -341,17 +341,6 @@ def torch_matmul_gflops(n: int = _MATMUL_SIZE, reps: int = _MATMUL_REPS) -> floa
   return 2 * n**3 / statistics.median(times) / 1e9
 
 
-def _cpu_model() -> str:
-  try:
-    with open('/proc/cpuinfo', encoding='utf-8') as f:
-      for line in f:
-        if line.startswith('model name'):
-          return line.split(':', 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or 'unknown'
-
-
 def _usable_cores() -> int:
   try:
     return len(os.sched_getaffinity(0))
@@ -532,7 +521,7 @@ def main(argv: Optional[list[str]] = None) -> None:
   else:
     versions += ', torch not used' + ('' if args.no_torch else ' (not importable)')
   print(f'Command: `{command}`  ')
-  print(f'Machine: {_cpu_model()}, {_usable_cores()} usable cores ({os.cpu_count()} online); {versions}  ')
+  print(f'Machine: {machine.cpu_model()}, {_usable_cores()} usable cores ({os.cpu_count()} online); {versions}  ')
   print(f'XLA_FLAGS: `{os.environ["XLA_FLAGS"]}`  ' if os.environ.get('XLA_FLAGS') else 'XLA_FLAGS: not set  ')
   fmt_peaks = lambda peaks: ' / '.join(f'{p:.1f}' for p in peaks)
   peak_line = (f'float32 matmul peak ({_MATMUL_SIZE}x{_MATMUL_SIZE}, median of {_MATMUL_REPS}; at start / end): '

@@ -5,6 +5,7 @@ never leaves a half-written checkpoint that a restart would pick up.
 """
 
 import contextlib
+import logging as std_logging
 import os
 from typing import Any, Optional
 
@@ -13,6 +14,14 @@ import jax
 import orbax.checkpoint as ocp
 
 from dcgan_jax import errors
+
+
+def quiet_orbax_logs(record) -> bool:
+  """A logging filter: orbax's warnings pass, its INFO chatter (a dozen lines per save or restore) does not.
+
+  Compares Python's level numbers: absl's `logging.WARNING` is on absl's own scale (-1) and would pass everything.
+  """
+  return record.levelno >= std_logging.WARNING or 'orbax' not in record.pathname
 
 
 def _shapes(tree: Any, prefix: str = '') -> dict[str, tuple[int, ...]]:

@@ -10,7 +10,6 @@ same images.
 
 import functools
 import json
-import logging as std_logging
 import os
 import sys
 from typing import Any, Optional
@@ -239,16 +238,10 @@ def _define_flags() -> None:
   flags.mark_flag_as_required('workdir')
 
 
-def _quiet_orbax(record) -> bool:
-  # orbax logs a dozen INFO lines per restore; keep its warnings only. (Python's level numbers: absl's
-  # logging.WARNING is its own verbosity scale, -1, which every record would pass.)
-  return record.levelno >= std_logging.WARNING or 'orbax' not in record.pathname
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
-  logging.get_absl_handler().addFilter(_quiet_orbax)
+  logging.get_absl_handler().addFilter(checkpointing.quiet_orbax_logs)
   try:
     images = run(FLAGS.workdir, FLAGS.out, FLAGS.checkpoint, FLAGS.num, FLAGS.seed, FLAGS.interpolate,
                  FLAGS.use_running_average, FLAGS.steps)

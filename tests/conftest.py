@@ -1,8 +1,12 @@
 """Shared test fixtures: a tiny DCGAN config (compiles in seconds) and the repository paths."""
 
+import gzip
 import os
 import pathlib
+import struct
 import sys
+
+import numpy as np
 
 import pytest
 
@@ -42,3 +46,11 @@ def subprocess_env(num_devices: int = 1) -> dict:
   env['TF_CPP_MIN_LOG_LEVEL'] = '3'
   env['JAX_PLATFORMS'] = 'cpu'
   return env
+
+
+def write_idx_images(directory, num_images: int, seed: int = 0) -> pathlib.Path:
+  """Writes `num_images` random 28x28 digits as `directory/t10k-images-idx3-ubyte.gz` (the idx source's test split)."""
+  images = np.random.default_rng(seed).integers(0, 256, (num_images, 28, 28), dtype=np.uint8)
+  with gzip.open(pathlib.Path(directory) / 't10k-images-idx3-ubyte.gz', 'wb') as f:
+    f.write(struct.pack('>BBBBIII', 0, 0, 8, 3, *images.shape) + images.tobytes())
+  return pathlib.Path(directory)

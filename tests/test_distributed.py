@@ -1,13 +1,10 @@
 """A real two-process run on this machine (gloo CPU collectives over 127.0.0.1), resumed, against one process."""
 
-import gzip
 import re
 import socket
-import struct
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 import conftest
@@ -15,11 +12,7 @@ import conftest
 
 @pytest.fixture(scope='module')
 def idx_dir(tmp_path_factory):
-  d = tmp_path_factory.mktemp('idx')
-  images = np.random.default_rng(0).integers(0, 256, (64, 28, 28), dtype=np.uint8)
-  with gzip.open(d / 't10k-images-idx3-ubyte.gz', 'wb') as f:
-    f.write(struct.pack('>BBBBIII', 0, 0, 8, 3, *images.shape) + images.tobytes())
-  return d
+  return conftest.write_idx_images(tmp_path_factory.mktemp('idx'), 64)
 
 
 def _free_port():

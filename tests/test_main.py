@@ -2,26 +2,15 @@
 documented overrides and turns bad input into one clear line."""
 
 import glob
-import gzip
-import os
-import struct
 import subprocess
 import sys
 
 import chex
-import jax
-import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
 import conftest
 from dcgan_jax import train
-
-
-def _write_idx_images(path, images):
-  header = struct.pack('>BBBBIII', 0, 0, 8, 3, *images.shape)
-  with gzip.open(path, 'wb') as f:
-    f.write(header + images.astype(np.uint8).tobytes())
 
 
 def _run_main(args, num_devices=1):
@@ -77,10 +66,7 @@ def test_fused_steps_and_host_batching_train_like_single_device_resident_steps(t
 
 @pytest.fixture(scope='module')
 def idx_dir(tmp_path_factory):
-  d = tmp_path_factory.mktemp('idx')
-  rng = np.random.default_rng(0)
-  _write_idx_images(d / 't10k-images-idx3-ubyte.gz', rng.integers(0, 256, (16, 28, 28)))
-  return d
+  return conftest.write_idx_images(tmp_path_factory.mktemp('idx'), 16)
 
 
 def test_main_with_the_documented_idx_overrides(tmp_path, idx_dir):

@@ -1,10 +1,8 @@
 """Never lose a run: kills, preemption, damaged checkpoints, NaNs and disk trouble (tiny models, real processes)."""
 
-import gzip
 import os
 import random
 import signal
-import struct
 import subprocess
 import sys
 import time
@@ -12,7 +10,6 @@ import time
 import chex
 import jax
 import jax.numpy as jnp
-import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
@@ -27,11 +24,7 @@ TOTAL_STEPS = 80  # 64 images, batch 8: 8 steps per epoch, 10 epochs.
 
 @pytest.fixture(scope='module')
 def idx_dir(tmp_path_factory):
-  d = tmp_path_factory.mktemp('idx')
-  images = np.random.default_rng(0).integers(0, 256, (64, 28, 28), dtype=np.uint8)
-  with gzip.open(d / 't10k-images-idx3-ubyte.gz', 'wb') as f:
-    f.write(struct.pack('>BBBBIII', 0, 0, 8, 3, *images.shape) + images.tobytes())
-  return d
+  return conftest.write_idx_images(tmp_path_factory.mktemp('idx'), 64)
 
 
 def _args(workdir, idx_dir, *extra):
