@@ -54,3 +54,20 @@ def write_idx_images(directory, num_images: int, seed: int = 0) -> pathlib.Path:
   with gzip.open(pathlib.Path(directory) / 't10k-images-idx3-ubyte.gz', 'wb') as f:
     f.write(struct.pack('>BBBBIII', 0, 0, 8, 3, *images.shape) + images.tobytes())
   return pathlib.Path(directory)
+
+
+def sgd_state_and_images():
+  """The tiny model with plain SGD for both networks, and a fixed uint8 batch [8, 28, 28, 1].
+
+  SGD makes the update proportional to the gradient, so a wrong gradient scale (e.g. across devices) cannot hide
+  behind Adam's normalization.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  import optax  # pylint: disable=g-import-not-at-top
+  from dcgan_jax import train  # pylint: disable=g-import-not-at-top
+  state = train.create_train_state(tiny_config(), jax.random.key(0))
+  sgd = optax.sgd(0.05)
+  state = state.replace(g_tx=sgd, d_tx=sgd, g_opt_state=sgd.init(state.g_params),
+                        d_opt_state=sgd.init(state.d_params))
+  images = np.asarray(jax.random.randint(jax.random.key(1), (8, 28, 28, 1), 0, 256), np.uint8)
+  return state, images

@@ -126,14 +126,7 @@ _PARALLEL_SCRIPT = textwrap.dedent('''
     import conftest
     from dcgan_jax import input_pipeline, train
     assert jax.device_count() == 4, jax.devices()
-    config = conftest.tiny_config()
-    # SGD: the update is proportional to the gradient, so a wrong gradient scale cannot hide behind Adam's
-    # normalization.
-    state = train.create_train_state(config, jax.random.key(0))
-    sgd = optax.sgd(0.05)
-    state = state.replace(g_tx=sgd, d_tx=sgd, g_opt_state=sgd.init(state.g_params),
-                          d_opt_state=sgd.init(state.d_params))
-    images = np.asarray(jax.random.randint(jax.random.key(1), (8, 28, 28, 1), 0, 256), np.uint8)
+    state, images = conftest.sgd_state_and_images()
     out = {}
     for sync in (True, False):
       mesh = jax.sharding.Mesh(np.asarray(jax.devices()), ('data',))
@@ -167,12 +160,7 @@ def four_device_result():
 
 def _one_device_reference():
   """Two SGD steps on one device over the whole batch."""
-  config = conftest.tiny_config()
-  state = train.create_train_state(config, jax.random.key(0))
-  sgd = optax.sgd(0.05)
-  state = state.replace(g_tx=sgd, d_tx=sgd, g_opt_state=sgd.init(state.g_params),
-                        d_opt_state=sgd.init(state.d_params))
-  images = np.asarray(jax.random.randint(jax.random.key(1), (8, 28, 28, 1), 0, 256), np.uint8)
+  state, images = conftest.sgd_state_and_images()
   step = jax.jit(train.train_step)
   batch = {'image': input_pipeline.to_float(images, (-1.0, 1.0))}
   s, _ = step(state, batch)
