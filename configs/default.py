@@ -23,7 +23,17 @@ def get_config() -> ml_collections.ConfigDict:
   # for hinge and wgan_gp). 0 disables it.
   config.label_smoothing = 0.0
   config.gp_weight = 10.0  # wgan_gp: weight of the gradient penalty added to the critic's loss (the paper's 10).
-  config.n_critic = 1  # Discriminator (critic) updates per generator update; WGAN-GP uses 5.
+  # Training schedule (see dcgan_jax/schedules.py): 'alternating' (each step: d_steps D updates, each on its own
+  # real batch, then g_steps G updates), 'epoch_blocks' (each epoch: G for an epoch's worth of steps, then D over
+  # the epoch's batches) or 'adaptive' (G until it fools D on g_target of a fresh batch, then D until its held-out
+  # accuracy reaches d_target, each capped; one step per call).
+  config.schedule = 'alternating'
+  config.d_steps = 1  # alternating: D updates per step (WGAN-GP's n_critic: 5).
+  config.g_steps = 1  # alternating: G updates per step.
+  config.g_target = 0.2  # adaptive: G's turn ends when D calls at least this fraction of fresh fakes real.
+  config.d_target = 0.5  # adaptive: D's turn ends when its accuracy on held-out reals + fresh fakes reaches this.
+  config.g_max_steps = 100  # adaptive: most steps in one G turn.
+  config.d_max_steps = 100  # adaptive: most steps in one D turn.
   # Computation dtype: 'float32', or 'bfloat16' (mixed precision for GPU/TPU: bfloat16 matmuls and convolutions,
   # float32 parameters, optimizer states, BatchNorm statistics and losses).
   config.dtype = 'float32'

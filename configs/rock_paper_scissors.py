@@ -2,7 +2,9 @@
 
 G: the DCGAN generator with a derived start: five stride-2 transposed convs from 10x10 make 320x320, center-cropped
 to exactly 300x300. D: four blocks of 3x3 conv (stride 1) + 2x2 max-pool + LeakyReLU + dropout 0.3 (64, 64, 128,
-128 filters: 300 -> 150 -> 75 -> 38 -> 19), no BatchNorm, then the logit. Batch 32, Adam 2e-4, b1 0.5.
+128 filters: 300 -> 150 -> 75 -> 38 -> 19), no BatchNorm, then the logit. Batch 32, Adam 2e-4, b1 0.5 (separate
+optimizers). Schedule: epoch blocks, as the write-up trained: G for an epoch's worth of steps, then D over the
+epoch's batches. Samples come from the same fixed noise at the end of every epoch.
 """
 
 from configs import default
@@ -25,4 +27,5 @@ def get_config():
   config.model.d_batchnorm = False
   config.model.d_dropout = 0.3
   config.num_samples = 16
+  config.schedule = 'epoch_blocks'
   return config

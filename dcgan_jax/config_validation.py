@@ -12,6 +12,7 @@ from dcgan_jax import errors
 from dcgan_jax import input_pipeline
 from dcgan_jax import losses
 from dcgan_jax import models
+from dcgan_jax import schedules
 
 SOURCES = input_pipeline.SOURCES
 NOISES = ('uniform', 'normal')
@@ -53,7 +54,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   """Raises `errors.ConfigError` listing every invalid field of `config`; returns None when all are valid."""
   problems = []
   for name in ('batch_size', 'steps_per_call', 'latent_dim', 'num_samples', 'log_every_steps', 'keep_checkpoints',
-               'n_critic', 'data.image_size', 'data.channels'):
+               'd_steps', 'g_steps', 'g_max_steps', 'd_max_steps', 'data.image_size', 'data.channels'):
     _positive_int(config, name, problems)
   for name in ('eval_num_samples', 'eval_classifier_steps', 'collapse_patience'):
     _positive_int(config, name, problems)
@@ -67,6 +68,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
       config.num_epochs <= 0 and config.num_train_steps <= 0):
     problems.append(f'config.num_train_steps={config.num_train_steps!r} with config.num_epochs='
                     f'{config.num_epochs!r}: one of them must be > 0')
+  _choice(config, 'schedule', schedules.SCHEDULES, problems)
+  for name in ('g_target', 'd_target'):
+    value = config[name]
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value <= 1:
+      problems.append(f'config.{name}={value!r}: must be a number in [0, 1]')
   _choice(config, 'noise', NOISES, problems)
   _choice(config, 'dtype', DTYPES, problems)
   _choice(config, 'loss', tuple(sorted(losses.LOSSES)), problems)

@@ -16,8 +16,6 @@ import os
 import signal
 import threading
 import time
-from typing import Iterator
-
 from absl import logging
 import jax
 import jax.numpy as jnp
@@ -30,21 +28,9 @@ from dcgan_jax import errors
 from dcgan_jax import input_pipeline
 from dcgan_jax import models
 from dcgan_jax import monitor as monitor_lib
+from dcgan_jax import schedules
 from dcgan_jax import train
 from dcgan_jax import visualize
-
-
-def _chunks(start: int, total: int, per_call: int) -> Iterator[tuple[int, int]]:
-  """Yields `(first_step, num_steps)` covering [start, total) on a grid of multiples of `per_call`.
-
-  The grid is anchored at step 0, so a run resumed from a checkpoint (written at a chunk boundary) cuts its steps
-  exactly as the uninterrupted run did.
-  """
-  step = start
-  while step < total:
-    size = min(per_call - step % per_call, total - step)
-    yield step, size
-    step += size
 
 
 def _format_time(seconds: float) -> str:
@@ -73,6 +59,15 @@ def _stop_requests():
   finally:
     for sig, old in previous.items():
       signal.signal(sig, old)
+
+
+_LABELS = (('d_loss', 'd_loss', 4), ('g_loss', 'g_loss', 4), ('d_real', 'D(x)', 3), ('d_fake', 'D(G(z))', 3),
+           ('g_fool_rate', 'G fools D', 2), ('d_heldout_accuracy', 'D held-out accuracy', 2))
+
+
+def _format_metrics(means: dict[str, float]) -> str:
+  """The progress line's metrics, those present in this window (steps of one side report only that side's)."""
+  return ' '.join(f'{label} {means[key]:.{digits}f}' for key, label, digits in _LABELS if key in means)
 
 
 def _best_effort(what: str, fn, *args, **kwargs) -> None:
@@ -121,8 +116,13 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> train.TrainState:
     raise errors.DataError(
         f'dataset {config.data.source}:{config.data.name or config.data.path} has images of shape '
         f'{images.shape[1:]}, the config wants {want} (config.data.image_size, config.data.channels)')
+  all_images, heldout = images, None
+  if config.schedule == 'adaptive':
+    # D's accuracy is judged on real images it never trains on.
+    images, heldout = schedules.hold_out(images, config.batch_size, config.seed)
   batcher = input_pipeline.EpochBatcher(images, config.batch_size, config.seed)
-  steps_per_epoch = batcher.steps_per_epoch
+  schedule = schedules.Schedule(config, batcher.steps_per_epoch)
+  steps_per_epoch = schedule.steps_per_epoch
   total_steps = config.num_train_steps if config.num_train_steps > 0 else config.num_epochs * steps_per_epoch
   data_range = models.data_range(config)
 
@@ -140,7 +140,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> train.TrainState:
   sample_fn = train._sampler(config.model.sample_use_batch_stats)  # pylint: disable=protected-access
   # Before the checkpointer: reading a TFDS dataset's labels under tfds.testing.mock_data redirects the file system
   # for a moment, which must not meet orbax's background threads.
-  monitor = monitor_lib.Monitor(config, workdir, images, sample_fn, lambda x: _global(x, replicated), writer)
+  monitor = monitor_lib.Monitor(config, workdir, all_images, sample_fn, lambda x: _global(x, replicated), writer)
 
   state = train.create_train_state(config, jax.random.key(config.seed))
   logging.info('Generator: %d parameters, discriminator: %d parameters',
@@ -151,6 +151,11 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> train.TrainState:
   if restored is not None:
     state = restored
   start_step = int(_local(state.step))
+  if start_step and not schedule.dynamic and int(_local(state.d_updates)) != schedule.d_updates_before(start_step):
+    raise errors.CheckpointError(
+        f'the checkpoint at step {start_step} in {checkpointer.directory} made {int(_local(state.d_updates))} D '
+        f'updates, but config.schedule={config.schedule!r} makes {schedule.d_updates_before(start_step)} by then: '
+        'it was written with another schedule or batch size; resume with that config or use a new --workdir')
   if start_step:
     logging.info('Resuming at step %d (epoch %d)', start_step, start_step // steps_per_epoch + 1)
   if start_step >= total_steps:
@@ -161,9 +166,12 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> train.TrainState:
   # Small datasets live on the device as uint8 and each step gathers its batch there; for large ones each call's
   # images are gathered on the host and sent. Both follow the batcher's order, so they train identically.
   device_data = images.nbytes <= config.data.max_device_bytes
-  p_train_step = train.make_parallel_train_step(mesh, config.model.sync_batchnorm, data_range, device_data)
+  step_fns = {kind: train.make_parallel_train_step(mesh, config.model.sync_batchnorm, data_range, device_data, kind)
+              for kind in schedule.kinds()}
   if device_data:
     data_on_device = _global(images, replicated)
+  if heldout is not None:
+    heldout_on_device = _global(heldout, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data')))
   fixed_z = _global(train.sample_noise(jax.random.fold_in(jax.random.key(config.seed), 1),
                                        (config.num_samples, config.latent_dim), config.noise), replicated)
 
@@ -200,53 +208,65 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> train.TrainState:
           f'{checkpointer.latest_step()}) in {checkpointer.directory} is kept; lower the learning rates, or set '
           '--config.skip_nonfinite=True to skip such steps')
 
-  logging.info('Training %d steps (%d per epoch, batch %d over %d devices, %d per call, data on %s) from step %d',
-               total_steps, steps_per_epoch, config.batch_size, len(devices), config.steps_per_call,
+  logging.info('Training %d steps (%d per epoch, schedule %s, batch %d over %d devices, %d per call, data on %s) '
+               'from step %d',
+               total_steps, steps_per_epoch, config.schedule, config.batch_size, len(devices), config.steps_per_call,
                'device' if device_data else 'host', start_step)
-  metric_sums, window_steps = None, 0
+  # Per-metric sums and step counts over the progress window (steps of one side report only that side's metrics).
+  metric_sums, metric_counts, window_steps = {}, {}, 0
   # The first step (1-based) whose loss was not finite, or -1; tracked on device so no step waits for the host.
   first_bad_step = jnp.int32(-1)
   window_start = time.time()
   with _stop_requests() as stop_requested:
-    for first, size in _chunks(start_step, total_steps, config.steps_per_call):
-      # The global order of this call's batches: int32 [size, batch_size], the same on every process.
-      indices = np.stack([batcher.indices(s) for s in range(first, first + size)])
+    for first, size in schedule.chunks(start_step, total_steps, config.steps_per_call):
+      if schedule.dynamic:
+        kind, first_batch = schedule.kind(first, int(_local(state.phase))), int(_local(state.d_updates))
+      else:
+        kind, first_batch = schedule.kind(first), schedule.d_updates_before(first)
+      # The global order of this call's batches: int32 [size * kind.rows, batch_size], the same on every process.
+      indices = np.stack([batcher.indices(b) for b in schedules.batch_numbers(kind, size, first_batch)])
       if device_data:
-        state, metrics = p_train_step(state, data_on_device, _global(indices, batch_sharding))
+        inputs = (data_on_device, _global(indices, batch_sharding))
       else:
         # Each process gathers the images of its own devices' slices only.
-        batches = jax.make_array_from_callback(
+        inputs = (jax.make_array_from_callback(
             indices.shape + images.shape[1:], batch_sharding,
-            lambda index: images[indices[index[:2]]])  # pylint: disable=cell-var-from-loop
-        state, metrics = p_train_step(state, batches)
+            lambda index: images[indices[index[:2]]]),)  # pylint: disable=cell-var-from-loop
+      if kind.check == 'd_accuracy':
+        inputs += (heldout_on_device,)
+      state, metrics = step_fns[kind](state, *inputs)
       metrics = _local(metrics)
       if not config.skip_nonfinite:
-        bad = ~jnp.isfinite(metrics['d_loss'] + metrics['g_loss'])
+        bad = ~jnp.isfinite(sum(metrics.values()))
         first_bad_step = jnp.where((first_bad_step < 0) & bad.any(), first + 1 + jnp.argmax(bad), first_bad_step)
       # Summed on device: no host transfer until the progress line.
-      sums = jax.tree.map(jnp.sum, metrics)
-      metric_sums = sums if metric_sums is None else jax.tree.map(jnp.add, metric_sums, sums)
+      for k, v in metrics.items():
+        metric_sums[k] = metric_sums[k] + jnp.sum(v) if k in metric_sums else jnp.sum(v)
+        metric_counts[k] = metric_counts.get(k, 0) + size
       window_steps += size
       done = first + size
       crossed = lambda period: period > 0 and done // period > first // period  # pylint: disable=cell-var-from-loop
       if first == start_step:
         jax.block_until_ready(metrics)
         logging.info('First call (including compilation) took %.1f s', time.time() - window_start)
-        window_start, metric_sums, window_steps = time.time(), None, 0
+        window_start, metric_sums, metric_counts, window_steps = time.time(), {}, {}, 0
       if (crossed(config.log_every_steps) or done == total_steps) and window_steps:
         stop_if_diverged()
-        means = {k: float(v) / window_steps for k, v in metric_sums.items()}
-        elapsed = time.time() - window_start
-        images_per_s = window_steps * config.batch_size / max(elapsed, 1e-9)
+        elapsed = max(time.time() - window_start, 1e-9)
+        means = {k: float(v) / metric_counts[k] for k, v in metric_sums.items()}
+        updates = {k: means.pop(k) * metric_counts[k] for k in ('d_updates', 'g_updates')}
+        skipped = means.pop('skipped', 0.0) * window_steps
+        # Real images through D per second (G-only steps read none).
+        images_per_s = updates['d_updates'] * config.batch_size / elapsed
         eta = (total_steps - done) * elapsed / window_steps
-        _best_effort('scalars', writer.write_scalars, done, {**means, 'images_per_second': images_per_s})
+        _best_effort('scalars', writer.write_scalars, done, {
+            **means, **updates, 'images_per_second': images_per_s, 'steps_per_second': window_steps / elapsed})
         monitor.record(done, means)
-        logging.info(
-            'step %d/%d epoch %d: d_loss %.4f g_loss %.4f D(x) %.3f D(G(z)) %.3f, %.0f img/s, ETA %s%s',
-            done, total_steps, (done - 1) // steps_per_epoch + 1, means['d_loss'], means['g_loss'],
-            means['d_real'], means['d_fake'], images_per_s, _format_time(eta),
-            f', {means["skipped"] * window_steps:.0f} non-finite steps skipped' if means.get('skipped') else '')
-        metric_sums, window_steps, window_start = None, 0, time.time()
+        logging.info('step %d/%d epoch %d: %s; updates D %d G %d; %.0f img/s, %.2f steps/s, ETA %s%s',
+                     done, total_steps, (done - 1) // steps_per_epoch + 1, _format_metrics(means),
+                     updates['d_updates'], updates['g_updates'], images_per_s, window_steps / elapsed,
+                     _format_time(eta), f', {skipped:.0f} non-finite steps skipped' if skipped else '')
+        metric_sums, metric_counts, window_steps, window_start = {}, {}, 0, time.time()
       end_of_epoch = crossed(steps_per_epoch)
       if end_of_epoch or done == total_steps or crossed(config.sample_every_steps):
         write_samples(done)

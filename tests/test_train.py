@@ -67,9 +67,11 @@ def test_jit_and_eager_agree(setup, jit_step):
 def test_metrics_are_the_documented_scalars_in_range(setup, jit_step):
   _, state, batch = setup
   _, metrics = jit_step(state, batch)
-  assert set(metrics) == {'d_loss', 'g_loss', 'd_real', 'd_fake', 'd_acc_real', 'd_acc_fake'}
+  assert set(metrics) == {'d_loss', 'g_loss', 'd_real', 'd_fake', 'd_acc_real', 'd_acc_fake', 'd_updates',
+                          'g_updates'}
   for k, v in metrics.items():
     assert v.shape == () and np.isfinite(v), k
+  assert float(metrics['d_updates']) == 1.0 and float(metrics['g_updates']) == 1.0
   for k in ('d_real', 'd_fake', 'd_acc_real', 'd_acc_fake'):
     assert 0.0 <= float(metrics[k]) <= 1.0
 
@@ -124,7 +126,7 @@ _PARALLEL_SCRIPT = textwrap.dedent('''
     import jax, jax.numpy as jnp, numpy as np, optax
     sys.path.insert(0, 'tests')
     import conftest
-    from dcgan_jax import input_pipeline, train
+    from dcgan_jax import input_pipeline, steps, train
     assert jax.device_count() == 4, jax.devices()
     state, images = conftest.sgd_state_and_images()
     out = {}
@@ -140,7 +142,7 @@ _PARALLEL_SCRIPT = textwrap.dedent('''
                         'm': {k: float(v[-1]) for k, v in m.items()}}
     # Per-device BatchNorm reference: 4 separate per-shard computations (vmap, one device), gradients averaged.
     shards = input_pipeline.to_float(images, (-1.0, 1.0)).reshape(4, 2, 28, 28, 1)
-    ref = jax.jit(jax.vmap(lambda s, b: train._step(s, {'image': b}, 'data', False), in_axes=(None, 0),
+    ref = jax.jit(jax.vmap(lambda s, b: steps.step(s, b[None], axis_name="data"), in_axes=(None, 0),
                            axis_name='data'))
     s, _ = ref(state, shards)
     s, m = ref(jax.tree.map(lambda x: x[0], s), shards)
@@ -189,16 +191,6 @@ def test_per_device_batchnorm_equals_the_mean_of_per_shard_computations(four_dev
   assert any(not np.allclose(a, b) for a, b in zip(sync['d'], local['d']))
 
 
-@pytest.mark.parametrize('start,total,per_call,expected', [
-    (0, 10, 4, [(0, 4), (4, 4), (8, 2)]),
-    (6, 13, 4, [(6, 2), (8, 4), (12, 1)]),  # A resumed run returns to the grid anchored at 0.
-    (0, 3, 1, [(0, 1), (1, 1), (2, 1)]),
-    (5, 5, 4, []),
-])
-def test_chunks_cover_the_steps_on_a_grid_anchored_at_zero(start, total, per_call, expected):
-  assert list(loop._chunks(start, total, per_call)) == expected  # pylint: disable=protected-access
-
-
 def test_bfloat16_compute_keeps_float32_state_and_finite_losses():
   config = conftest.tiny_config()
   config.dtype = 'bfloat16'
@@ -218,19 +210,6 @@ def test_bfloat16_compute_keeps_float32_state_and_finite_losses():
   # The computation really ran in bfloat16: the jaxpr holds bfloat16 convolutions.
   jaxpr = str(jax.make_jaxpr(train.train_step)(state, {'image': images}))
   assert 'bf16' in jaxpr
-
-
-def test_n_critic_updates_the_generator_every_nth_step_only():
-  config = conftest.tiny_config()
-  config.n_critic = 2
-  state = train.create_train_state(config, jax.random.key(0))
-  images = jax.random.uniform(jax.random.key(1), (8, 28, 28, 1), minval=-1, maxval=1)
-  step = jax.jit(train.train_step)
-  s1, _ = step(state, {'image': images})
-  chex.assert_trees_all_equal(s1.g_params, state.g_params)  # Step 1: D only.
-  assert not np.array_equal(jax.tree.leaves(s1.d_params)[0], jax.tree.leaves(state.d_params)[0])
-  s2, _ = step(s1, {'image': images})
-  assert not np.array_equal(jax.tree.leaves(s2.g_params)[0], jax.tree.leaves(s1.g_params)[0])  # Step 2: G too.
 
 
 def test_wgan_gp_with_a_batchnorm_free_critic_trains_finitely():

@@ -1,0 +1,269 @@
+"""The update rules: D updates and G updates composed into one pure step, for every training schedule.
+
+A step is described by a static `StepKind`: how many D updates (each on its own real batch), then how many G
+updates (each on fresh noise), and, for the adaptive schedule, which check to run afterwards. Each kind traces to
+straight-line code (no `lax.cond` or loops: XLA:CPU runs convolutions inside control flow on slow kernels), so a
+schedule whose pattern is static stays inside one compiled call.
+
+Conventions shared by every kind:
+  * Keys: update `u` of step `s` draws from `fold_in(rng, s)` (u = 0) or `fold_in(fold_in(rng, s), u)`, so the random
+    stream depends only on the seed, the step and the position in the step.
+  * The last D update and the first G update of a step share one generator forward (same noise, as the PyTorch
+    DCGAN example does); every other update draws its own noise and runs its own forward.
+  * Every forward in training mode updates that network's BatchNorm running averages (as PyTorch and Keras do):
+    a D update moves G's statistics through its fake batch, a G update moves D's through its scoring of the fakes.
+  * `state.d_updates` / `state.g_updates` count the updates of each side; the real batch of a D update is batch
+    number `d_updates` of the epoch-ordered data stream (the loop relies on this to resume exactly).
+"""
+
+import dataclasses
+from typing import Any, Optional
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from dcgan_jax import losses
+
+Array = jax.Array
+PyTree = Any
+
+# Update index of the adaptive schedule's check (any index no step reaches).
+_CHECK_KEY = 1 << 20
+
+
+@dataclasses.dataclass(frozen=True)
+class StepKind:
+  """What one step does. Static: each distinct kind compiles to its own function.
+
+  Attributes:
+    d_steps: D updates, each on its own real batch (>= 0).
+    g_steps: G updates after them, each on fresh noise (>= 0); d_steps + g_steps >= 1.
+    check: '' (none), 'g_fools' or 'd_accuracy' (adaptive schedule): after the updates, measure the fraction of a
+      fresh batch of fakes that D calls real, or D's accuracy on a held-out real batch plus a fresh fake batch (D in
+      inference mode), and advance `state.phase` when it reaches `target` or the phase has taken `cap` steps.
+    target: the check's threshold, in [0, 1].
+    cap: most steps in one phase (>= 1).
+  """
+  d_steps: int = 1
+  g_steps: int = 1
+  check: str = ''
+  target: float = 0.0
+  cap: int = 1
+
+  @property
+  def rows(self) -> int:
+    """Batches of real images a step receives (G-only steps receive one, unused, so every step has a batch)."""
+    return max(self.d_steps, 1)
+
+
+ALTERNATING = StepKind()  # One D update, then one G update: `train.train_step`.
+D_ONLY = StepKind(d_steps=1, g_steps=0)
+G_ONLY = StepKind(d_steps=0, g_steps=1)
+
+
+def sample_noise(rng: Array, shape: tuple[int, ...], noise: str) -> Array:
+  """Noise z: float32 `shape`, uniform in [-1, 1] or standard normal."""
+  if noise == 'uniform':
+    return jax.random.uniform(rng, shape, minval=-1.0, maxval=1.0)
+  if noise == 'normal':
+    return jax.random.normal(rng, shape)
+  raise ValueError(f'unknown noise {noise!r}; use uniform or normal')
+
+
+class _Context:
+  """Per-step constants: the modules (with the BatchNorm axis), the loss, the device layout and the step's key."""
+
+  def __init__(self, state, local_batch: int, axis_name: Optional[str], sync_batchnorm: bool):
+    bn_axis = axis_name if sync_batchnorm else None
+    self.generator = state.generator.clone(bn_axis_name=bn_axis)
+    self.discriminator = state.discriminator.clone(bn_axis_name=bn_axis)
+    self.gan_loss = losses.get(state.loss)
+    self.axis_name = axis_name
+    self.local_batch = local_batch
+    self.base_key = jax.random.fold_in(state.rng, state.step)
+
+  def pmean(self, x):
+    return jax.lax.pmean(x, self.axis_name) if self.axis_name else x
+
+  def keys(self, update: int) -> tuple[Array, Array, Array, Array]:
+    """(z, G dropout, D dropout, penalty) keys of one update; all but z differ per device (different images)."""
+    key = self.base_key if update == 0 else jax.random.fold_in(self.base_key, update)
+    z_key, g_key, d_key, gp_key = jax.random.split(key, 4)
+    if self.axis_name:
+      device = jax.lax.axis_index(self.axis_name)
+      g_key, d_key, gp_key = (jax.random.fold_in(k, device) for k in (g_key, d_key, gp_key))
+    return z_key, g_key, d_key, gp_key
+
+  def noise(self, state, z_key: Array) -> Array:
+    """This device's slice of noise drawn for the global batch: results do not depend on the device count."""
+    if not self.axis_name:
+      return sample_noise(z_key, (self.local_batch, state.latent_dim), state.noise)
+    num_devices = jax.lax.psum(1, self.axis_name)
+    z = sample_noise(z_key, (self.local_batch * num_devices, state.latent_dim), state.noise)
+    start = jax.lax.axis_index(self.axis_name) * self.local_batch
+    return jax.lax.dynamic_slice_in_dim(z, start, self.local_batch)
+
+  def g_forward(self, state, z: Array, dropout_key: Array):
+    """(fake, vjp of fake w.r.t. G's params, G's new batch_stats)."""
+    def forward(g_params):
+      fake, updates = self.generator.apply(
+          {'params': g_params, 'batch_stats': state.g_batch_stats}, z, train=True, mutable=['batch_stats'],
+          rngs={'dropout': dropout_key})
+      return fake, updates['batch_stats']
+    return jax.vjp(forward, state.g_params, has_aux=True)
+
+  def d_apply(self, d_params, d_batch_stats, x: Array, dropout_key: Array, call: int):
+    """D's logits in training mode and its new batch_stats; `call` gives each application its own dropout mask."""
+    logits, updates = self.discriminator.apply(
+        {'params': d_params, 'batch_stats': d_batch_stats}, x, train=True, mutable=['batch_stats'],
+        rngs={'dropout': jax.random.fold_in(dropout_key, call)})
+    return logits, updates['batch_stats']
+
+
+def _d_update(ctx: _Context, state, images: Array, fake: Array, d_key: Array, gp_key: Array):
+  """One D update on a real and a fake batch. Returns (state, metrics, averaged gradients)."""
+  gan_loss = ctx.gan_loss
+
+  def loss_fn(d_params):
+    real_logits, d_bs = ctx.d_apply(d_params, state.d_batch_stats, images, d_key, 0)
+    fake_logits, d_bs = ctx.d_apply(d_params, d_bs, fake, d_key, 1)
+    loss = gan_loss.d(real_logits, fake_logits, state.label_smoothing)
+    if gan_loss.gradient_penalty:
+      critic = lambda x: ctx.d_apply(d_params, d_bs, x, d_key, 2)[0]
+      loss += state.gp_weight * losses.gradient_penalty(critic, images, fake, gp_key)
+    return loss, (real_logits, fake_logits, d_bs)
+
+  (loss, (real_logits, fake_logits, d_bs)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.d_params)
+  grads = ctx.pmean(grads)
+  updates, opt_state = state.d_tx.update(grads, state.d_opt_state, state.d_params)
+  state = state.replace(d_params=optax.apply_updates(state.d_params, updates), d_batch_stats=d_bs,
+                        d_opt_state=opt_state, d_updates=state.d_updates + 1)
+  metrics = {
+      'd_loss': loss,
+      'd_real': jnp.mean(jax.nn.sigmoid(real_logits)),
+      'd_fake': jnp.mean(jax.nn.sigmoid(fake_logits)),
+      'd_acc_real': jnp.mean((real_logits > 0).astype(jnp.float32)),
+      'd_acc_fake': jnp.mean((fake_logits < 0).astype(jnp.float32)),
+  }
+  return state, metrics, grads
+
+
+def _g_update(ctx: _Context, state, fake: Array, g_vjp, d_key: Array):
+  """One G update through the current D, from a generator forward's output and VJP."""
+  def loss_fn(fake):
+    logits, d_bs = ctx.d_apply(state.d_params, state.d_batch_stats, fake, d_key, 3)
+    return ctx.gan_loss.g(logits), d_bs
+
+  (loss, d_bs), fake_grad = jax.value_and_grad(loss_fn, has_aux=True)(fake)
+  (grads,) = g_vjp(fake_grad)
+  grads = ctx.pmean(grads)
+  updates, opt_state = state.g_tx.update(grads, state.g_opt_state, state.g_params)
+  state = state.replace(g_params=optax.apply_updates(state.g_params, updates), g_opt_state=opt_state,
+                        d_batch_stats=d_bs, g_updates=state.g_updates + 1)
+  return state, {'g_loss': loss}, grads
+
+
+def _check(ctx: _Context, state, kind: StepKind, heldout: Optional[Array]):
+  """The adaptive schedule's measurement after the updates, and the phase it leads to. D in inference mode."""
+  z_key, g_key, _, _ = ctx.keys(_CHECK_KEY)
+  fake, _ = ctx.generator.apply({'params': state.g_params, 'batch_stats': state.g_batch_stats},
+                                ctx.noise(state, z_key), train=True, mutable=['batch_stats'],
+                                rngs={'dropout': g_key})
+  d_vars = {'params': state.d_params, 'batch_stats': state.d_batch_stats}
+  fake_logits = ctx.discriminator.apply(d_vars, fake, train=False)
+  if kind.check == 'g_fools':
+    rate = jnp.mean((fake_logits > 0).astype(jnp.float32))
+    name = 'g_fool_rate'
+  elif kind.check == 'd_accuracy':
+    if heldout is None:
+      raise ValueError("the 'd_accuracy' check needs a held-out batch of real images")
+    real_logits = ctx.discriminator.apply(d_vars, heldout, train=False)
+    rate = (jnp.mean((real_logits > 0).astype(jnp.float32)) + jnp.mean((fake_logits < 0).astype(jnp.float32))) / 2
+    name = 'd_heldout_accuracy'
+  else:
+    raise ValueError(f'unknown check {kind.check!r}')
+  rate = ctx.pmean(rate)
+  phase_steps = state.phase_steps + 1
+  switch = (rate >= kind.target) | (phase_steps >= kind.cap)
+  state = state.replace(phase=jnp.where(switch, 1 - state.phase, state.phase),
+                        phase_steps=jnp.where(switch, 0, phase_steps))
+  return state, {name: rate}
+
+
+def step(state, images: Array, kind: StepKind = ALTERNATING, axis_name: Optional[str] = None,
+         sync_batchnorm: bool = False, heldout: Optional[Array] = None) -> tuple[Any, dict[str, Array]]:
+  """One step of `kind`. Pure.
+
+  Args:
+    state: a `train.TrainState`.
+    images: float32 [kind.rows, B, H, W, C] in the data range: the real batch of each D update, in order.
+    kind: the static pattern of updates.
+    axis_name: inside `shard_map`, the device axis: gradients and metrics are averaged over it, and BatchNorm uses
+      global statistics when `sync_batchnorm`.
+    sync_batchnorm: see `axis_name`.
+    heldout: float32 [B, H, W, C], real images for the 'd_accuracy' check.
+
+  Returns:
+    `(new_state, metrics)`: float32 scalars; D's (`d_loss`, `d_real`, `d_fake`, `d_acc_real`, `d_acc_fake`, each the
+    mean over the step's D updates, measured before each update) when d_steps > 0, `g_loss` when g_steps > 0,
+    `d_updates`/`g_updates` (updates of each side in this step) and the check's rate.
+  """
+  if images.shape[0] != kind.rows:
+    raise ValueError(f'a {kind} step takes {kind.rows} batches of real images, got {images.shape[0]}')
+  ctx = _Context(state, images.shape[1], axis_name, sync_batchnorm)
+  old = state
+  d_metrics, g_metrics, grads = [], [], []
+  shared = None
+  for i in range(kind.d_steps):
+    z_key, g_key, d_key, gp_key = ctx.keys(i)
+    fake, g_vjp, g_bs = ctx.g_forward(state, ctx.noise(state, z_key), g_key)
+    state = state.replace(g_batch_stats=g_bs)
+    state, metrics, d_grads = _d_update(ctx, state, images[i], jax.lax.stop_gradient(fake), d_key, gp_key)
+    d_metrics.append(metrics)
+    grads.append(d_grads)
+    shared = (fake, g_vjp, d_key)
+  for j in range(kind.g_steps):
+    if j == 0 and shared is not None:
+      fake, g_vjp, d_key = shared  # G has not changed since this forward.
+    else:
+      z_key, g_key, d_key, _ = ctx.keys(kind.d_steps + j)
+      fake, g_vjp, g_bs = ctx.g_forward(state, ctx.noise(state, z_key), g_key)
+      state = state.replace(g_batch_stats=g_bs)
+    state, metrics, g_grads = _g_update(ctx, state, fake, g_vjp, d_key)
+    g_metrics.append(metrics)
+    grads.append(g_grads)
+
+  if axis_name and not sync_batchnorm:
+    # Per-device statistics differ; the carried running averages are their mean so every device holds the same.
+    state = state.replace(g_batch_stats=ctx.pmean(state.g_batch_stats),
+                          d_batch_stats=ctx.pmean(state.d_batch_stats))
+  metrics = {k: jnp.mean(jnp.stack(v)) for k, v in _gather(d_metrics + g_metrics).items()}
+  metrics = ctx.pmean(metrics)
+  if kind.check:
+    state, check_metrics = _check(ctx, state, kind, heldout)
+    metrics.update(check_metrics)
+  metrics['d_updates'] = jnp.float32(kind.d_steps)
+  metrics['g_updates'] = jnp.float32(kind.g_steps)
+  state = state.replace(step=old.step + 1)
+  if old.skip_nonfinite:
+    # Losses and gradients are averaged over devices, so every device takes the same decision.
+    finite = jnp.all(jnp.stack([jnp.isfinite(m) for m in metrics.values()]))
+    for grad in jax.tree.leaves(grads):
+      finite &= jnp.all(jnp.isfinite(grad))
+    kept = jax.tree.map(lambda new, prev: jnp.where(finite, new, prev), state, old)
+    # The counters move on: the step's batches were consumed (the data position follows `d_updates`).
+    state = kept.replace(step=state.step, d_updates=state.d_updates, g_updates=state.g_updates,
+                         phase=state.phase, phase_steps=state.phase_steps)
+    # Skipped steps report zeros, so averages over a window stay finite; `skipped` counts them.
+    metrics = jax.tree.map(lambda m: jnp.where(finite, m, 0.0), metrics)
+    metrics['skipped'] = 1.0 - finite.astype(jnp.float32)
+  return state, metrics
+
+
+def _gather(dicts: list[dict[str, Array]]) -> dict[str, list[Array]]:
+  out: dict[str, list[Array]] = {}
+  for d in dicts:
+    for k, v in d.items():
+      out.setdefault(k, []).append(v)
+  return out
