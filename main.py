@@ -64,7 +64,12 @@ def _parse_flags(argv):
   try:
     return FLAGS(argv)
   except flags.Error as e:
-    sys.exit(f'Error: {e}. Pass --help to list the flags.')
+    message = str(e)
+    if 'Traceback (most recent call last)' in message:
+      # A config file's get_config raised: its first and last lines say which file and why.
+      lines = [line.strip() for line in message.splitlines() if line.strip()]
+      message = f'{lines[0]} {lines[-1]}'
+    sys.exit(f'Error: {message}. Pass --help to list the flags.')
   except (AttributeError, KeyError, TypeError, ValueError) as e:
     message = str(e.args[0] if e.args else e).replace('\\n', '\n').replace("\\'", "'")
     # ml_collections says e.g. "'lossy'\nDid you mean "loss" instead of "lossy"?" (quoted, escaped).

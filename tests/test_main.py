@@ -133,3 +133,8 @@ def test_checkpoint_of_another_model_is_refused_with_the_differences(tmp_path, i
   assert _run_main(common).returncode == 0
   proc = _run_main(common + ['--config.model.d_features=(4,16)'])
   _assert_one_line_error(proc, 'another model', 'd_params/', 'new --workdir')
+
+
+def test_bad_config_file_argument_is_one_line_naming_the_rule(tmp_path):
+  proc = _run_main(['--config=configs/folder.py:100', f'--workdir={tmp_path / "w"}'])
+  _assert_one_line_error(proc, 'configs/folder.py:100', 'must be 4 times a power of two')
