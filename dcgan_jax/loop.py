@@ -70,6 +70,20 @@ def _format_metrics(means: dict[str, float]) -> str:
   return ' '.join(f'{label} {means[key]:.{digits}f}' for key, label, digits in _LABELS if key in means)
 
 
+def _log_turn_end(kind, metrics: dict, state: train.TrainState, step: int, turn_steps: int) -> bool:
+  """Adaptive schedule: logs one line when a side's turn has just ended (its length and why); returns whether."""
+  phase, phase_steps = int(state.phase), int(state.phase_steps)
+  if phase_steps or phase == (kind.check == 'd_accuracy'):
+    return False  # The turn goes on.
+  side, rate_name = ('D', 'd_heldout_accuracy') if kind.check == 'd_accuracy' else ('G', 'g_fool_rate')
+  rate = float(metrics[rate_name][-1])
+  count = int(state.d_updates if side == 'D' else state.g_updates)
+  reason = f'{rate_name} {rate:.2f} >= {kind.target:.2f}' if rate >= kind.target else f'cap of {kind.cap} steps'
+  logging.info('step %d: %s turn of %d steps over (%s); %d %s updates so far', step, side, turn_steps, reason,
+               count, side)
+  return True
+
+
 def _best_effort(what: str, fn, *args, **kwargs) -> None:
   """Runs an output write; a failure (full disk, permissions) is logged and training goes on."""
   try:
@@ -217,6 +231,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> train.TrainState:
   # The first step (1-based) whose loss was not finite, or -1; tracked on device so no step waits for the host.
   first_bad_step = jnp.int32(-1)
   window_start = time.time()
+  turn_steps = int(_local(state.phase_steps))  # Steps of the adaptive schedule's current turn.
   with _stop_requests() as stop_requested:
     for first, size in schedule.chunks(start_step, total_steps, config.steps_per_call):
       if schedule.dynamic:
@@ -236,6 +251,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> train.TrainState:
         inputs += (heldout_on_device,)
       state, metrics = step_fns[kind](state, *inputs)
       metrics = _local(metrics)
+      if schedule.dynamic:
+        turn_steps += size
+        if _log_turn_end(kind, metrics, _local(state), first + size, turn_steps):
+          turn_steps = 0
       if not config.skip_nonfinite:
         bad = ~jnp.isfinite(sum(metrics.values()))
         first_bad_step = jnp.where((first_bad_step < 0) & bad.any(), first + 1 + jnp.argmax(bad), first_bad_step)

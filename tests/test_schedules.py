@@ -161,6 +161,8 @@ def test_schedules_end_to_end_make_the_documented_numbers_of_updates(tmp_path, i
   # Unreachable targets: turns of 2 G steps and 1 D step.
   assert (int(s.step), int(s.g_updates), int(s.d_updates)) == (6, 4, 2)
   assert 'G fools D' in caplog.text and 'D held-out accuracy' in caplog.text
+  assert 'step 2: G turn of 2 steps over (cap of 2 steps); 2 G updates so far' in caplog.text
+  assert 'step 3: D turn of 1 steps over' in caplog.text
 
 
 def test_adaptive_schedule_resumes_in_the_same_turn_bit_identically(tmp_path, idx_dir):
