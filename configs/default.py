@@ -14,7 +14,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.num_epochs = 20  # Passes over the training split.
   config.num_train_steps = -1  # If > 0, stop after this many steps instead of `num_epochs` epochs.
   config.batch_size = 128  # Global batch, split evenly over all devices.
-  config.steps_per_call = 1  # Train steps fused into one compiled call; > 1 helps small models (compiles longer).
+  # Train steps fused into one compiled call; > 1 helps small models (compiles longer). The adaptive schedule runs
+  # one step per call (the host reads whose turn it is).
+  config.steps_per_call = 1
   config.latent_dim = 100  # Size of the noise vector z.
   config.noise = 'uniform'  # 'uniform' (in [-1, 1], as the original) or 'normal'.
   # GAN loss, computed from logits: 'non_saturating', 'minimax', 'lsgan', 'hinge' or 'wgan_gp' (see losses.py).
