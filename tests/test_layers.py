@@ -1,7 +1,7 @@
-"""Tests for dcgan_jax.layers: the custom-VJP transposed convolution.
+"""Tests for dcgan_jax.layers: the custom-VJP transposed convolution and the im2col convolution.
 
-The reference throughout is `lax.conv_transpose` / `flax.linen.ConvTranspose`
-with the same kernel; shapes are tiny because every case is an XLA compile.
+The references are `lax.conv_transpose` / `flax.linen.ConvTranspose` and `lax.conv_general_dilated` /
+`flax.linen.Conv` with the same kernel; shapes are tiny because every case is an XLA compile.
 """
 
 import flax.linen as nn
@@ -204,3 +204,127 @@ def test_rejects_bad_padding():
   x, kernel = _random_inputs((3, 3), (3, 3))
   with pytest.raises(ValueError, match='padding'):
     layers.conv_transpose(x, kernel, (2, 2), 'CIRCULAR')
+
+
+# Conv / conv: the im2col convolution and the rule that picks it.
+
+# (input spatial shape, kernel size, strides, padding, im2col by the rule)
+_CONV_CASES = [
+    pytest.param((4, 4), (5, 5), (1, 1), 'SAME', True, id='k5s1same_kernel_gt_input'),
+    pytest.param((7, 7), (5, 5), (2, 2), 'SAME', True, id='k5s2same_kernel_gt_output'),
+    pytest.param((14, 14), (5, 5), (2, 2), 'SAME', False, id='k5s2same_14to7'),
+    pytest.param((5, 5), (5, 5), (1, 1), 'SAME', False, id='k5s1same_kernel_eq_input'),
+    pytest.param((7, 6), (7, 6), (1, 1), 'VALID', True, id='valid_whole_input'),
+    pytest.param((2, 3), (3, 3), (1, 1), 'SAME', True, id='k3s1same_2x3'),
+    pytest.param((5, 4), (3, 5), (2, 1), 'SAME', True, id='k3x5s2x1same'),
+    pytest.param((9, 7), (3, 3), (3, 2), 'VALID', False, id='k3s3x2valid'),
+    pytest.param((5, 5), (3, 3), (2, 2), ((2, -1), (0, 3)), True, id='explicit_neg'),
+]
+
+
+def _lax_conv(x, kernel, strides, padding):
+  return lax.conv_general_dilated(x, kernel, strides, padding, dimension_numbers=_DN)
+
+
+@pytest.mark.parametrize('spatial,kernel_size,strides,padding,by_rule', _CONV_CASES)
+def test_conv_matches_lax_values_and_gradients(spatial, kernel_size, strides, padding, by_rule):
+  assert layers.uses_im2col(spatial, kernel_size, strides, padding) == by_rule
+  x, kernel = _random_inputs(spatial, kernel_size)
+  reference = jax.jit(lambda x, k: _value_and_grads(lambda x, k: _lax_conv(x, k, strides, padding), x, k))
+  y_ref, (dx_ref, dk_ref) = reference(x, kernel)
+  for im2col in (None, True, False):
+    ours = jax.jit(lambda x, k, im2col=im2col: _value_and_grads(
+        lambda x, k: layers.conv(x, k, strides, padding, im2col=im2col), x, k))
+    y, (dx, dk) = ours(x, kernel)
+    assert y.shape == y_ref.shape and dx.shape == x.shape and dk.shape == kernel.shape
+    _assert_close(y, y_ref)
+    _assert_close(dx, dx_ref)
+    _assert_close(dk, dk_ref)
+
+
+def test_conv_im2col_has_no_convolution():
+  x, kernel = _random_inputs((4, 4), (5, 5))
+  _, vjp = jax.vjp(lambda x, k: layers.conv(x, k, (1, 1), 'SAME'), x, kernel)
+  assert not _conv_eqns(jax.make_jaxpr(vjp)(jnp.ones((2, 4, 4, 3))).jaxpr)
+  assert _conv_eqns(jax.make_jaxpr(lambda x, k: layers.conv(x, k, (1, 1), 'SAME', im2col=False))(x, kernel).jaxpr)
+
+
+def test_conv_dtypes_follow_inputs():
+  x, kernel = _random_inputs((4, 4), (5, 5))
+  x = x.astype(jnp.bfloat16)
+  y, (dx, dk) = jax.jit(lambda x, k: _value_and_grads(lambda x, k: layers.conv(x, k), x, k))(x, kernel)
+  assert y.dtype == jnp.float32  # Promoted, as lax.
+  assert dx.dtype == jnp.bfloat16 and dk.dtype == jnp.float32
+
+
+@pytest.mark.parametrize('in_shape,kernel_size,strides,padding,use_bias', [
+    ((2, 4, 4, 2), (5, 5), (1, 1), 'SAME', True),  # im2col
+    ((2, 6, 5, 2), (3, 3), (2, 2), 'SAME', False),  # XLA
+    ((2, 3, 3, 2), (3, 3), (1, 1), 'VALID', True),  # im2col: one window
+    ((4, 5, 2), (3, 3), (2, 2), 'SAME', True),  # unbatched, as flax allows
+])
+def test_conv_module_params_and_outputs_match_flax(in_shape, kernel_size, strides, padding, use_bias):
+  x = jax.random.normal(jax.random.key(0), in_shape)
+  ours = layers.Conv(3, kernel_size, strides=strides, padding=padding, use_bias=use_bias)
+  theirs = nn.Conv(3, kernel_size, strides=strides, padding=padding, use_bias=use_bias)
+  params = ours.init(jax.random.key(1), x)['params']
+  flax_params = theirs.init(jax.random.key(1), x)['params']
+  # Same names, shapes, dtypes and initialisers: the same key gives the same values.
+  assert jax.tree.structure(params) == jax.tree.structure(flax_params)
+  jax.tree.map(np.testing.assert_array_equal, params, flax_params)
+  params = jax.tree.map(lambda a: a + 0.1, params)  # a nonzero bias
+
+  def loss(module, p, x):
+    y = module.apply({'params': p}, x)
+    return jnp.sum(y * jnp.cos(jnp.arange(y.size).reshape(y.shape))), y
+
+  grad = lambda module: jax.jit(jax.value_and_grad(lambda p, x: loss(module, p, x), argnums=(0, 1), has_aux=True))
+  (_, y), grads = grad(ours)(params, x)
+  (_, y_ref), grads_ref = grad(theirs)(params, x)
+  assert y.shape == y_ref.shape
+  _assert_close(y, y_ref)
+  jax.tree.map(_assert_close, grads, grads_ref)
+
+
+def test_conv_module_bfloat16_computation_dtype():
+  x = jnp.ones((2, 3, 3, 2), jnp.float32)
+  module = layers.Conv(4, (4, 4), dtype=jnp.bfloat16)
+  params = module.init(jax.random.key(0), x)['params']
+  assert params['kernel'].dtype == jnp.float32
+  assert module.apply({'params': params}, x).dtype == jnp.bfloat16
+  grads = jax.grad(lambda p: jnp.sum(module.apply({'params': p}, x).astype(jnp.float32)))(params)
+  assert grads['kernel'].dtype == jnp.float32 and grads['bias'].dtype == jnp.float32
+
+
+def test_conv_rejects_bad_arguments():
+  x, kernel = _random_inputs((3, 3), (3, 3))
+  with pytest.raises(ValueError, match='padding'):
+    layers.conv(x, kernel, (1, 1), 'CIRCULAR')
+  with pytest.raises(ValueError, match='channels'):
+    layers.conv(x[..., :1], kernel)
+
+
+def test_dense_transpose_rule():
+  assert layers.is_dense_transpose((1, 1), (7, 7), layers._resolve_pads((7, 7), (1, 1), 'VALID'))
+  assert not layers.is_dense_transpose((1, 1), (7, 7), layers._resolve_pads((7, 7), (1, 1), 'SAME'))
+  assert not layers.is_dense_transpose((2, 2), (4, 4), layers._resolve_pads((4, 4), (1, 1), 'VALID'))
+
+
+# max_pool: flax.linen.max_pool's values and gradient, including which pixel of a tie gets it.
+
+
+@pytest.mark.parametrize('shape,window', [
+    ((2, 6, 6, 3), (2, 2)),
+    ((2, 5, 7, 2), (2, 2)),  # odd sizes: 'SAME' pads with -inf
+    ((1, 7, 5, 2), (3, 2)),
+])
+def test_max_pool_matches_flax_with_ties(shape, window):
+  # Values on a coarse grid, so that many windows hold several equal maxima.
+  x = jnp.round(2 * jax.random.normal(jax.random.key(0), shape)) / 2
+  reference = lambda x: nn.max_pool(x, window, strides=window, padding='SAME')
+  w = jax.random.normal(jax.random.key(1), reference(x).shape)
+  value_and_grad = lambda pool: jax.jit(lambda x: (pool(x), jax.grad(lambda x: jnp.sum(pool(x) * w))(x)))
+  y, dx = value_and_grad(lambda x: layers.max_pool(x, window))(x)
+  y_ref, dx_ref = value_and_grad(reference)(x)
+  np.testing.assert_array_equal(y, y_ref)
+  np.testing.assert_array_equal(dx, dx_ref)

@@ -198,3 +198,47 @@ def test_max_pool_discriminator_blocks(config):
   assert params['Conv_0']['kernel'].shape == (3, 3, 1, 4) and 'bias' in params['Conv_0']
   assert params['Conv_2']['kernel'].shape == (3, 3, 8, 1)
   assert logit_shape == (2,)
+
+
+def _slow_xla_cpu_convs(jaxpr):
+  """Convolutions, in `jaxpr` and its sub-jaxprs, whose kernel is larger than their (undilated) input.
+
+  That form (a forward conv with a kernel larger than the input, or an input gradient whose output gradient is
+  smaller than the kernel) runs on XLA:CPU's slow path, 10-60x below its other convolutions (see dcgan_jax.conv_layers).
+  """
+  import jax.extend  # pylint: disable=g-import-not-at-top
+  slow = []
+  for eqn in jaxpr.eqns:
+    if eqn.primitive.name == 'conv_general_dilated':
+      lhs, rhs = (v.aval.shape for v in eqn.invars)
+      dnums = eqn.params['dimension_numbers']
+      lhs_spatial = [lhs[d] for d in dnums.lhs_spec[2:]]
+      rhs_spatial = [rhs[d] for d in dnums.rhs_spec[2:]]
+      if any(k > n for k, n in zip(rhs_spatial, lhs_spatial)):
+        slow.append((lhs, rhs))
+    for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+      slow.extend(_slow_xla_cpu_convs(sub))
+  return slow
+
+
+@pytest.mark.parametrize('name', ['emnist_letters', 'mnist', 'folder', 'rock_paper_scissors'])
+def test_discriminators_avoid_slow_xla_cpu_convolutions(name):
+  import importlib  # pylint: disable=g-import-not-at-top
+  from unittest import mock  # pylint: disable=g-import-not-at-top
+  from dcgan_jax import conv_layers  # pylint: disable=g-import-not-at-top
+  config = importlib.import_module(f'configs.{name}').get_config()
+  _, d = models.build(config)
+  size = models.output_size(config)
+  images = jax.ShapeDtypeStruct((2, size, size, config.data.channels), jnp.float32)
+  dv = jax.eval_shape(lambda x: d.init(jax.random.key(0), x, train=False), images)
+
+  def grads_jaxpr():
+    # D's value and both gradients (parameters for the D update, images for the G update), as in training.
+    loss = lambda p, rest, x: jnp.sum(d.apply({**rest, 'params': p}, x, train=False))
+    rest = {k: v for k, v in dv.items() if k != 'params'}
+    return jax.make_jaxpr(jax.grad(loss, argnums=(0, 2)))(dv['params'], rest, images).jaxpr
+
+  assert not _slow_xla_cpu_convs(grads_jaxpr())
+  if name == 'emnist_letters':  # Guards the check: with XLA convolutions only, the 4x4 blocks are slow.
+    with mock.patch.object(conv_layers, 'uses_im2col', lambda *args, **kwargs: False):
+      assert _slow_xla_cpu_convs(grads_jaxpr())

@@ -1,0 +1,127 @@
+"""Images/s of `jit(train.train_step)` per config: our `layers` ops against the stock flax/XLA ones.
+
+Run from the repository root:
+
+  python benchmarks/train_step.py [--configs emnist_letters,rock_paper_scissors,folder,mnist] [--rounds 3]
+
+For each config: the state from `train.create_train_state(config, jax.random.key(0))` and one random batch
+`{'image': uniform [-1, 1] of [batch_size, S, S, C]}` (the config's batch size and image shape). Two compiled
+steps of the same function are compared:
+
+* "stock": the discriminator runs what `flax.linen.Conv` and `flax.linen.max_pool` run: every convolution is
+  XLA's (`layers.uses_im2col` patched to answer False while tracing), `layers.max_pool` is patched to
+  `flax.linen.max_pool` (XLA's `select_and_scatter` gradient), and the generator's 1x1 -> kxk transposed conv is
+  `lax.conv_transpose` (`layers.is_dense_transpose` patched to False);
+* "layers": as shipped: `layers.conv`'s rule (im2col for kernels larger than the input or output),
+  `layers.max_pool`'s elementwise backward, the 1x1 transposed conv as a matmul.
+
+The two are timed alternately in one process (`--rounds` rounds of `--steps` steps each, after a compile + warm-up
+step) so that load from other jobs hits both alike; the table reports the median images/s over rounds. A step
+slower than `--max-step-seconds` in warm-up is timed with one step per round.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import os
+import statistics
+import sys
+import time
+from unittest import mock
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+# Runnable as a plain script from the repository root without installing.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks import machine  # pylint: disable=g-import-not-at-top,wrong-import-position
+from dcgan_jax import conv_layers  # pylint: disable=g-import-not-at-top,wrong-import-position
+from dcgan_jax import layers  # pylint: disable=g-import-not-at-top,wrong-import-position
+from dcgan_jax import models  # pylint: disable=g-import-not-at-top,wrong-import-position
+from dcgan_jax import train  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+_VARIANTS = ('stock', 'layers')
+
+
+def _flax_max_pool(x, window):
+  return nn.max_pool(x, tuple(window), strides=tuple(window), padding='SAME')
+
+
+def _variant(name: str):
+  if name == 'stock':
+    stack = contextlib.ExitStack()
+    stack.enter_context(mock.patch.object(conv_layers, 'uses_im2col', lambda *args, **kwargs: False))
+    stack.enter_context(mock.patch.object(layers, 'max_pool', _flax_max_pool))
+    stack.enter_context(mock.patch.object(layers, 'is_dense_transpose', lambda *args, **kwargs: False))
+    return stack
+  return contextlib.nullcontext()
+
+
+def _compile(state, batch, variant: str):
+  # A fresh jit wrapper per variant: the two states are equal, so one wrapper would reuse the first trace.
+  step = lambda s, b: train.train_step(s, b)  # pylint: disable=unnecessary-lambda
+  with _variant(variant):
+    return jax.jit(step).lower(state, batch).compile()
+
+
+def _run(step, state, batch, steps: int) -> float:
+  start = time.perf_counter()
+  for _ in range(steps):
+    state, metrics = step(state, batch)
+  jax.block_until_ready((state, metrics))
+  return time.perf_counter() - start
+
+
+def benchmark_config(name: str, rounds: int, steps: int, max_step_seconds: float, log) -> dict[str, object]:
+  """Median images/s per variant (and the batch size) for `configs/<name>.py`."""
+  config = importlib.import_module(f'configs.{name}').get_config()
+  state = train.create_train_state(config, jax.random.key(0))
+  size = models.output_size(config)
+  shape = (config.batch_size, size, size, config.data.channels)
+  batch = {'image': jax.random.uniform(jax.random.key(1), shape, jnp.float32, -1.0, 1.0)}
+  compiled, warm = {}, {}
+  for variant in _VARIANTS:
+    start = time.perf_counter()
+    compiled[variant] = _compile(state, batch, variant)
+    compile_s = time.perf_counter() - start
+    warm[variant] = _run(compiled[variant], state, batch, 1)
+    log(f'{name} {variant}: compile {compile_s:.1f} s, warm-up step {warm[variant]:.2f} s')
+  if max(warm.values()) > max_step_seconds:
+    steps = 1
+  rates = {variant: [] for variant in _VARIANTS}
+  for _ in range(rounds):
+    for variant in _VARIANTS:
+      rates[variant].append(steps * config.batch_size / _run(compiled[variant], state, batch, steps))
+  return {'batch': config.batch_size, 'shape': shape, 'steps': steps,
+          **{variant: statistics.median(r) for variant, r in rates.items()}}
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('--configs', default='emnist_letters,rock_paper_scissors,folder,mnist')
+  parser.add_argument('--rounds', type=int, default=3)
+  parser.add_argument('--steps', type=int, default=3)
+  parser.add_argument('--max-step-seconds', type=float, default=5.0)
+  args = parser.parse_args()
+  log = lambda msg: print(msg, file=sys.stderr, flush=True)
+  results = {name: benchmark_config(name, args.rounds, args.steps, args.max_step_seconds, log)
+             for name in args.configs.split(',')}
+
+  command = 'python ' + ' '.join([os.path.relpath(__file__)] + sys.argv[1:])
+  print(f'Command: `{command}`  ')
+  print(f'Machine: {machine.cpu_model()}, {os.cpu_count()} cores, jax {jax.__version__} ({jax.default_backend()}), '
+        f'shared with other jobs  ')
+  print(f'jit(train.train_step) images/s, median of {args.rounds} alternating rounds.')
+  print()
+  print('| config | batch shape | steps/round | stock flax ops (img/s) | dcgan_jax.layers (img/s) | speedup |')
+  print('| --- | --- | ---: | ---: | ---: | ---: |')
+  for name, r in results.items():
+    print(f'| {name} | {"x".join(map(str, r["shape"]))} | {r["steps"]} | {r["stock"]:.1f} | {r["layers"]:.1f} | '
+          f'{r["layers"] / r["stock"]:.2f}x |')
+
+
+if __name__ == '__main__':
+  main()
