@@ -76,6 +76,14 @@ def decode(file: str, image_size: int, channels: int) -> np.ndarray:
   return pixels.reshape(image_size, image_size, channels)
 
 
+def _memory_bytes() -> int:
+  """Physical memory of this machine in bytes (0 when the platform does not say)."""
+  try:
+    return os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE')
+  except (AttributeError, ValueError, OSError):
+    return 0
+
+
 def load_folder(path: str, image_size: int, channels: int, num_threads: Optional[int] = None) -> np.ndarray:
   """Decodes every image under `path` into memory.
 
@@ -89,7 +97,8 @@ def load_folder(path: str, image_size: int, channels: int, num_threads: Optional
     uint8 array [N, image_size, image_size, channels], N >= 1, in sorted path order (unreadable files left out).
 
   Raises:
-    errors.DataError: `path` is empty, missing or not a directory, holds no image files, or none of them decodes.
+    errors.DataError: `path` is empty, missing or not a directory, holds no image files, none of them decodes, or
+      the decoded images would take more than half of the machine's memory.
   """
   kinds = ', '.join(e[1:] for e in EXTENSIONS)
   if not path:
@@ -103,6 +112,14 @@ def load_folder(path: str, image_size: int, channels: int, num_threads: Optional
     raise errors.DataError(f'no image files ({kinds}) under {path}; put images there (subdirectories count) or fix '
                            '--config.data.path')
 
+  need = len(files) * image_size * image_size * channels
+  available = _memory_bytes()
+  if available and need > available // 2:
+    raise errors.DataError(
+        f'the {len(files)} images under {path} need {need / 2**30:.1f} GiB as {image_size}x{image_size}x{channels} '
+        f'uint8, more than half of this machine\'s {available / 2**30:.1f} GiB of memory, and the folder source keeps '
+        'its images in memory (it does not stream); use a smaller --config.data.image_size or a folder with fewer '
+        'images')
   images = np.empty((len(files), image_size, image_size, channels), np.uint8)
   failures: dict[int, str] = {}
 

@@ -109,6 +109,18 @@ def test_folder_errors_name_the_path_and_the_fix(tmp_path):
     image_folder.load_folder(str(tmp_path / 'bad'), S, 3)
 
 
+def test_a_folder_too_large_for_memory_is_refused_before_decoding(tmp_path, monkeypatch):
+  (tmp_path / 'a.png').write_bytes(b'never decoded')
+  # 1 image of 64x64x3 needs 12 KiB: with 16 KiB of memory, more than half.
+  monkeypatch.setattr(image_folder, '_memory_bytes', lambda: 16 * 1024)
+  with pytest.raises(errors.DataError, match=r'need 0.0 GiB as 64x64x3 uint8, more than half .*does not stream.*'
+                     'smaller --config.data.image_size'):
+    image_folder.load_folder(str(tmp_path), 64, 3)
+  assert image_folder._memory_bytes() == 16 * 1024  # pylint: disable=protected-access
+  monkeypatch.undo()
+  assert image_folder._memory_bytes() > 2**30  # pylint: disable=protected-access
+
+
 def _data_config(**overrides):
   config = ml_collections.ConfigDict(dict(source='folder', name='', split='train', path='', data_dir='',
                                           image_size=S, channels=3, transpose=False))
