@@ -57,6 +57,9 @@ def get_config() -> ml_collections.ConfigDict:
   # Datasets up to this size (uint8 bytes) are put on the device once and batched there; larger ones are batched on
   # the host and sent each step. 0 keeps every dataset on the host.
   config.data.max_device_bytes = 1 << 30
+  # Folder source: when the decoded images would exceed this many bytes, they are streamed (each batch decoded from
+  # its files when used) instead of held in memory. 0 means half of this machine's memory.
+  config.data.max_host_bytes = 0
 
   # Model: the DCGAN family. Widths and kernels come from here, never from literals in the modules.
   config.model = ml_collections.ConfigDict()

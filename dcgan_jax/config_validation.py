@@ -62,7 +62,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     problems.append(f'config.eval_every_steps={config.eval_every_steps!r}: must be an integer >= -1 '
                     '(-1: never, 0: only at the end)')
   for name in ('num_epochs', 'sample_every_steps', 'checkpoint_every_steps', 'checkpoint_every_epochs',
-               'data.max_device_bytes'):
+               'data.max_device_bytes', 'data.max_host_bytes'):
     _positive_int(config, name, problems, allow_zero=True)
   if not isinstance(config.num_train_steps, numbers.Integral) or (
       config.num_epochs <= 0 and config.num_train_steps <= 0):

@@ -1,4 +1,5 @@
-"""The `folder` data source: every image file under a directory, decoded once into one uint8 array.
+"""The `folder` data source: every image file under a directory, decoded once into one uint8 array (or, for a
+folder too large for memory, a `StreamedFolder` that decodes each batch when it is used).
 
 Each file (png, jpg, jpeg, webp or bmp, any letter case, in `path` or any subdirectory; symlinks followed) is
 
@@ -21,7 +22,7 @@ warning line; no readable image at all is an error.
 
 import concurrent.futures
 import os
-from typing import Optional
+from typing import Optional, Union
 
 from absl import logging
 import numpy as np
@@ -84,21 +85,24 @@ def _memory_bytes() -> int:
     return 0
 
 
-def load_folder(path: str, image_size: int, channels: int, num_threads: Optional[int] = None) -> np.ndarray:
-  """Decodes every image under `path` into memory.
+def load_folder(path: str, image_size: int, channels: int, num_threads: Optional[int] = None,
+                max_bytes: int = 0) -> Union[np.ndarray, 'StreamedFolder']:
+  """Decodes every image under `path` into memory, or streams them when they would not fit.
 
   Args:
     path: the directory (`config.data.path`).
     image_size: output height and width (`config.data.image_size`), > 0.
     channels: 1 (grayscale) or 3 (RGB) (`config.data.channels`).
     num_threads: decoding threads; None uses twice the CPU count, at most 16.
+    max_bytes: above this many bytes of decoded images, return a `StreamedFolder` (decoded per access) instead of
+      an array; 0 means half of this machine's memory (`config.data.max_host_bytes`).
 
   Returns:
-    uint8 array [N, image_size, image_size, channels], N >= 1, in sorted path order (unreadable files left out).
+    uint8 array [N, image_size, image_size, channels], N >= 1, in sorted path order (unreadable files left out); or
+    a `StreamedFolder` indexing like one.
 
   Raises:
-    errors.DataError: `path` is empty, missing or not a directory, holds no image files, none of them decodes, or
-      the decoded images would take more than half of the machine's memory.
+    errors.DataError: `path` is empty, missing or not a directory, holds no image files, or none of them decodes.
   """
   kinds = ', '.join(e[1:] for e in EXTENSIONS)
   if not path:
@@ -112,14 +116,11 @@ def load_folder(path: str, image_size: int, channels: int, num_threads: Optional
     raise errors.DataError(f'no image files ({kinds}) under {path}; put images there (subdirectories count) or fix '
                            '--config.data.path')
 
+  workers = num_threads or min(16, 2 * (os.cpu_count() or 1))
   need = len(files) * image_size * image_size * channels
-  available = _memory_bytes()
-  if available and need > available // 2:
-    raise errors.DataError(
-        f'the {len(files)} images under {path} need {need / 2**30:.1f} GiB as {image_size}x{image_size}x{channels} '
-        f'uint8, more than half of this machine\'s {available / 2**30:.1f} GiB of memory, and the folder source keeps '
-        'its images in memory (it does not stream); use a smaller --config.data.image_size or a folder with fewer '
-        'images')
+  limit = max_bytes or _memory_bytes() // 2
+  if limit and need > limit:
+    return _streamed(path, files, image_size, channels, need, workers)
   images = np.empty((len(files), image_size, image_size, channels), np.uint8)
   failures: dict[int, str] = {}
 
@@ -133,19 +134,91 @@ def load_folder(path: str, image_size: int, channels: int, num_threads: Optional
       message = (str(e).splitlines() or [''])[0].replace(repr(files[i]), '').replace(files[i], '').strip(' :')
       failures[i] = f'{type(e).__name__}: {message[:120]}' if message else type(e).__name__
 
-  workers = num_threads or min(16, 2 * (os.cpu_count() or 1))
   with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix='image-folder') as pool:
     list(pool.map(work, range(len(files))))
 
   if failures:
-    failed = sorted(failures)
-    names = [os.path.relpath(files[i], path) for i in failed[:_NAMED_IN_WARNING]]
-    more = len(failures) - len(names)
-    first = f'{names[0]}: {failures[failed[0]]}'
-    if len(failures) == len(files):
-      raise errors.DataError(f'none of the {len(files)} image files under {path} can be decoded (e.g. {first}); '
-                             'check the files or --config.data.path')
-    logging.warning('Skipped %d of %d image files under %s that cannot be decoded: %s%s (first: %s)', len(failures),
-                    len(files), path, ', '.join(names), f' and {more} more' if more else '', first)
+    _report_unreadable(path, files, failures)
     images = images[np.setdiff1d(np.arange(len(files)), list(failures))]
   return images
+
+
+def _report_unreadable(path: str, files: list[str], failures: dict[int, str]) -> None:
+  """One warning line for the files left out (or an error when none is left)."""
+  failed = sorted(failures)
+  names = [os.path.relpath(files[i], path) for i in failed[:_NAMED_IN_WARNING]]
+  more = len(failures) - len(names)
+  first = f'{names[0]}: {failures[failed[0]]}'
+  if len(failures) == len(files):
+    raise errors.DataError(f'none of the {len(files)} image files under {path} can be decoded (e.g. {first}); '
+                           'check the files or --config.data.path')
+  logging.warning('Skipped %d of %d image files under %s that cannot be decoded: %s%s (first: %s)', len(failures),
+                  len(files), path, ', '.join(names), f' and {more} more' if more else '', first)
+
+
+def _streamed(path: str, files: list[str], image_size: int, channels: int, need: int,
+              workers: int) -> 'StreamedFolder':
+  """A `StreamedFolder` of the files whose header Pillow can read (reading headers only is fast)."""
+  failures: dict[int, str] = {}
+
+  def check(i: int) -> None:
+    try:
+      with Image.open(files[i]) as img:
+        img.verify()
+    except Exception as e:  # pylint: disable=broad-except  (as in load_folder: any error means unusable)
+      failures[i] = type(e).__name__
+
+  with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix='image-folder') as pool:
+    list(pool.map(check, range(len(files))))
+  if failures:
+    _report_unreadable(path, files, failures)
+  kept = [f for i, f in enumerate(files) if i not in failures]
+  logging.info('Streaming %d images from %s: %.1f GiB decoded is more than config.data.max_host_bytes (0: half '
+               'the memory), so each batch is decoded when it is used', len(kept), path, need / 2**30)
+  return StreamedFolder(kept, image_size, channels, workers)
+
+
+class StreamedFolder:
+  """Image files read as a uint8 array `[N, S, S, C]` that is decoded on access, for folders too large to hold.
+
+  Indexing with an integer, a slice or an integer array of any shape decodes just those files (in a thread pool)
+  and returns `uint8 [*index_shape, S, S, C]`, exactly what `load_folder`'s array would hold. A file that stops
+  decoding mid-run (its header was readable at the start) raises `errors.DataError` naming it.
+  """
+
+  def __init__(self, files: list[str], image_size: int, channels: int, num_threads: int = 4,
+               transposed: bool = False):
+    self.files = list(files)
+    self._size, self._channels, self._threads, self._transposed = image_size, channels, num_threads, transposed
+    self.shape = (len(self.files), image_size, image_size, channels)
+    self.dtype = np.dtype(np.uint8)
+    self.ndim = 4
+    self.nbytes = int(np.prod(self.shape))
+
+  def __len__(self) -> int:
+    return len(self.files)
+
+  def transpose_images(self) -> 'StreamedFolder':
+    """The same files with each image's height and width swapped (`config.data.transpose`)."""
+    return StreamedFolder(self.files, self._size, self._channels, self._threads, not self._transposed)
+
+  def subset(self, positions: np.ndarray) -> 'StreamedFolder':
+    """The files at `positions` (int array), still streamed."""
+    return StreamedFolder([self.files[i] for i in np.asarray(positions)], self._size, self._channels,
+                          self._threads, self._transposed)
+
+  def _decode(self, i: int) -> np.ndarray:
+    try:
+      image = decode(self.files[i], self._size, self._channels)
+    except Exception as e:  # pylint: disable=broad-except
+      raise errors.DataError(f'{self.files[i]} can no longer be decoded ({type(e).__name__}: {e}); remove or '
+                             'replace it and run the same command to resume') from e
+    return image.transpose(1, 0, 2) if self._transposed else image
+
+  def __getitem__(self, key) -> np.ndarray:
+    positions = np.arange(len(self.files))[key]
+    flat = np.asarray(positions).reshape(-1)
+    with concurrent.futures.ThreadPoolExecutor(self._threads, thread_name_prefix='image-folder') as pool:
+      images = list(pool.map(self._decode, flat))
+    out = np.stack(images) if images else np.empty((0,) + self.shape[1:], np.uint8)
+    return out.reshape(np.shape(positions) + self.shape[1:])

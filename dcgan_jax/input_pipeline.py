@@ -166,7 +166,8 @@ def load_images(data_config: ml_collections.ConfigDict) -> np.ndarray:
       swap every image's height and width axes, for EMNIST).
 
   Returns:
-    uint8 array `[N, H, W, C]` with N >= 1, values 0..255 (C = 1 for MNIST-like data).
+    uint8 array `[N, H, W, C]` with N >= 1, values 0..255 (C = 1 for MNIST-like data); for a folder larger than
+    `max_host_bytes`, an `image_folder.StreamedFolder` that indexes like one.
 
   Raises:
     errors.DataError: unknown source, missing/corrupt/empty data, an unknown TFDS name, or a TFDS dataset that is
@@ -181,7 +182,8 @@ def load_images(data_config: ml_collections.ConfigDict) -> np.ndarray:
     images = _load_tfds(data_config.name, data_config.split, data_config.get('data_dir') or None)
     where = f'TFDS dataset {data_config.name!r} split {data_config.split!r}'
   elif source == 'folder':
-    images = image_folder.load_folder(data_config.path, data_config.image_size, data_config.channels)
+    images = image_folder.load_folder(data_config.path, data_config.image_size, data_config.channels,
+                                      max_bytes=data_config.get('max_host_bytes', 0))
     where = data_config.path
   else:
     raise errors.DataError(f'unknown --config.data.source={source!r}; allowed values: {", ".join(SOURCES)}')
@@ -193,7 +195,9 @@ def load_images(data_config: ml_collections.ConfigDict) -> np.ndarray:
                            'use an image dataset')
   if images.shape[0] == 0:
     raise errors.DataError(f'{where} has no images (shape {images.shape}); choose a non-empty split')
-  if data_config.get('transpose', False):
+  if data_config.get('transpose', False) and isinstance(images, image_folder.StreamedFolder):
+    images = images.transpose_images()
+  elif data_config.get('transpose', False):
     # A contiguous copy: batches gathered from a transposed view would be strided, slower reads every step.
     images = np.ascontiguousarray(images.transpose(0, 2, 1, 3))
   return images

@@ -179,7 +179,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> train.TrainState:
 
   # Small datasets live on the device as uint8 and each step gathers its batch there; for large ones each call's
   # images are gathered on the host and sent. Both follow the batcher's order, so they train identically.
-  device_data = images.nbytes <= config.data.max_device_bytes
+  device_data = isinstance(images, np.ndarray) and images.nbytes <= config.data.max_device_bytes  # Not streamed.
   step_fns = {kind: train.make_parallel_train_step(mesh, config.model.sync_batchnorm, data_range, device_data, kind)
               for kind in schedule.kinds()}
   if device_data:

@@ -109,4 +109,7 @@ def hold_out(images: np.ndarray, count: int, seed: int) -> tuple[np.ndarray, np.
   """Splits `images [N, ...]` into (training images [N - count, ...], held-out images [count, ...]), the held-out
   ones chosen at random by `seed` (datasets are often stored sorted by class)."""
   order = np.random.default_rng([seed, 7]).permutation(images.shape[0])
-  return images[np.sort(order[count:])], images[np.sort(order[:count])]
+  kept, held = np.sort(order[count:]), np.sort(order[:count])
+  if hasattr(images, 'subset'):  # A streamed folder stays streamed.
+    return images.subset(kept), images[held]
+  return images[kept], images[held]

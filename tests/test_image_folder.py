@@ -109,16 +109,43 @@ def test_folder_errors_name_the_path_and_the_fix(tmp_path):
     image_folder.load_folder(str(tmp_path / 'bad'), S, 3)
 
 
-def test_a_folder_too_large_for_memory_is_refused_before_decoding(tmp_path, monkeypatch):
-  (tmp_path / 'a.png').write_bytes(b'never decoded')
-  # 1 image of 64x64x3 needs 12 KiB: with 16 KiB of memory, more than half.
-  monkeypatch.setattr(image_folder, '_memory_bytes', lambda: 16 * 1024)
-  with pytest.raises(errors.DataError, match=r'need 0.0 GiB as 64x64x3 uint8, more than half .*does not stream.*'
-                     'smaller --config.data.image_size'):
-    image_folder.load_folder(str(tmp_path), 64, 3)
-  assert image_folder._memory_bytes() == 16 * 1024  # pylint: disable=protected-access
+def _random_pngs(root, count):
+  root.mkdir()
+  rng = np.random.default_rng(0)
+  for i in range(count):
+    Image.fromarray(rng.integers(0, 256, (S + 2 * i, S, 3), dtype=np.uint8)).save(root / f'{i:02d}.png')
+  return root
+
+
+def test_a_folder_above_max_host_bytes_streams_exactly_the_in_memory_images(tmp_path, caplog):
+  folder = _random_pngs(tmp_path / 'imgs', 5)
+  (folder / 'zz_broken.png').write_bytes(b'not a png')
+  in_memory = image_folder.load_folder(str(folder), S, 3)
+  streamed = image_folder.load_folder(str(folder), S, 3, max_bytes=1)
+  assert isinstance(streamed, image_folder.StreamedFolder)
+  assert 'Skipped 1 of 6 image files' in caplog.text  # Found from the headers, before training.
+  assert streamed.shape == in_memory.shape == (5, S, S, 3) and streamed.dtype == np.uint8
+  assert streamed.nbytes == in_memory.nbytes
+  index = np.array([[3, 0], [4, 4]])
+  np.testing.assert_array_equal(streamed[index], in_memory[index])
+  np.testing.assert_array_equal(streamed[2], in_memory[2])
+  np.testing.assert_array_equal(streamed[1:3], in_memory[1:3])
+  np.testing.assert_array_equal(streamed.subset(np.array([1, 3]))[1], in_memory[3])
+  np.testing.assert_array_equal(streamed.transpose_images()[0], in_memory[0].transpose(1, 0, 2))
+  # Half of the machine's memory is the default limit.
+  monkeypatch = pytest.MonkeyPatch()
+  monkeypatch.setattr(image_folder, '_memory_bytes', lambda: 2 * in_memory.nbytes - 2)
+  assert isinstance(image_folder.load_folder(str(folder), S, 3), image_folder.StreamedFolder)
   monkeypatch.undo()
   assert image_folder._memory_bytes() > 2**30  # pylint: disable=protected-access
+
+
+def test_a_streamed_file_that_stops_decoding_names_itself(tmp_path):
+  folder = _random_pngs(tmp_path / 'imgs', 2)
+  streamed = image_folder.load_folder(str(folder), S, 3, max_bytes=1)
+  (folder / '01.png').write_bytes((folder / '01.png').read_bytes()[:40])  # Truncated after the start.
+  with pytest.raises(errors.DataError, match=r'01.png can no longer be decoded .*remove or replace it'):
+    streamed[np.array([0, 1])]
 
 
 def _data_config(**overrides):

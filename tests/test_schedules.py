@@ -179,3 +179,16 @@ def test_resuming_with_another_schedule_is_refused(tmp_path, idx_dir):
   _run(tmp_path, 'w', idx_dir, num_train_steps=2)
   with pytest.raises(Exception, match='written with another schedule'):
     _run(tmp_path, 'w', idx_dir, num_train_steps=4, d_steps=2)
+
+
+def test_hold_out_of_a_streamed_folder_keeps_the_training_part_streamed(tmp_path):
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  from dcgan_jax import image_folder  # pylint: disable=g-import-not-at-top
+  for i in range(6):
+    Image.new('L', (4, 4), 40 * i).save(tmp_path / f'{i}.png')
+  streamed = image_folder.load_folder(str(tmp_path), 4, 1, max_bytes=1)
+  train_part, heldout = schedules.hold_out(streamed, 2, seed=0)
+  expected_train, expected_heldout = schedules.hold_out(image_folder.load_folder(str(tmp_path), 4, 1), 2, seed=0)
+  assert isinstance(train_part, image_folder.StreamedFolder) and isinstance(heldout, np.ndarray)
+  np.testing.assert_array_equal(train_part[np.arange(4)], expected_train)
+  np.testing.assert_array_equal(heldout, expected_heldout)
