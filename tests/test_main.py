@@ -50,7 +50,8 @@ def test_train_and_evaluate_writes_outputs_and_resumes_exactly(tmp_path):
 
 
 def test_fused_steps_and_host_batching_train_like_single_device_resident_steps(tmp_path):
-  """steps_per_call=3 (lax.scan) and host-side batching reproduce the default path's parameters."""
+  """steps_per_call=3 (three steps traced into one call) and host-side batching reproduce the default path's
+  parameters."""
   config = conftest.tiny_config()
   config.num_train_steps = 6
   results = {}
