@@ -70,14 +70,17 @@ def _format_metrics(means: dict[str, float]) -> str:
   return ' '.join(f'{label} {means[key]:.{digits}f}' for key, label, digits in _LABELS if key in means)
 
 
-def _log_turn_end(kind, metrics: dict, state: train.TrainState, step: int, turn_steps: int) -> bool:
-  """Adaptive schedule: logs one line when a side's turn has just ended (its length and why); returns whether."""
-  phase, phase_steps = int(state.phase), int(state.phase_steps)
+def _log_turn_end(kind, metrics: dict, counters: dict[str, int], step: int, turn_steps: int) -> bool:
+  """Adaptive schedule: logs one line when a side's turn has just ended (its length and why); returns whether.
+
+  `counters`: the state's `phase`, `phase_steps`, `d_updates` and `g_updates` after the step, as ints.
+  """
+  phase, phase_steps = counters['phase'], counters['phase_steps']
   if phase_steps or phase == (kind.check == 'd_accuracy'):
     return False  # The turn goes on.
   side, rate_name = ('D', 'd_heldout_accuracy') if kind.check == 'd_accuracy' else ('G', 'g_fool_rate')
   rate = float(metrics[rate_name][-1])
-  count = int(state.d_updates if side == 'D' else state.g_updates)
+  count = counters['d_updates' if side == 'D' else 'g_updates']
   reason = f'{rate_name} {rate:.2f} >= {kind.target:.2f}' if rate >= kind.target else f'cap of {kind.cap} steps'
   logging.info('step %d: %s turn of %d steps over (%s); %d %s updates so far', step, side, turn_steps, reason,
                count, side)
@@ -102,6 +105,12 @@ def _global(x: np.ndarray, sharding: jax.sharding.Sharding) -> jax.Array:
 def _local(tree):
   """This process's copy of replicated global arrays: safe to read or combine eagerly in a multi-process run."""
   return jax.tree.map(lambda a: a.addressable_data(0), tree)
+
+
+def _counters(state: train.TrainState) -> dict[str, int]:
+  """The schedule counters of `state` on the host: four scalars cross over, not the whole state."""
+  names = ('phase', 'phase_steps', 'd_updates', 'g_updates')
+  return {name: int(value) for name, value in zip(names, _local([getattr(state, n) for n in names]))}
 
 
 def _fingerprint(state: train.TrainState) -> str:
@@ -232,10 +241,14 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> train.TrainState:
   first_bad_step = jnp.int32(-1)
   window_start = time.time()
   turn_steps = int(_local(state.phase_steps))  # Steps of the adaptive schedule's current turn.
+  counters = None
   with _stop_requests() as stop_requested:
     for first, size in schedule.chunks(start_step, total_steps, config.steps_per_call):
       if schedule.dynamic:
-        kind, first_batch = schedule.kind(first, int(_local(state.phase))), int(_local(state.d_updates))
+        # The counters read after the previous step (or from the restored state at the start).
+        if counters is None:
+          counters = _counters(state)
+        kind, first_batch = schedule.kind(first, counters['phase']), counters['d_updates']
       else:
         kind, first_batch = schedule.kind(first), schedule.d_updates_before(first)
       # The global order of this call's batches: int32 [size * kind.rows, batch_size], the same on every process.
@@ -243,17 +256,21 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> train.TrainState:
       if device_data:
         inputs = (data_on_device, _global(indices, batch_sharding))
       else:
-        # Each process gathers the images of its own devices' slices only.
-        inputs = (jax.make_array_from_callback(
-            indices.shape + images.shape[1:], batch_sharding,
-            lambda index: images[indices[index[:2]]]),)  # pylint: disable=cell-var-from-loop
+        # Each process gathers the images of its own devices' slices only. G-only steps read no real images: their
+        # rows are zeros, so nothing is gathered or (for a streamed folder) decoded for them.
+        def gather(index, rows=indices, read=kind.d_steps > 0):
+          picked = rows[index[:2]]
+          return images[picked] if read else np.zeros(picked.shape + images.shape[1:], np.uint8)
+
+        inputs = (jax.make_array_from_callback(indices.shape + images.shape[1:], batch_sharding, gather),)
       if kind.check == 'd_accuracy':
         inputs += (heldout_on_device,)
       state, metrics = step_fns[kind](state, *inputs)
       metrics = _local(metrics)
       if schedule.dynamic:
         turn_steps += size
-        if _log_turn_end(kind, metrics, _local(state), first + size, turn_steps):
+        counters = _counters(state)
+        if _log_turn_end(kind, metrics, counters, first + size, turn_steps):
           turn_steps = 0
       if not config.skip_nonfinite:
         bad = ~jnp.isfinite(sum(metrics.values()))

@@ -51,7 +51,8 @@ def test_config_trains_a_few_steps_end_to_end(name, tmp_path):
 
 
 def test_a_streamed_folder_trains_exactly_like_the_in_memory_one(tmp_path):
-  """max_host_bytes below the folder's size: batches decoded from the files per call, bit-identical training."""
+  """max_host_bytes below the folder's size: batches decoded from the files per call, bit-identical training (with
+  epoch_blocks, whose G-only steps get zero rows instead of decoded images)."""
   folder = tmp_path / 'digits'
   folder.mkdir()
   rng = np.random.default_rng(0)
@@ -59,10 +60,11 @@ def test_a_streamed_folder_trains_exactly_like_the_in_memory_one(tmp_path):
     Image.fromarray(rng.integers(0, 256, (28, 28), dtype=np.uint8)).save(folder / f'{i:02d}.png')
   config = conftest.tiny_config()
   config.data.source, config.data.path = 'folder', str(folder)
-  config.num_train_steps = 3
+  config.schedule, config.num_train_steps = 'epoch_blocks', 4  # 20 images, batch 8: 2 G-only, then 2 D-only steps.
   results = {}
   for name, max_host_bytes in (('memory', 0), ('streamed', 1)):
     config.data.max_host_bytes = max_host_bytes
     results[name] = train.train_and_evaluate(config, str(tmp_path / name))
+  assert (int(results['streamed'].g_updates), int(results['streamed'].d_updates)) == (2, 2)
   for field in ('g_params', 'd_params', 'g_batch_stats', 'd_batch_stats'):
     chex.assert_trees_all_equal(getattr(results['memory'], field), getattr(results['streamed'], field))
