@@ -75,7 +75,7 @@ def _parse_flags(argv):
     # ml_collections says e.g. "'lossy'\nDid you mean "loss" instead of "lossy"?" (quoted, escaped).
     lines = [line.strip().strip('\'"') for line in message.strip('\'"').splitlines() if line.strip()] or ['?']
     message = f'no field {lines[0]!r}' + ''.join(f'; {line}' for line in lines[1:])
-    sys.exit(f'Error: bad --config override: {message}. Every field is listed in configs/default.py and the README')
+    sys.exit(f'Error: bad --config override: {message}. Every field is listed in configs/default.py and docs/configuration.md')
 
 
 if __name__ == '__main__':

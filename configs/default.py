@@ -42,9 +42,11 @@ def get_config() -> ml_collections.ConfigDict:
 
   # Data.
   config.data = ml_collections.ConfigDict()
-  # 'tfds', 'idx' (a directory of MNIST-format IDX files) or 'folder' (every png/jpg/jpeg/webp/bmp under `path`,
+  # 'auto' (TFDS when the dataset is prepared or downloadable, else the bundled copy if there is one: MNIST's 10,000
+  # test digits ship with the package), 'tfds' (insist on TFDS), 'bundled' (the shipped MNIST test digits; split
+  # ignored), 'idx' (a directory of MNIST-format IDX files) or 'folder' (every png/jpg/jpeg/webp/bmp under `path`,
   # recursively, converted to `channels`, resized on the short side and center-cropped to `image_size`).
-  config.data.source = 'tfds'
+  config.data.source = 'auto'
   config.data.name = 'mnist'  # TFDS dataset name (source=tfds).
   config.data.split = 'train'  # 'train' or 'test' (idx: test reads the t10k files); any TFDS split for tfds.
   config.data.path = ''  # Directory of IDX files (source=idx) or of images (source=folder).
@@ -120,7 +122,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.keep_checkpoints = 3  # Newest checkpoints kept.
   # Sample quality (FID, mode coverage, KL, precision/recall, pixel statistics) in a classifier's feature space,
   # for labelled 28x28x1 datasets (mnist, fashion_mnist, emnist, their IDX files); off for other data.
-  config.eval_every_steps = 1000  # Also at the end. 0: only at the end; -1: never.
+  # At most one epoch apart (a shorter epoch evaluates at each epoch end); also at step 0 and the end. 0: only at
+  # step 0 and the end; -1: never.
+  config.eval_every_steps = 1000
   config.eval_num_samples = 2000  # Generated images per evaluation (FID depends on it: keep it fixed to compare).
   config.eval_cache_dir = '~/.cache/dcgan_jax'  # Where the feature classifiers are cached, one per dataset.
   config.eval_classifier_steps = 1500  # Training steps of a dataset's feature classifier (once, then cached).

@@ -328,7 +328,10 @@ def load_or_train(dataset_key: str, images: np.ndarray, labels: np.ndarray, cach
 
 
 def dataset_key(data_config: ml_collections.ConfigDict) -> str:
-  """A cache key naming the dataset of `config.data`: `tfds_<name>` or `idx_<directory name>` (split-independent)."""
+  """A cache key naming the dataset of `config.data`: `tfds_<name>`, `bundled_<name>` or `idx_<directory name>`
+  (split-independent)."""
+  if data_config.source == 'bundled':
+    return 'bundled_' + str(data_config.name)
   if data_config.source == 'idx':
     return 'idx_' + os.path.basename(os.path.normpath(os.path.abspath(data_config.path)))
   return 'tfds_' + str(data_config.name)
@@ -377,11 +380,11 @@ def load_labels(data_config: ml_collections.ConfigDict) -> np.ndarray:
     errors.DataError: no labels file beside the IDX images, a TFDS dataset without a 'label' feature, or a source
       without labels.
   """
-  if data_config.source == 'idx':
-    return read_idx_labels(_label_file_for(input_pipeline.find_idx_images(data_config.path, data_config.split)))
+  if data_config.source in ('idx', 'bundled'):
+    return read_idx_labels(_label_file_for(input_pipeline.idx_images_file(data_config)))
   if data_config.source != 'tfds':
     raise errors.DataError(f'--config.data.source={data_config.source!r} has no labels; the classifier metrics '
-                           'need a labelled dataset from the idx or tfds source')
+                           'need a labelled dataset from the tfds, bundled or idx source')
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   name, split = data_config.name, data_config.split
   # The images were loaded (or refused) by input_pipeline first, so the data is prepared: never download here.
@@ -400,7 +403,8 @@ FLAGS = flags.FLAGS
 def _define_flags() -> None:
   # Defined only when run as a program, so importing this module (from the trainer, next to other command-line
   # modules) adds no global flags that could collide.
-  flags.DEFINE_enum('data_source', 'idx', ['idx', 'tfds'], 'Where the labelled images come from.')
+  flags.DEFINE_enum('data_source', 'idx', ['idx', 'tfds', 'bundled'],
+                    'Where the labelled images come from (bundled: the MNIST test digits shipped with dcgan_jax).')
   flags.DEFINE_string('data_path', '', 'Directory of IDX image and label files (--data_source=idx).')
   flags.DEFINE_string('data_name', 'mnist', 'TFDS dataset name (--data_source=tfds).')
   flags.DEFINE_string('data_dir', '', "TFDS data_dir ('' for TFDS's default).")

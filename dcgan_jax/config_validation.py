@@ -8,6 +8,7 @@ import numbers
 
 import ml_collections
 
+from dcgan_jax import bundled
 from dcgan_jax import errors
 from dcgan_jax import input_pipeline
 from dcgan_jax import losses
@@ -85,6 +86,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for name in ('label_smoothing', 'model.d_dropout', 'model.g_dropout'):
     _rate(config, name, problems)
   _check_loss_options(config, problems)
+  if config.data.source == 'bundled' and not bundled.has_copy(config.data.name):
+    problems.append(f'config.data.name={config.data.name!r}: source=bundled has only '
+                    f'{", ".join(bundled.NAMES)}; use --config.data.source=tfds, idx or folder for other data')
   if config.data.source == 'idx' and not config.data.path:
     problems.append('config.data.path is empty: source=idx needs the directory of IDX files '
                     '(--config.data.path=DIR)')

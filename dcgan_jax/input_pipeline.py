@@ -2,9 +2,12 @@
 
 A DCGAN split (MNIST-sized) fits in host memory, so the pipeline is deliberately simple:
 
+* `resolve_source` turns `config.data.source='auto'` into `'tfds'` (the TFDS dataset is prepared or downloadable)
+  or `'bundled'` (the MNIST test digits that ship with the package, see `bundled`), saying so in one line.
 * `load_images` reads the whole split once, as uint8 `[N, H, W, C]`, through TFDS (`config.data.source='tfds'`),
-  from a directory of MNIST-format IDX files (`source='idx'`), which works with no network at all, or from a
-  directory of image files (`source='folder'`, see `image_folder`).
+  from the bundled MNIST copy (`source='bundled'`), from a directory of MNIST-format IDX files (`source='idx'`),
+  both of which work with no network at all, or from a directory of image files (`source='folder'`, see
+  `image_folder`).
 * `EpochBatcher` cuts that array into batches whose content depends only on `(seed, step)`, so a run resumed from a
   checkpoint at step `s` sees exactly the batches an uninterrupted run would have seen from `s` on.
 * `to_float` maps uint8 pixels to the model's float range; it is plain arithmetic so it also runs inside `jax.jit`.
@@ -23,13 +26,15 @@ import threading
 from typing import Any, Iterator, Optional, Sequence, Tuple
 import zlib
 
+from absl import logging
 import ml_collections
 import numpy as np
 
+from dcgan_jax import bundled
 from dcgan_jax import errors
 from dcgan_jax import image_folder
 
-SOURCES = ('tfds', 'idx', 'folder')
+SOURCES = ('auto', 'tfds', 'bundled', 'idx', 'folder')
 
 # The offline fallback, spelled exactly as it is typed on the command line.
 IDX_ALTERNATIVE = '--config.data.source=idx --config.data.path=DIR --config.data.split=test'
@@ -156,14 +161,48 @@ def find_idx_images(path: str, split: str) -> str:
   return os.path.join(path, matches[0])
 
 
+def resolve_source(data_config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Picks the concrete data source for `data_config.source='auto'`; other sources are returned unchanged.
+
+  'auto' means TFDS's dataset `data_config.name` when it is prepared or can be downloaded (downloading it then),
+  otherwise the bundled copy when the package carries one (MNIST's 10,000 test digits), saying so in one log line.
+  A dataset with neither fails with the TFDS error.
+
+  Args:
+    data_config: `config.data` (`source`, `name`, `split`, `data_dir`).
+
+  Returns:
+    `data_config` itself for a concrete source, else a copy whose `source` is 'tfds' or 'bundled' (and `split`
+    'test' for the bundled copy).
+
+  Raises:
+    errors.DataError: an unknown TFDS name, or a dataset that is not prepared, cannot be downloaded and has no
+      bundled copy.
+  """
+  if data_config.source != 'auto':
+    return data_config
+  resolved = ml_collections.ConfigDict(data_config.to_dict())
+  try:
+    _open_tfds(data_config.name, data_config.split, data_config.get('data_dir') or None)
+    resolved.source = 'tfds'
+  except TfdsUnavailableError as e:
+    if not bundled.has_copy(data_config.name):
+      raise
+    logging.warning('TFDS %r is not available (%s): training on the bundled MNIST test digits (%d images, shipped '
+                    'with dcgan_jax); --config.data.source=tfds insists on TFDS.', data_config.name, e.reason,
+                    bundled.NUM_IMAGES)
+    resolved.source, resolved.split = 'bundled', bundled.SPLIT
+  return resolved
+
+
 def load_images(data_config: ml_collections.ConfigDict) -> np.ndarray:
   """Loads a whole split into host memory.
 
   Args:
-    data_config: `config.data`, with `source` ('tfds', 'idx' or 'folder'), `name` (TFDS name), `split`, `path`
-      (IDX or image directory), `data_dir` (TFDS data_dir; '' or None for TFDS's default), `image_size` and
-      `channels` (the folder source resizes and converts to them), and `transpose` (optional, default False:
-      swap every image's height and width axes, for EMNIST).
+    data_config: `config.data`, with `source` ('auto', 'tfds', 'bundled', 'idx' or 'folder'; 'auto' is resolved
+      by `resolve_source`), `name` (TFDS name), `split`, `path` (IDX or image directory), `data_dir` (TFDS
+      data_dir; '' or None for TFDS's default), `image_size` and `channels` (the folder source resizes and converts
+      to them), and `transpose` (optional, default False: swap every image's height and width axes, for EMNIST).
 
   Returns:
     uint8 array `[N, H, W, C]` with N >= 1, values 0..255 (C = 1 for MNIST-like data); for a folder larger than
@@ -173,11 +212,11 @@ def load_images(data_config: ml_collections.ConfigDict) -> np.ndarray:
     errors.DataError: unknown source, missing/corrupt/empty data, an unknown TFDS name, or a TFDS dataset that is
       not prepared and cannot be downloaded.
   """
+  data_config = resolve_source(data_config)
   source = data_config.source
-  if source == 'idx':
-    path = data_config.path
-    images = read_idx(find_idx_images(path, data_config.split))
-    where = path
+  if source in ('idx', 'bundled'):
+    where = idx_images_file(data_config)
+    images = read_idx(where)
   elif source == 'tfds':
     images = _load_tfds(data_config.name, data_config.split, data_config.get('data_dir') or None)
     where = f'TFDS dataset {data_config.name!r} split {data_config.split!r}'
@@ -201,6 +240,14 @@ def load_images(data_config: ml_collections.ConfigDict) -> np.ndarray:
     # A contiguous copy: batches gathered from a transposed view would be strided, slower reads every step.
     images = np.ascontiguousarray(images.transpose(0, 2, 1, 3))
   return images
+
+
+def idx_images_file(data_config: ml_collections.ConfigDict) -> str:
+  """The IDX images file behind source 'idx' (in `data_config.path`, of `data_config.split`) or 'bundled' (the
+  package's copy of MNIST's test split, whatever `split` says)."""
+  if data_config.source == 'bundled':
+    return find_idx_images(bundled.directory(data_config.name), bundled.SPLIT)
+  return find_idx_images(data_config.path, data_config.split)
 
 
 def to_float(images: Any, data_range: Tuple[float, float] = (-1.0, 1.0)) -> Any:
@@ -380,16 +427,28 @@ def _download_server_reachable() -> bool:
     return False
 
 
-def _not_prepared_message(name: str, split: str, data_dir: Optional[str], reason: str) -> str:
-  where = data_dir or "TFDS's default data_dir (~/tensorflow_datasets or $TFDS_DATA_DIR)"
-  return (f'TFDS dataset {name!r} (split {split!r}) is not prepared in {where} and {reason}; prepare it on a '
-          'machine with network and copy it into --config.data.data_dir, or read MNIST-format IDX files offline '
-          f'with {IDX_ALTERNATIVE} (e.g. MNIST IDX files, or Debian\'s dataset-fashion-mnist package, which puts '
-          'them in /usr/share/datasets/fashion-mnist)')
+class TfdsUnavailableError(errors.DataError):
+  """A TFDS dataset is not prepared and cannot be downloaded; `reason` says why in a few words."""
+
+  def __init__(self, name: str, split: str, data_dir: Optional[str], reason: str):
+    self.reason = f'not prepared, and {reason}'
+    where = data_dir or "TFDS's default data_dir (~/tensorflow_datasets or $TFDS_DATA_DIR)"
+    fallback = ('--config.data.source=auto trains on the MNIST digits that ship with dcgan_jax, or '
+                if bundled.has_copy(name) else '')
+    super().__init__(
+        f'TFDS dataset {name!r} (split {split!r}) is not prepared in {where} and {reason}; prepare it on a '
+        f'machine with network and copy it into --config.data.data_dir, or offline: {fallback}read MNIST-format '
+        f'IDX files with {IDX_ALTERNATIVE} (e.g. Debian\'s dataset-fashion-mnist package puts them in '
+        '/usr/share/datasets/fashion-mnist)')
 
 
-def _load_tfds(name: str, split: str, data_dir: Optional[str]) -> np.ndarray:
-  """Reads `split` of TFDS dataset `name` as uint8 `[N, H, W, C]`, downloading only if the network is there."""
+def _open_tfds(name: str, split: str, data_dir: Optional[str]) -> Any:
+  """`tfds.load` of a split as a `tf.data.Dataset`, downloading only if the network is there.
+
+  Raises:
+    TfdsUnavailableError: not prepared, and the download host is unreachable or the download failed.
+    errors.DataError: an unknown dataset or split.
+  """
   # TensorFlow is slow to import; IDX users never pay for it.
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
@@ -399,29 +458,34 @@ def _load_tfds(name: str, split: str, data_dir: Optional[str]) -> np.ndarray:
   try:
     # download=False fails within milliseconds when the data is absent; letting TFDS try a download offline
     # instead hangs in its retry loop for minutes (measured: ~200 s for mnist) before a requests ConnectionError.
-    ds = load(download=False)
+    return load(download=False)
   except tfds.core.DatasetNotFoundError:
     raise errors.DataError(f'unknown TFDS dataset {name!r}; check --config.data.name (e.g. mnist, fashion_mnist, '
                            'emnist/letters)') from None
   except AssertionError:
     # tfds.load(download=False) asserts that the prepared data exists; nothing else in it raises AssertionError.
     if not _download_server_reachable():
-      raise errors.DataError(_not_prepared_message(
+      raise TfdsUnavailableError(
           name, split, data_dir, f'cannot be downloaded ({_TFDS_DOWNLOAD_HOST[0]} is unreachable: no network?)'
-      )) from None
+      ) from None
     try:
-      ds = load(download=True)
+      return load(download=True)
     except Exception as e:  # pylint: disable=broad-except
       # Any failure while downloading or preparing (network, disk, a missing optional dependency) ends the same
-      # way for the user: the data is not there, and the IDX route avoids TFDS entirely.
+      # way for the user: the data is not there, and the offline routes avoid TFDS entirely.
       first_line = (str(e).splitlines() or [''])[0][:200]
-      raise errors.DataError(_not_prepared_message(
-          name, split, data_dir, f'downloading it failed ({type(e).__name__}: {first_line})')) from None
+      raise TfdsUnavailableError(name, split, data_dir,
+                                 f'downloading it failed ({type(e).__name__}: {first_line})') from None
   except ValueError as e:
     # E.g. an unknown split name; TFDS's message lists the available splits.
     first_line = (str(e).splitlines() or [''])[0][:300]
     raise errors.DataError(f'TFDS cannot load {name!r} split {split!r}: {first_line}; check --config.data.split')
 
+
+def _load_tfds(name: str, split: str, data_dir: Optional[str]) -> np.ndarray:
+  """Reads `split` of TFDS dataset `name` as uint8 `[N, H, W, C]`, downloading only if the network is there."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  ds = _open_tfds(name, split, data_dir)
   features = ds.element_spec
   if not isinstance(features, dict) or 'image' not in features:
     keys = ', '.join(sorted(features)) if isinstance(features, dict) else type(features).__name__

@@ -121,6 +121,17 @@ def _fingerprint(state: train.TrainState) -> str:
   return digest.hexdigest()[:16]
 
 
+def _resolve_data_source(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """`config` with `data.source='auto'` replaced by the source it resolves to (recorded so in `config.json`)."""
+  data = input_pipeline.resolve_source(config.data)
+  if data is config.data:
+    return config
+  config = config.copy_and_resolve_references()
+  with config.unlocked():
+    config.data = data
+  return config
+
+
 def run(config: ml_collections.ConfigDict, workdir: str) -> train.TrainState:
   """See `train.train_and_evaluate`."""
   from clu import metric_writers  # pylint: disable=g-import-not-at-top  (pulls in TensorFlow)
@@ -133,6 +144,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> train.TrainState:
         f'config.batch_size={config.batch_size} does not divide evenly over the {len(devices)} devices; '
         f'use a multiple of {len(devices)}')
 
+  config = _resolve_data_source(config)
   images = input_pipeline.load_images(config.data)
   want = (config.data.image_size, config.data.image_size, config.data.channels)
   if images.shape[1:] != want:
@@ -147,6 +159,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> train.TrainState:
   schedule = schedules.Schedule(config, batcher.steps_per_epoch)
   steps_per_epoch = schedule.steps_per_epoch
   total_steps = config.num_train_steps if config.num_train_steps > 0 else config.num_epochs * steps_per_epoch
+  # At least one evaluation per epoch, so that short runs still draw a curve.
+  eval_period = min(config.eval_every_steps, steps_per_epoch) if config.eval_every_steps > 0 else 0
   data_range = models.data_range(config)
 
   os.makedirs(workdir, exist_ok=True)
@@ -306,7 +320,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> train.TrainState:
       end_of_epoch = crossed(steps_per_epoch)
       if end_of_epoch or done == total_steps or crossed(config.sample_every_steps):
         write_samples(done)
-      if done == total_steps or crossed(config.eval_every_steps):
+      if done == total_steps or crossed(eval_period):
         stop_if_diverged()
         monitor.evaluate(done, state)
       stopping = stop_requested.is_set()

@@ -16,8 +16,6 @@ if str(ROOT) not in sys.path:
 
 from configs import default  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-SHARED_MNIST = ROOT.parent / 'shared' / 'data' / 'mnist'
-
 
 def tiny_config():
   """The MNIST DCGAN layout (28x28x1, 7 -> 14 -> 28) with a few channels, batch 8."""

@@ -39,7 +39,7 @@ def test_every_config_validates_and_builds(name):
 
 @pytest.mark.parametrize('field,value,message', [
     ('loss', 'wgan', 'config.loss=.wgan.: must be one of hinge, lsgan, minimax, non_saturating, wgan_gp'),
-    ('data.source', 'lmdb', 'config.data.source=.lmdb.: must be one of tfds, idx, folder'),
+    ('data.source', 'lmdb', 'config.data.source=.lmdb.: must be one of auto, tfds, bundled, idx, folder'),
     ('model.name', 'resnet', 'config.model.name=.resnet.: must be one of dcgan, upsample, mlp'),
     ('model.d_pool', 'avg', 'config.model.d_pool'),
     ('model.d_strides', (2, 2, 2), 'config.model.d_strides'),
@@ -103,3 +103,12 @@ def test_folder_config_takes_the_image_size_after_a_colon(size, g_features, d_fe
   config_validation.validate(config)
   with pytest.raises(ValueError, match='4 times a power of two'):
     importlib.import_module('configs.folder').get_config('96')
+
+
+def test_the_bundled_source_exists_only_for_mnist():
+  config = default.get_config()
+  config.data.source, config.data.name = 'bundled', 'fashion_mnist'
+  with pytest.raises(errors.ConfigError, match="config.data.name='fashion_mnist': source=bundled has only mnist"):
+    config_validation.validate(config)
+  config.data.name = 'mnist'
+  config_validation.validate(config)
