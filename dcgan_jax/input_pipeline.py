@@ -20,10 +20,8 @@ import fnmatch
 import gzip
 import math
 import os
-import queue
 import socket
-import threading
-from typing import Any, Iterator, Optional, Sequence, Tuple
+from typing import Any, Optional, Sequence, Tuple
 import zlib
 
 from absl import logging
@@ -304,7 +302,6 @@ class EpochBatcher:
     self._batch_size = int(batch_size)
     self._seed = int(seed)
     self._steps_per_epoch = num_images // self._batch_size
-    # (epoch, permutation) as one tuple so the prefetch thread and the caller never see a torn pair.
     self._cached: Tuple[int, Optional[np.ndarray]] = (-1, None)
 
   @property
@@ -349,67 +346,6 @@ class EpochBatcher:
       A new array `[batch_size, ...]` with the dtype of `images`.
     """
     return self._images[self.indices(step)]
-
-  def iterate(self, start_step: int, num_steps: int) -> Iterator[Tuple[int, np.ndarray]]:
-    """Yields `(step, batch(step))` for `start_step <= step < start_step + num_steps`.
-
-    A daemon thread prepares up to two batches ahead, so gathering on the host overlaps with device compute. The
-    thread stops when the generator is exhausted, closed, or garbage collected; an error raised while gathering is
-    re-raised here.
-    """
-    if num_steps < 0:
-      raise ValueError(f'num_steps must be >= 0, got {num_steps}')
-    if start_step < 0:
-      raise ValueError(f'start_step must be >= 0, got {start_step}')
-    return self._iterate(start_step, num_steps)
-
-  def _iterate(self, start_step: int, num_steps: int) -> Iterator[Tuple[int, np.ndarray]]:
-    # Created on the first next(), so an iterator that is never consumed starts no thread.
-    slots: queue.Queue = queue.Queue(maxsize=2)
-    stop = threading.Event()
-    done = object()
-
-    def put(item) -> bool:
-      # A bounded wait, so a producer blocked on a full queue notices `stop` after the consumer went away.
-      while not stop.is_set():
-        try:
-          slots.put(item, timeout=0.1)
-          return True
-        except queue.Full:
-          continue
-      return False
-
-    def produce():
-      # Must not refer to the generator itself, or the generator could never be garbage collected.
-      try:
-        for step in range(start_step, start_step + num_steps):
-          if not put((step, self.batch(step))):
-            return
-      except BaseException as e:  # pylint: disable=broad-except
-        put(_ProducerError(e))
-        return
-      put(done)
-
-    thread = threading.Thread(target=produce, name='EpochBatcher-prefetch', daemon=True)
-    thread.start()
-    try:
-      while True:
-        item = slots.get()
-        if item is done:
-          return
-        if isinstance(item, _ProducerError):
-          raise item.error
-        yield item
-    finally:
-      stop.set()
-      thread.join(timeout=5.0)
-
-
-class _ProducerError:
-  """Carries an exception from the prefetch thread to the consumer."""
-
-  def __init__(self, error: BaseException):
-    self.error = error
 
 
 def _preview(names: Sequence[str], limit: int = 8) -> str:

@@ -1,9 +1,7 @@
 """Tests for dcgan_jax.input_pipeline: IDX reading, split lookup, TFDS loading, scaling and batching."""
 
-import gc
 import gzip
 import pathlib
-import threading
 import time
 
 import jax
@@ -31,10 +29,6 @@ def _data_config(**overrides) -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict(dict(source='tfds', name='mnist', split='train', path='', data_dir=''))
   config.update(overrides)
   return config
-
-
-def _prefetch_threads():
-  return [t for t in threading.enumerate() if t.name == 'EpochBatcher-prefetch']
 
 
 # read_idx
@@ -311,60 +305,16 @@ def test_batcher_seed_determinism():
   assert [_ids(first.batch(s)) for s in steps] != [_ids(other.batch(s)) for s in steps]
 
 
-def test_batcher_iterate_matches_batch():
-  batcher = input_pipeline.EpochBatcher(_indexed_images(20), batch_size=5, seed=0)
-  items = list(batcher.iterate(start_step=2, num_steps=9))
-  assert [step for step, _ in items] == list(range(2, 11))
-  for step, batch in items:
-    np.testing.assert_array_equal(batch, batcher.batch(step))
-  assert list(batcher.iterate(0, 0)) == []
-
-
 def test_batcher_resume_matches_uninterrupted_run():
   images = _indexed_images(30)
-  full = [_ids(b) for _, b in input_pipeline.EpochBatcher(images, 7, seed=11).iterate(0, 20)]
+  uninterrupted = input_pipeline.EpochBatcher(images, 7, seed=11)
+  full = [_ids(uninterrupted.batch(step)) for step in range(20)]
   # A "restarted process": a fresh batcher, resuming in the middle of an epoch.
-  resumed = [_ids(b) for _, b in input_pipeline.EpochBatcher(images, 7, seed=11).iterate(9, 11)]
-  assert resumed == full[9:]
+  restarted = input_pipeline.EpochBatcher(images, 7, seed=11)
+  assert [_ids(restarted.batch(step)) for step in range(9, 20)] == full[9:]
 
 
 def test_batcher_too_few_images():
   with pytest.raises(errors.DataError, match='has 3 images, fewer than the batch size 8') as info:
     input_pipeline.EpochBatcher(_indexed_images(3), batch_size=8, seed=0)
   assert '--config.batch_size' in str(info.value)
-
-
-def test_batcher_iterate_thread_stops_on_close_and_gc():
-  batcher = input_pipeline.EpochBatcher(_indexed_images(16), batch_size=4, seed=0)
-  before = len(_prefetch_threads())
-
-  iterator = batcher.iterate(0, 10_000)
-  next(iterator)
-  assert len(_prefetch_threads()) == before + 1
-  iterator.close()
-  assert len(_prefetch_threads()) == before
-
-  iterator = batcher.iterate(0, 10_000)
-  next(iterator)
-  del iterator
-  gc.collect()
-  deadline = time.monotonic() + 5
-  while len(_prefetch_threads()) > before and time.monotonic() < deadline:
-    time.sleep(0.01)
-  assert len(_prefetch_threads()) == before
-
-
-def test_batcher_iterate_reraises_producer_errors(monkeypatch):
-  batcher = input_pipeline.EpochBatcher(_indexed_images(8), batch_size=4, seed=0)
-  original = batcher.batch
-
-  def failing(step):
-    if step == 2:
-      raise RuntimeError('boom at step 2')
-    return original(step)
-
-  monkeypatch.setattr(batcher, 'batch', failing)
-  iterator = batcher.iterate(0, 5)
-  assert [next(iterator)[0], next(iterator)[0]] == [0, 1]
-  with pytest.raises(RuntimeError, match='boom at step 2'):
-    next(iterator)
