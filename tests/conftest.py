@@ -1,4 +1,5 @@
-"""Shared test fixtures: a tiny DCGAN config (compiles in seconds) and the repository paths."""
+"""Shared test fixtures: a tiny DCGAN config (compiles in seconds), the repository paths, and JAX's persistent
+compilation cache, shared by the tests and the python processes they start (`subprocess_env`)."""
 
 import gzip
 import os
@@ -15,6 +16,18 @@ if str(ROOT) not in sys.path:
   sys.path.insert(0, str(ROOT))
 
 from configs import default  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+# Compiled programs are cached on disk and reused by later tests and child processes (the same tiny networks are
+# compiled by many tests). DCGAN_JAX_TEST_CACHE moves it; the directory is ignored by git.
+COMPILATION_CACHE = os.environ.get('DCGAN_JAX_TEST_CACHE', str(ROOT / '.jax_cache'))
+_CACHE_SETTINGS = {'jax_compilation_cache_dir': COMPILATION_CACHE, 'jax_persistent_cache_min_compile_time_secs': 0}
+
+
+def pytest_configure(config):
+  del config
+  import jax  # pylint: disable=g-import-not-at-top
+  for name, value in _CACHE_SETTINGS.items():
+    jax.config.update(name, value)
 
 
 def tiny_config():
@@ -43,6 +56,7 @@ def subprocess_env(num_devices: int = 1) -> dict:
   env['XLA_FLAGS'] = f'--xla_force_host_platform_device_count={num_devices}'
   env['TF_CPP_MIN_LOG_LEVEL'] = '3'
   env['JAX_PLATFORMS'] = 'cpu'
+  env.update({name.upper(): str(value) for name, value in _CACHE_SETTINGS.items()})
   return env
 
 
