@@ -41,7 +41,13 @@ def test_config_trains_a_few_steps_end_to_end(name, tmp_path):
   with tfds.testing.mock_data(num_examples=6):
     state = train.train_and_evaluate(config, str(tmp_path / 'run'))
   assert int(state.step) == config.num_train_steps
-  assert int(state.d_updates) + int(state.g_updates) >= config.num_train_steps
+  # alternating: one D and one G update per step; epoch_blocks: 3 G-only steps, then 1 D-only step; adaptive: one
+  # update per step, whichever side's turn it is.
+  updates = (int(state.d_updates), int(state.g_updates))
+  if config.schedule == 'adaptive':
+    assert sum(updates) == config.num_train_steps
+  else:
+    assert updates == {'alternating': (2, 2), 'epoch_blocks': (1, 3)}[config.schedule]
   samples = sorted((tmp_path / 'run' / 'samples').glob('step_*.png'))
   assert samples, 'no sample grid written'
   grid = np.asarray(Image.open(samples[-1]))

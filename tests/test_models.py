@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import conftest
 from configs import mnist
 from dcgan_jax import errors
 from dcgan_jax import models
@@ -184,6 +185,24 @@ def test_dropout_follows_train_and_deterministic(config):
   # Without masks, batch statistics differ from running averages but dropout is off: same as the unmasked mean.
   assert not np.allclose(no_masks, a) and no_masks.shape == inference.shape
   assert np.all(np.isfinite(d_inference))
+
+
+def test_deterministic_turns_dropout_off(config):
+  """deterministic=True (and train=False) give exactly the network without dropout, whatever the dropout key."""
+  g, d = models.build(_tiny_upsample(config))
+  plain = _tiny_upsample(conftest.tiny_config())
+  plain.model.g_dropout = plain.model.d_dropout = 0.0
+  g_plain, d_plain = models.build(plain)
+  z = jax.random.normal(jax.random.key(1), (2, config.latent_dim))
+  images = jax.random.uniform(jax.random.key(4), (2, 28, 28, 1), minval=-1.0, maxval=1.0)
+  g_vars, d_vars = _random_variables(g, z), _random_variables(d, images)
+  for key in (jax.random.key(2), jax.random.key(3)):
+    rngs = {'dropout': key}
+    masked_off = g.apply(g_vars, z, train=True, deterministic=True, mutable=['batch_stats'], rngs=rngs)[0]
+    np.testing.assert_array_equal(masked_off, g_plain.apply(g_vars, z, train=True, deterministic=True,
+                                                            mutable=['batch_stats'])[0])
+    np.testing.assert_array_equal(d.apply(d_vars, images, train=False, rngs=rngs),
+                                  d_plain.apply(d_vars, images, train=False))
 
 
 def test_max_pool_discriminator_blocks(config):
