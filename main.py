@@ -55,7 +55,21 @@ def main(argv):
   try:
     train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
   except errors.UserError as e:
-    sys.exit(f'Error: {e}')
+    exit_now(f'Error: {e}')
+
+
+def exit_now(message: str) -> None:
+  """Prints `message` and ends the process with status 1 at once.
+
+  Not `sys.exit`: after a failed checkpoint write, orbax's background threads wait forever for each other, and the
+  interpreter's shutdown would wait for them. Writes still in flight were finished before the error got here
+  (`Checkpointer.finishing_writes`).
+  """
+  logging.flush()
+  sys.stdout.flush()
+  sys.stderr.write(message + '\n')
+  sys.stderr.flush()
+  os._exit(1)  # pylint: disable=protected-access
 
 
 def _parse_flags(argv):

@@ -5,6 +5,7 @@ never leaves a half-written checkpoint that a restart would pick up.
 """
 
 import contextlib
+import errno
 import logging as std_logging
 import os
 from typing import Any, Optional
@@ -17,11 +18,40 @@ from dcgan_jax import errors
 
 
 def quiet_orbax_logs(record) -> bool:
-  """A logging filter: orbax's warnings pass, its INFO chatter (a dozen lines per save or restore) does not.
+  """A logging filter: orbax's warnings pass; its INFO chatter (a dozen lines per save or restore) does not, nor
+  its errors (tracebacks of a failed background write, reported by `Checkpointer` as one line) unless the
+  verbosity is debug (`--verbosity=1`).
 
   Compares Python's level numbers: absl's `logging.WARNING` is on absl's own scale (-1) and would pass everything.
   """
-  return record.levelno >= std_logging.WARNING or 'orbax' not in record.pathname
+  if 'orbax' not in record.pathname:
+    return True
+  if record.levelno >= std_logging.ERROR:
+    return logging.level_debug()
+  return record.levelno >= std_logging.WARNING
+
+
+def _os_error(e: BaseException) -> Optional[OSError]:
+  """The first OSError in `e`'s chain of causes (orbax wraps the file system's errors), or None."""
+  seen = set()
+  while e is not None and id(e) not in seen:
+    if isinstance(e, OSError):
+      return e
+    seen.add(id(e))
+    e = e.__cause__ or e.__context__
+  return None
+
+
+def write_failure_advice(e: BaseException, directory: str) -> str:
+  """What to do about a failed write under `directory`, from the OS error behind `e`."""
+  os_error = _os_error(e)
+  code = os_error.errno if os_error is not None else None
+  if code in (errno.ENOSPC, errno.EDQUOT):
+    return f'free disk space on the file system of {directory}'
+  if code in (errno.EACCES, errno.EPERM, errno.EROFS):
+    return (f'make {directory} writable (its permissions, an immutable flag or a read-only mount), or use another '
+            '--workdir')
+  return f'fix what stops writes to {directory}'
 
 
 def _shapes(tree: Any, prefix: str = '') -> dict[str, tuple[int, ...]]:
@@ -64,12 +94,13 @@ class Checkpointer:
     """Starts writing `state` at its step (asynchronously; `wait` or the next save finishes it).
 
     Raises:
-      errors.CheckpointError: this or the previous (asynchronous) write failed; names the path and the OS error.
+      errors.CheckpointWriteError: this or the previous (asynchronous) write failed; names the directory, the OS
+        error and the fix.
     """
     step = int(state.step.addressable_data(0)) if isinstance(state.step, jax.Array) else int(state.step)
     if step in self._manager.all_steps():
       return
-    with self._write_errors(step):
+    with self._write_errors():
       self._manager.save(step, args=ocp.args.StandardSave(state))
 
   def restore(self, template: Any) -> Optional[Any]:
@@ -117,20 +148,39 @@ class Checkpointer:
           + '. Use a new --workdir for this config, or the config the checkpoint was trained with.')
 
   @contextlib.contextmanager
-  def _write_errors(self, step: Optional[int]):
+  def _write_errors(self):
+    """Turns any failure of this or an earlier (asynchronous) write into one `errors.CheckpointWriteError` line."""
     try:
       yield
     except Exception as e:  # pylint: disable=broad-except
-      where = f'{self.directory}/{step}' if step is not None else self.directory
-      raise errors.CheckpointError(
-          f'writing the checkpoint {where} failed ({type(e).__name__}: {e}); training stopped. Free disk space or '
-          'fix the permissions, then run the same command to resume from the last complete checkpoint.') from e
+      cause = _os_error(e) or e
+      message = (str(cause).splitlines() or [''])[0][:300]
+      advice = write_failure_advice(e, self.directory)
+      raise errors.CheckpointWriteError(
+          f'writing a checkpoint to {self.directory} failed ({type(cause).__name__}: {message}); training stopped. '
+          f'{advice[0].upper()}{advice[1:]}, then run the same command to resume from the last complete '
+          'checkpoint.') from e
+
+  @contextlib.contextmanager
+  def finishing_writes(self):
+    """On any exception but a failed write, waits for the write in flight before passing it on, so that a process
+    that then exits at once (main.py) does not cut a good checkpoint short."""
+    try:
+      yield
+    except errors.CheckpointWriteError:
+      raise
+    except BaseException:
+      try:
+        self._manager.wait_until_finished()
+      except Exception:  # pylint: disable=broad-except
+        pass  # The error being passed on says more.
+      raise
 
   def wait(self) -> None:
-    with self._write_errors(None):
+    with self._write_errors():
       self._manager.wait_until_finished()
 
   def close(self) -> None:
-    with self._write_errors(None):
+    with self._write_errors():
       self._manager.wait_until_finished()
       self._manager.close()

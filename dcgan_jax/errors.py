@@ -21,5 +21,13 @@ class CheckpointError(UserError):
   """A checkpoint cannot be restored into the current config."""
 
 
+class CheckpointWriteError(CheckpointError):
+  """Writing a checkpoint failed (disk full, permissions, ...); the checkpoints already written are intact."""
+
+
+class WorkdirBusyError(UserError):
+  """Another live run holds the workdir's lock."""
+
+
 class TrainingDivergedError(UserError):
   """A loss became NaN or Inf; the last good checkpoint is kept."""

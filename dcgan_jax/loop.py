@@ -256,7 +256,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> train.TrainState:
   window_start = time.time()
   turn_steps = int(_local(state.phase_steps))  # Steps of the adaptive schedule's current turn.
   counters = None
-  with _stop_requests() as stop_requested:
+  with checkpointer.finishing_writes(), _stop_requests() as stop_requested:
     for first, size in schedule.chunks(start_step, total_steps, config.steps_per_call):
       if schedule.dynamic:
         # The counters read after the previous step (or from the restored state at the start).
