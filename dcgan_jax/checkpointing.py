@@ -6,12 +6,15 @@ never leaves a half-written checkpoint that a restart would pick up.
 
 import contextlib
 import errno
+import hashlib
 import logging as std_logging
 import os
 from typing import Any, Optional
 
 from absl import logging
 import jax
+from jax.experimental import multihost_utils
+import numpy as np
 import orbax.checkpoint as ocp
 
 from dcgan_jax import errors
@@ -76,6 +79,40 @@ def describe_mismatch(saved: dict[str, tuple[int, ...]], wanted: dict[str, tuple
   return lines
 
 
+DAMAGED_SUFFIX = '.damaged'
+
+
+class DamagedCheckpointError(Exception):
+  """A checkpoint was read but its contents cannot be trusted (checksum mismatch, NaN or Inf values)."""
+
+
+def checksum(tree: Any) -> str:
+  """SHA-256 over the bytes, shapes and dtypes of every array of `tree` (this process's copy of each)."""
+  digest = hashlib.sha256()
+  for leaf in jax.tree.leaves(tree):
+    if isinstance(leaf, jax.Array):
+      leaf = leaf.addressable_data(0)
+    value = np.asarray(leaf)
+    digest.update(f'{value.dtype}{value.shape}'.encode())
+    digest.update(np.ascontiguousarray(value).tobytes())
+  return digest.hexdigest()
+
+
+def verify(manager: ocp.CheckpointManager, step: int, restored: Any) -> None:
+  """Checks a restored checkpoint against the checksum saved with it (if any) and for NaN or Inf values.
+
+  Raises:
+    DamagedCheckpointError: naming what does not match.
+  """
+  saved = (manager.metadata(step).custom_metadata or {}).get('sha256')
+  if saved is not None and checksum(restored) != saved:
+    raise DamagedCheckpointError('its contents do not match the checksum saved with it')
+  for leaf in jax.tree.leaves(restored):
+    value = np.asarray(leaf.addressable_data(0) if isinstance(leaf, jax.Array) else leaf)
+    if np.issubdtype(value.dtype, np.inexact) and not np.all(np.isfinite(value)):
+      raise DamagedCheckpointError('it holds NaN or Inf values')
+
+
 class Checkpointer:
   """Saves and restores `TrainState`s under `directory` (one sub-directory per step)."""
 
@@ -90,6 +127,10 @@ class Checkpointer:
   def latest_step(self) -> Optional[int]:
     return self._manager.latest_step()
 
+  def all_steps(self) -> list[int]:
+    """The steps of the complete checkpoints, ascending."""
+    return sorted(self._manager.all_steps())
+
   def save(self, state: Any) -> None:
     """Starts writing `state` at its step (asynchronously; `wait` or the next save finishes it).
 
@@ -101,13 +142,14 @@ class Checkpointer:
     if step in self._manager.all_steps():
       return
     with self._write_errors():
-      self._manager.save(step, args=ocp.args.StandardSave(state))
+      self._manager.save(step, args=ocp.args.StandardSave(state), custom_metadata={'sha256': checksum(state)})
 
   def restore(self, template: Any) -> Optional[Any]:
     """The newest usable checkpoint restored into the structure, shapes and shardings of `template`; None if none.
 
-    A damaged checkpoint (truncated or missing files) is skipped with a warning naming it, and the previous one is
-    tried.
+    A damaged checkpoint (truncated or missing files, contents that do not match the checksum saved with it, NaN or
+    Inf values) is skipped with a warning naming it, moved aside as `STEP.damaged` (by process 0; so that training
+    that step again writes a good one), and the previous one is tried.
 
     Raises:
       errors.CheckpointError: the checkpoint holds a model with other parameter shapes than `template`, or
@@ -115,25 +157,50 @@ class Checkpointer:
     """
     steps = sorted(self._manager.all_steps(), reverse=True)
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
-    failures = []
+    failures, restored = [], None
     for step in steps:
       path = f'{self.directory}/{step}'
       try:
         tree = self._manager.item_metadata(step).tree
         self._check_shapes(tree, template, path)
         logging.info('Restoring checkpoint %s', path)
-        return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+        restored = self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+        verify(self._manager, step, restored)
+        break
       except errors.CheckpointError:
         raise
       except Exception as e:  # pylint: disable=broad-except
+        restored = None
         reason = f'{type(e).__name__}: {(str(e).splitlines() or [""])[0][:200]}'
-        logging.warning('Checkpoint %s is unreadable (%s); trying the previous one.', path, reason)
-        failures.append(f'{step} ({reason})')
-    if failures:
+        logging.warning('Checkpoint %s is unusable (%s); trying the previous one.', path, reason)
+        failures.append((step, reason))
+    if restored is not None:
+      self._move_aside([step for step, _ in failures])
+    elif failures:
       raise errors.CheckpointError(
-          f'no usable checkpoint in {self.directory}: {"; ".join(failures)}. Move the directory away to start '
-          'over, or restore it from a backup.')
-    return None
+          f'no usable checkpoint in {self.directory}: {"; ".join(f"{s} ({r})" for s, r in failures)}. Move the '
+          'directory away to start over, or restore it from a backup.')
+    return restored
+
+  def _move_aside(self, steps: list[int]) -> None:
+    """Renames damaged checkpoints to `STEP.damaged` (on process 0; a failure is only logged), so that training the
+    step again writes a good one."""
+    if not steps:
+      return
+    if jax.process_index() == 0:
+      for step in steps:
+        path = f'{self.directory}/{step}'
+        target, n = path + DAMAGED_SUFFIX, 1
+        while os.path.exists(target):
+          target, n = f'{path}{DAMAGED_SUFFIX}.{n}', n + 1
+        try:
+          os.rename(path, target)
+          logging.warning('Moved the damaged checkpoint %s aside to %s', path, target)
+        except OSError as e:
+          logging.warning('Could not move the damaged checkpoint %s aside (%s)', path, e)
+    if jax.process_count() > 1:
+      multihost_utils.sync_global_devices('dcgan_jax.checkpointing.move_aside')
+    self._manager.reload()
 
   @staticmethod
   def _check_shapes(tree: Any, template: Any, path: str) -> None:

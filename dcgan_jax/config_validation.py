@@ -4,6 +4,7 @@ ml_collections already rejects unknown override keys and wrong types on the comm
 names, and reports every problem at once, one line each, naming the field and what it accepts.
 """
 
+import math
 import numbers
 
 import ml_collections
@@ -96,8 +97,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     problems.append(f'config.data.channels={config.data.channels!r}: must be 1 or 3')
   for opt in ('g_optimizer', 'd_optimizer'):
     lr, b1, b2 = (config[opt][k] for k in ('learning_rate', 'b1', 'b2'))
-    if not isinstance(lr, numbers.Real) or lr <= 0:
-      problems.append(f'config.{opt}.learning_rate={lr!r}: must be a number > 0')
+    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not math.isfinite(lr) or lr <= 0:
+      problems.append(f'config.{opt}.learning_rate={lr!r}: must be a finite number > 0')
     for k, v in (('b1', b1), ('b2', b2)):
       if not isinstance(v, numbers.Real) or not 0 <= v < 1:
         problems.append(f'config.{opt}.{k}={v!r}: must be in [0, 1)')
@@ -118,8 +119,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
                       f'model.d_features ({len(m.d_features)})')
     if len(problems) == problems_before_model:
       _check_generator_size(config, problems)
-  if not isinstance(m.leaky_slope, numbers.Real) or m.leaky_slope < 0:
-    problems.append(f'config.model.leaky_slope={m.leaky_slope!r}: must be a number >= 0')
+  if not isinstance(m.leaky_slope, numbers.Real) or not math.isfinite(m.leaky_slope) or m.leaky_slope < 0:
+    problems.append(f'config.model.leaky_slope={m.leaky_slope!r}: must be a finite number >= 0')
   if problems:
     raise errors.ConfigError('invalid config:\n  ' + '\n  '.join(problems))
 
@@ -134,8 +135,9 @@ def _check_loss_options(config, problems):
     problems.append(f'config.label_smoothing={smoothing!r}: loss {config.loss} has no targets to smooth; set it to '
                     f'0 or use one of {supported}')
   if gan_loss.gradient_penalty:
-    if isinstance(config.gp_weight, bool) or not isinstance(config.gp_weight, numbers.Real) or config.gp_weight < 0:
-      problems.append(f'config.gp_weight={config.gp_weight!r}: must be a number >= 0')
+    weight = config.gp_weight
+    if isinstance(weight, bool) or not isinstance(weight, numbers.Real) or not math.isfinite(weight) or weight < 0:
+      problems.append(f'config.gp_weight={weight!r}: must be a finite number >= 0')
     if config.model.name in _CONV_D_FAMILIES and config.model.d_batchnorm:
       problems.append(f'config.model.d_batchnorm=True with loss={config.loss}: the gradient penalty needs a critic '
                       'that scores each example on its own; set --config.model.d_batchnorm=False')

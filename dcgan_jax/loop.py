@@ -5,7 +5,9 @@ What it guarantees (see the README's "Resuming and failures"):
     interrupted: the data order depends only on (seed, epoch), the noise on (seed, step), and steps are fused on a
     grid anchored at step 0.
   * SIGTERM / SIGINT finish the current call, write a checkpoint and return normally (exit status 0).
-  * A NaN/Inf loss stops the run naming the step; no diverged state is written over the last good checkpoint.
+  * A NaN/Inf loss, parameter or optimizer state stops the run naming the step (with `skip_nonfinite`, such steps
+    are skipped instead); a checkpoint is written only from a state whose parameters and optimizer states are all
+    finite.
   * A failure to write a sample image or an event file is logged and training goes on; a failure to write a
     checkpoint stops the run (`errors.CheckpointError` with the path and the OS error).
 """
@@ -240,10 +242,12 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> train.TrainState:
     bad = int(first_bad_step)
     if bad >= 0:
       checkpointer.wait()
+      latest = checkpointer.latest_step()
+      kept = (f'the newest good checkpoint (step {latest}) in {checkpointer.directory} is kept' if latest is not None
+              else f'no checkpoint was written to {checkpointer.directory}')
       raise errors.TrainingDivergedError(
-          f'a loss became NaN or Inf at step {bad}; training stopped. The newest good checkpoint (step '
-          f'{checkpointer.latest_step()}) in {checkpointer.directory} is kept; lower the learning rates, or set '
-          '--config.skip_nonfinite=True to skip such steps')
+          f'a loss, parameter or optimizer state became NaN or Inf at step {bad}; training stopped and {kept}. Lower '
+          'the learning rates, or set --config.skip_nonfinite=True to skip such steps')
 
   logging.info('Training %d steps (%d per epoch, schedule %s, batch %d over %d devices, %d per call, data on %s) '
                'from step %d',
@@ -286,9 +290,12 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> train.TrainState:
         counters = _counters(state)
         if _log_turn_end(kind, metrics, counters, first + size, turn_steps):
           turn_steps = 0
+      # Non-finite parameters or optimizer states always count (skip_nonfinite keeps the state finite); non-finite
+      # losses only when steps are not skipped.
+      bad = metrics.pop('all_finite') < 1
       if not config.skip_nonfinite:
-        bad = ~jnp.isfinite(sum(metrics.values()))
-        first_bad_step = jnp.where((first_bad_step < 0) & bad.any(), first + 1 + jnp.argmax(bad), first_bad_step)
+        bad |= ~jnp.isfinite(sum(metrics.values()))
+      first_bad_step = jnp.where((first_bad_step < 0) & bad.any(), first + 1 + jnp.argmax(bad), first_bad_step)
       # Summed on device: no host transfer until the progress line.
       for k, v in metrics.items():
         metric_sums[k] = metric_sums[k] + jnp.sum(v) if k in metric_sums else jnp.sum(v)

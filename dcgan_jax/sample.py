@@ -108,7 +108,9 @@ def _restore_step(directory: str, step: int, template: train.TrainState) -> trai
           f'the checkpoint at {directory}/{step} was written for another model than {directory}/../config.json '
           f'describes; differing parameters: {"; ".join(lines[:10])}')
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
-    return manager.restore(step, args=ocp.args.StandardRestore(abstract))
+    restored = manager.restore(step, args=ocp.args.StandardRestore(abstract))
+    checkpointing.verify(manager, step, restored)
+    return restored
   finally:
     manager.close()
 
@@ -132,8 +134,12 @@ def restore_state(workdir: str, config: ml_collections.ConfigDict, checkpoint: s
     checkpoint: 'latest' (newest in `workdir/checkpoints`), 'best' (newest in `workdir/checkpoints_best`, which
       the trainer keeps when it evaluates), or a step number.
 
+  A damaged 'latest' or 'best' checkpoint (unreadable, a checksum mismatch, NaN or Inf values) is skipped with a
+  warning for the one before it.
+
   Raises:
-    errors.CheckpointError: no such checkpoint (the message lists what exists), or one written for another model.
+    errors.CheckpointError: no such checkpoint (the message lists what exists), one written for another model, or
+      none usable.
     errors.ConfigError: `checkpoint` is not 'latest', 'best' or a number.
   """
   best = checkpoint == 'best'
@@ -147,11 +153,27 @@ def restore_state(workdir: str, config: ml_collections.ConfigDict, checkpoint: s
                                    'it only when it evaluates FID); use --checkpoint=latest or a step')
     raise errors.CheckpointError(f'no checkpoint in {directory}; train first (main.py --workdir={workdir}) or '
                                  'point --workdir at a run that saved one')
-  step = available[-1] if checkpoint in ('latest', 'best') else int(checkpoint)
-  if step not in available:
-    raise errors.CheckpointError(f'no checkpoint for step {step} in {directory}; available steps: '
+  if checkpoint in ('latest', 'best'):
+    candidates = available[::-1]
+  elif int(checkpoint) in available:
+    candidates = [int(checkpoint)]
+  else:
+    raise errors.CheckpointError(f'no checkpoint for step {checkpoint} in {directory}; available steps: '
                                  f'{", ".join(map(str, available))}')
-  return _restore_step(directory, step, abstract_state(config))
+  template, failures = abstract_state(config), []
+  for step in candidates:
+    try:
+      return _restore_step(directory, step, template)
+    except errors.UserError:
+      raise
+    except Exception as e:  # pylint: disable=broad-except  (orbax reports damage through many exception types)
+      reason = f'{type(e).__name__}: {(str(e).splitlines() or [""])[0][:200]}'
+      failures.append(f'{step} ({reason})')
+      if len(candidates) > 1:
+        logging.warning('Checkpoint %s/%d is unusable (%s); trying the previous one.', directory, step, reason)
+  raise errors.CheckpointError(
+      f'no usable checkpoint in {directory}: {"; ".join(failures)}; pass --checkpoint=STEP with another of the '
+      f'available steps ({", ".join(map(str, available))}) or retrain')
 
 
 def interpolation_noise(rng: jax.Array, rows: int, steps: int, latent_dim: int, noise: str) -> jax.Array:

@@ -207,7 +207,8 @@ def step(state, images: Array, kind: StepKind = ALTERNATING, axis_name: Optional
   Returns:
     `(new_state, metrics)`: float32 scalars; D's (`d_loss`, `d_real`, `d_fake`, `d_acc_real`, `d_acc_fake`, each the
     mean over the step's D updates, measured before each update) when d_steps > 0, `g_loss` when g_steps > 0,
-    `d_updates`/`g_updates` (updates of each side in this step) and the check's rate.
+    `d_updates`/`g_updates` (updates of each side in this step), the check's rate, and `all_finite` (1.0 when every
+    parameter and optimizer state after the step is finite, else 0.0).
   """
   if images.shape[0] != kind.rows:
     raise ValueError(f'a {kind} step takes {kind.rows} batches of real images, got {images.shape[0]}')
@@ -248,7 +249,7 @@ def step(state, images: Array, kind: StepKind = ALTERNATING, axis_name: Optional
   state = state.replace(step=old.step + 1)
   if old.skip_nonfinite:
     # Losses and gradients are averaged over devices, so every device takes the same decision.
-    finite = jnp.all(jnp.stack([jnp.isfinite(m) for m in metrics.values()]))
+    finite = jnp.all(jnp.stack([jnp.isfinite(m) for m in metrics.values()])) & all_finite(state)
     for grad in jax.tree.leaves(grads):
       finite &= jnp.all(jnp.isfinite(grad))
     kept = jax.tree.map(lambda new, prev: jnp.where(finite, new, prev), state, old)
@@ -258,7 +259,19 @@ def step(state, images: Array, kind: StepKind = ALTERNATING, axis_name: Optional
     # Skipped steps report zeros, so averages over a window stay finite; `skipped` counts them.
     metrics = jax.tree.map(lambda m: jnp.where(finite, m, 0.0), metrics)
     metrics['skipped'] = 1.0 - finite.astype(jnp.float32)
+  # Checked after the updates: a step whose losses were finite can still leave NaN or Inf parameters behind.
+  metrics['all_finite'] = all_finite(state).astype(jnp.float32)
   return state, metrics
+
+
+def all_finite(state) -> Array:
+  """Whether every parameter, BatchNorm statistic and optimizer state of `state` is finite: a bool scalar, one
+  reduction per array (cheap next to a step)."""
+  trees = (state.g_params, state.g_batch_stats, state.g_opt_state, state.d_params, state.d_batch_stats,
+           state.d_opt_state)
+  checks = [jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(trees)
+            if jnp.issubdtype(jnp.asarray(leaf).dtype, jnp.inexact)]
+  return jnp.all(jnp.stack(checks)) if checks else jnp.bool_(True)
 
 
 def _gather(dicts: list[dict[str, Array]]) -> dict[str, list[Array]]:

@@ -9,9 +9,22 @@ import os
 import subprocess
 import sys
 
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
 import pytest
+import tensorflow_datasets as tfds
 
 import conftest
+from dcgan_jax import checkpointing
+from dcgan_jax import config_validation
+from dcgan_jax import errors
+from dcgan_jax import losses
+from dcgan_jax import sample
+from dcgan_jax import steps
+from dcgan_jax import train
 
 STEPS = 30  # 64 images, batch 8: 8 steps per epoch.
 
@@ -72,3 +85,117 @@ def test_unwritable_checkpoint_directory_stops_promptly_with_one_line(tmp_path, 
     proc = _run(_args(tmp_path, idx_dir), timeout=120)
   line = _assert_one_line_error(proc, f'{tmp_path}/checkpoints', 'writable', 'run the same command')
   assert 'Free disk space' not in line
+
+
+# 3. Poisoned "good" checkpoints: an update that makes the parameters NaN while the losses (computed before it) are
+# finite.
+
+
+def _nan_gradient_loss():
+  """The non-saturating loss plus a term whose value is 0 and whose gradient is Inf: finite losses, NaN updates."""
+  base = losses.get('non_saturating')
+
+  def g(fake_logits, *args, **kwargs):
+    mean = jnp.mean(fake_logits)
+    return base.g(fake_logits, *args, **kwargs) + jnp.sqrt(mean - jax.lax.stop_gradient(mean))
+
+  return losses.GANLoss(d=base.d, g=g)
+
+
+def test_update_that_makes_parameters_nan_is_never_checkpointed(tmp_path, monkeypatch):
+  config = conftest.tiny_config()
+  config.num_train_steps = 5
+  with tfds.testing.mock_data(num_examples=32):
+    train.train_and_evaluate(config, str(tmp_path))
+    monkeypatch.setitem(losses.LOSSES, 'nan_gradient_for_test', _nan_gradient_loss())
+    config.loss = 'nan_gradient_for_test'
+    config.num_train_steps = 8
+    # Step 6 is a checkpoint step; its losses are finite, its update is not.
+    with pytest.raises(errors.TrainingDivergedError, match=r'at step 6\b.*\(step 5\)'):
+      train.train_and_evaluate(config, str(tmp_path))
+  ckpt = checkpointing.Checkpointer(str(tmp_path / 'checkpoints'), 3)
+  assert ckpt.all_steps() == [2, 4, 5]
+  restored = ckpt.restore(train.create_train_state(conftest.tiny_config(), jax.random.key(0)))
+  assert int(restored.step) == 5
+  assert bool(steps.all_finite(restored))
+
+
+def _exploding_adam(learning_rate, b1, b2):
+  return optax.chain(optax.adam(learning_rate, b1=b1, b2=b2), optax.scale(jnp.inf))
+
+
+def test_skip_nonfinite_skips_updates_that_leave_nonfinite_parameters(tmp_path, monkeypatch):
+  config = conftest.tiny_config()
+  config.num_train_steps = 4
+  config.skip_nonfinite = True
+  monkeypatch.setattr(train, '_adam', _exploding_adam)  # Finite losses and gradients, Inf parameters after.
+  initial = train.create_train_state(config, jax.random.key(config.seed))
+  with tfds.testing.mock_data(num_examples=32):
+    final = train.train_and_evaluate(config, str(tmp_path))
+  assert int(final.step) == 4
+  chex.assert_trees_all_equal(final.g_params, initial.g_params)
+  chex.assert_trees_all_equal(final.d_params, initial.d_params)
+  ckpt = checkpointing.Checkpointer(str(tmp_path / 'checkpoints'), 3)
+  assert ckpt.all_steps() == [2, 4]
+  assert bool(steps.all_finite(ckpt.restore(initial)))
+
+
+def test_all_finite_metric_reports_a_nonfinite_update():
+  state = train.create_train_state(conftest.tiny_config(), jax.random.key(0))
+  batch = {'image': jnp.zeros((8, 28, 28, 1))}
+  _, metrics = jax.jit(train.train_step)(state, batch)
+  assert float(metrics['all_finite']) == 1.0
+  exploding = _exploding_adam(2e-4, 0.5, 0.999)
+  state = state.replace(g_tx=exploding, g_opt_state=exploding.init(state.g_params))
+  new, metrics = jax.jit(train.train_step)(state, batch)
+  assert np.isfinite(float(metrics['g_loss']))
+  assert float(metrics['all_finite']) == 0.0
+  assert not bool(steps.all_finite(new))
+
+
+@pytest.mark.parametrize('field, value', [('g_optimizer.learning_rate', float('nan')),
+                                          ('d_optimizer.learning_rate', float('inf')),
+                                          ('gp_weight', float('nan')), ('model.leaky_slope', float('inf'))])
+def test_nonfinite_rates_and_weights_fail_validation(field, value):
+  config = conftest.tiny_config()
+  if field == 'gp_weight':
+    config.loss, config.model.d_batchnorm = 'wgan_gp', False
+  parent, name = (config, field) if '.' not in field else (config[field.split('.')[0]], field.split('.')[1])
+  parent[name] = value
+  with pytest.raises(errors.ConfigError, match=rf'config\.{field}={value!r}: must be a finite number'):
+    config_validation.validate(config)
+
+
+def _save(directory, state, steps_and_shifts):
+  ckpt = checkpointing.Checkpointer(str(directory), 5)
+  for step, shift in steps_and_shifts:
+    ckpt.save(state.replace(step=jnp.int32(step), g_params=jax.tree.map(lambda x: x + shift, state.g_params)))
+  ckpt.close()
+
+
+@pytest.fixture(scope='module')
+def tiny_state():
+  return train.create_train_state(conftest.tiny_config(), jax.random.key(0))
+
+
+def test_checkpoint_with_nan_parameters_is_not_restored(tmp_path, tiny_state, caplog):
+  _save(tmp_path, tiny_state, [(2, 0.0), (4, float('nan'))])
+  restored = checkpointing.Checkpointer(str(tmp_path), 5).restore(tiny_state)
+  assert int(restored.step) == 2
+  assert any('NaN or Inf' in r.getMessage() for r in caplog.records)
+
+
+def _run_dir(tmp_path, state, steps_and_shifts):
+  """A workdir as main.py leaves it: config.json and checkpoints of the tiny config."""
+  (tmp_path / 'config.json').write_text(conftest.tiny_config().to_json_best_effort())
+  _save(tmp_path / 'checkpoints', state, steps_and_shifts)
+  return tmp_path
+
+
+def test_sample_cli_refuses_nan_parameters_and_falls_back(tmp_path, tiny_state):
+  workdir = _run_dir(tmp_path, tiny_state, [(2, 0.0), (4, float('nan'))])
+  images = sample.run(str(workdir), str(tmp_path / 'latest.npy'), num=4)
+  assert np.all(np.isfinite(images))
+  with pytest.raises(errors.CheckpointError, match=r'no usable checkpoint.*4 \(DamagedCheckpointError: it holds NaN'):
+    sample.run(str(workdir), str(tmp_path / 'four.npy'), checkpoint='4', num=4)
+  assert not (tmp_path / 'four.npy').exists()
