@@ -199,3 +199,43 @@ def test_sample_cli_refuses_nan_parameters_and_falls_back(tmp_path, tiny_state):
   with pytest.raises(errors.CheckpointError, match=r'no usable checkpoint.*4 \(DamagedCheckpointError: it holds NaN'):
     sample.run(str(workdir), str(tmp_path / 'four.npy'), checkpoint='4', num=4)
   assert not (tmp_path / 'four.npy').exists()
+
+
+# 5. A damaged newest checkpoint is moved aside, so training its step again writes a good one.
+
+
+def _data_files(step_dir):
+  return [os.path.join(root, name) for root, _, files in os.walk(step_dir) for name in files
+          if os.sep + 'd' + os.sep in os.path.join(root, name)]
+
+
+def test_damaged_newest_checkpoint_is_replaced_when_its_step_is_trained_again(tmp_path):
+  config = conftest.tiny_config()
+  config.num_train_steps = 5
+  with tfds.testing.mock_data(num_examples=32):
+    train.train_and_evaluate(config, str(tmp_path))
+    for path in _data_files(tmp_path / 'checkpoints' / '5'):
+      os.truncate(path, os.path.getsize(path) // 2)
+    again = train.train_and_evaluate(config, str(tmp_path))
+  assert int(again.step) == 5
+  assert (tmp_path / 'checkpoints' / '5.damaged').is_dir()
+  ckpt = checkpointing.Checkpointer(str(tmp_path / 'checkpoints'), 3)
+  assert ckpt.all_steps() == [2, 4, 5]
+  restored = ckpt.restore(train.create_train_state(config, jax.random.key(0)))
+  chex.assert_trees_all_equal(restored.g_params, again.g_params)
+
+
+# 6. Silent corruption: 8 overwritten bytes in a data file decode without an error; the checksum catches them.
+
+
+def test_overwritten_bytes_fail_the_checksum_and_fall_back(tmp_path, tiny_state, caplog):
+  _save(tmp_path, tiny_state, [(2, 0.0), (4, 1.0)])
+  biggest = max(_data_files(tmp_path / '4'), key=os.path.getsize)
+  with open(biggest, 'r+b') as f:
+    f.seek(os.path.getsize(biggest) // 2)
+    f.write(b'\x7f' * 8)
+  restored = checkpointing.Checkpointer(str(tmp_path), 5).restore(tiny_state)
+  assert int(restored.step) == 2
+  chex.assert_trees_all_equal(restored.g_params, tiny_state.g_params)
+  assert any(f'{tmp_path}/4' in r.getMessage() and 'checksum' in r.getMessage() for r in caplog.records)
+  assert (tmp_path / '4.damaged').is_dir()
