@@ -24,6 +24,9 @@ flags.DEFINE_string('coordinator_address', None,
                     'Multi-process runs: HOST:PORT of process 0, as jax.distributed.initialize names it.')
 flags.DEFINE_integer('num_processes', None, 'Multi-process runs: the number of processes.')
 flags.DEFINE_integer('process_id', None, 'Multi-process runs: this process\'s index, 0 to num_processes - 1.')
+flags.DEFINE_bool('allow_config_change', False,
+                  'Resume although the config changes fields that break exact resume (batch size, seed, loss, '
+                  'schedule, data); the change is logged and recorded in config.json.')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -53,7 +56,7 @@ def main(argv):
   logging.info('JAX process %d/%d, local devices: %s, all devices: %d', jax.process_index(), jax.process_count(),
                jax.local_devices(), jax.device_count())
   try:
-    train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    train.train_and_evaluate(FLAGS.config, FLAGS.workdir, allow_config_change=FLAGS.allow_config_change)
   except errors.UserError as e:
     exit_now(f'Error: {e}')
 

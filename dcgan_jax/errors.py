@@ -25,7 +25,11 @@ class CheckpointWriteError(CheckpointError):
   """Writing a checkpoint failed (disk full, permissions, ...); the checkpoints already written are intact."""
 
 
-class WorkdirBusyError(UserError):
+class WorkdirError(UserError):
+  """The workdir cannot be created or written."""
+
+
+class WorkdirBusyError(WorkdirError):
   """Another live run holds the workdir's lock."""
 
 

@@ -33,6 +33,7 @@ from dcgan_jax import monitor as monitor_lib
 from dcgan_jax import schedules
 from dcgan_jax import train
 from dcgan_jax import visualize
+from dcgan_jax import workdir as workdir_lib
 
 
 def _format_time(seconds: float) -> str:
@@ -134,19 +135,39 @@ def _resolve_data_source(config: ml_collections.ConfigDict) -> ml_collections.Co
   return config
 
 
-def run(config: ml_collections.ConfigDict, workdir: str) -> train.TrainState:
-  """See `train.train_and_evaluate`."""
+def _has_checkpoint(workdir: str) -> bool:
+  directory = os.path.join(workdir, 'checkpoints')
+  return os.path.isdir(directory) and any(name.isdigit() for name in os.listdir(directory))
+
+
+def run(config: ml_collections.ConfigDict, workdir: str, allow_config_change: bool = False) -> train.TrainState:
+  """See `train.train_and_evaluate`. Checks what can be checked cheaply first: the config, the workdir (its lock
+  and, for a resume, the config changes), then loads data and trains."""
+  config_validation.validate(config)
+  if not workdir:
+    raise errors.WorkdirError('--workdir is empty; pass the directory for checkpoints and outputs')
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise errors.WorkdirError(f'--workdir={workdir} is a file, not a directory; pass a directory (it is created '
+                              'if missing)')
+  is_main = jax.process_index() == 0
+  with workdir_lib.lock(workdir) if is_main else contextlib.nullcontext():
+    # Compared as config.json records it: with data.source='auto' resolved.
+    config = _resolve_data_source(config)
+    history = workdir_lib.check_resume(workdir, config, _has_checkpoint(workdir), allow_config_change)
+    return _train(config, workdir, history)
+
+
+def _train(config: ml_collections.ConfigDict, workdir: str, history: list) -> train.TrainState:
+  """The run, once the workdir is held; `history` goes into config.json once the resume checks have passed."""
   from clu import metric_writers  # pylint: disable=g-import-not-at-top  (pulls in TensorFlow)
 
   run_start = time.time()
-  config_validation.validate(config)
   devices = jax.devices()
   if config.batch_size % len(devices):
     raise errors.ConfigError(
         f'config.batch_size={config.batch_size} does not divide evenly over the {len(devices)} devices; '
         f'use a multiple of {len(devices)}')
 
-  config = _resolve_data_source(config)
   images = input_pipeline.load_images(config.data)
   want = (config.data.image_size, config.data.image_size, config.data.channels)
   if images.shape[1:] != want:
@@ -167,9 +188,6 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> train.TrainState:
 
   os.makedirs(workdir, exist_ok=True)
   is_main = jax.process_index() == 0
-  if is_main:
-    with open(os.path.join(workdir, 'config.json'), 'w') as f:
-      f.write(config.to_json_best_effort(indent=2))
   writer = metric_writers.create_default_writer(workdir, just_logging=not is_main)
 
   mesh = jax.sharding.Mesh(np.asarray(devices), ('data',))
@@ -195,6 +213,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> train.TrainState:
         f'the checkpoint at step {start_step} in {checkpointer.directory} made {int(_local(state.d_updates))} D '
         f'updates, but config.schedule={config.schedule!r} makes {schedule.d_updates_before(start_step)} by then: '
         'it was written with another schedule or batch size; resume with that config or use a new --workdir')
+  if is_main:  # Only now: a refused resume must leave the run's record as it was.
+    workdir_lib.write_record(workdir, config, history)
   if start_step:
     logging.info('Resuming at step %d (epoch %d)', start_step, start_step // steps_per_epoch + 1)
   if start_step >= total_steps:

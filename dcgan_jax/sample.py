@@ -57,6 +57,7 @@ def load_run_config(workdir: str) -> ml_collections.ConfigDict:
   try:
     with open(path) as f:
       saved = _tuples(json.load(f))
+    saved.pop('history', None)  # Config changes made on resumes (dcgan_jax.workdir), not a config field.
   except FileNotFoundError:
     raise errors.CheckpointError(f'{path} is missing; --workdir must be a training run directory (main.py writes '
                                  'config.json there when it starts)') from None

@@ -214,8 +214,13 @@ def _sampler(use_batch_stats: bool):
   return jax.jit(lambda state, z: generate(state, config, z))
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                       allow_config_change: bool = False) -> TrainState:
   """Trains per `config`, writing samples, scalars and checkpoints to `workdir`; resumes from its checkpoints.
+
+  One run per workdir (a lock; a second run raises `errors.WorkdirBusyError`). A resume whose config changes a
+  field that breaks exact resume (`workdir.EXACT_RESUME_FIELDS`) raises `errors.ConfigError` unless
+  `allow_config_change`; changes are recorded in `config.json`'s `history`.
 
   Outputs in `workdir`: `samples/step_NNNNNNN.png` (grids from fixed noise), TensorBoard event files,
   `checkpoints/STEP/` (orbax), `config.json` (the resolved config). Returns the final state. The loop itself lives
@@ -223,7 +228,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   TensorFlow and the writers).
   """
   from dcgan_jax import loop  # pylint: disable=g-import-not-at-top
-  return loop.run(config, workdir)
+  return loop.run(config, workdir, allow_config_change)
 
 
 def discriminate(state: TrainState, images: Array) -> Array:

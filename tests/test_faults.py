@@ -5,7 +5,9 @@ Process-level faults run `main.py` (or the sample CLI) as a subprocess with the 
 """
 
 import contextlib
+import json
 import os
+import socket
 import subprocess
 import sys
 
@@ -25,6 +27,7 @@ from dcgan_jax import losses
 from dcgan_jax import sample
 from dcgan_jax import steps
 from dcgan_jax import train
+from dcgan_jax import workdir
 
 STEPS = 30  # 64 images, batch 8: 8 steps per epoch.
 
@@ -112,7 +115,7 @@ def test_update_that_makes_parameters_nan_is_never_checkpointed(tmp_path, monkey
     config.num_train_steps = 8
     # Step 6 is a checkpoint step; its losses are finite, its update is not.
     with pytest.raises(errors.TrainingDivergedError, match=r'at step 6\b.*\(step 5\)'):
-      train.train_and_evaluate(config, str(tmp_path))
+      train.train_and_evaluate(config, str(tmp_path), allow_config_change=True)
   ckpt = checkpointing.Checkpointer(str(tmp_path / 'checkpoints'), 3)
   assert ckpt.all_steps() == [2, 4, 5]
   restored = ckpt.restore(train.create_train_state(conftest.tiny_config(), jax.random.key(0)))
@@ -239,3 +242,91 @@ def test_overwritten_bytes_fail_the_checksum_and_fall_back(tmp_path, tiny_state,
   chex.assert_trees_all_equal(restored.g_params, tiny_state.g_params)
   assert any(f'{tmp_path}/4' in r.getMessage() and 'checksum' in r.getMessage() for r in caplog.records)
   assert (tmp_path / '4.damaged').is_dir()
+
+
+# 2. One run per workdir.
+
+
+def test_second_lock_on_a_workdir_names_the_holder(tmp_path):
+  with workdir.lock(str(tmp_path)):
+    assert (tmp_path / '.lock').read_text() == f'host {socket.gethostname()} pid {os.getpid()}\n'
+    with pytest.raises(errors.WorkdirBusyError, match=rf'in use by another run \(host .* pid {os.getpid()},'):
+      with workdir.lock(str(tmp_path)):
+        pass
+  assert (tmp_path / '.lock').read_text() == ''
+  with workdir.lock(str(tmp_path)):  # Released: free again.
+    pass
+
+
+def test_lock_left_by_a_dead_process_is_taken_over_with_a_warning(tmp_path, caplog):
+  (tmp_path / '.lock').write_text('host elsewhere pid 12345\n')
+  with workdir.lock(str(tmp_path)):
+    pass
+  assert any('host elsewhere pid 12345' in r.getMessage() and 'no longer running' in r.getMessage()
+             for r in caplog.records)
+
+
+@pytest.mark.slow
+def test_second_run_on_a_busy_workdir_exits_at_once_naming_the_holder(tmp_path, idx_dir):
+  first = subprocess.Popen(_args(tmp_path, idx_dir, '--config.num_train_steps=100000'), stderr=subprocess.PIPE,
+                           stdout=subprocess.DEVNULL, text=True, env=conftest.subprocess_env(), cwd=conftest.ROOT)
+  try:
+    for line in first.stderr:  # Past the lock and the first checkpoint.
+      if 'step 10/100000' in line:
+        break
+    second = _run(_args(tmp_path, idx_dir), timeout=60)
+    _assert_one_line_error(second, str(tmp_path), f'pid {first.pid}', 'another --workdir')
+    assert first.poll() is None
+  finally:
+    first.kill()
+    first.wait(timeout=60)
+  # The dead run's lock is taken over; its checkpoints (beyond 30 steps: nothing to train) are kept.
+  third = _run(_args(tmp_path, idx_dir), timeout=120)
+  assert third.returncode == 0, third.stderr[-3000:]
+  assert f'left by a run that is no longer running (host {socket.gethostname()} pid {first.pid})' in third.stderr, (
+      third.stderr[-3000:])
+
+
+# 4 and 7. config.json is written only after the resume checks; changes that break exact resume are refused.
+
+
+def test_resume_with_changes_that_break_exactness_is_refused_and_config_json_kept(tmp_path):
+  config = conftest.tiny_config()
+  config.num_train_steps = 2
+  with tfds.testing.mock_data(num_examples=32):
+    train.train_and_evaluate(config, str(tmp_path))
+    saved = (tmp_path / 'config.json').read_text()
+    config.batch_size, config.seed, config.g_optimizer.learning_rate = 16, 1, 1e-3
+    with pytest.raises(errors.ConfigError) as e:
+      train.train_and_evaluate(config, str(tmp_path))
+  assert 'batch_size: 8 -> 16; seed: 0 -> 1.' in str(e.value)
+  assert '--allow_config_change' in str(e.value) and 'learning_rate' not in str(e.value)
+  assert (tmp_path / 'config.json').read_text() == saved
+
+
+def test_allowed_config_change_is_recorded_in_the_history(tmp_path):
+  config = conftest.tiny_config()
+  config.num_train_steps = 2
+  with tfds.testing.mock_data(num_examples=32):
+    train.train_and_evaluate(config, str(tmp_path))
+    config.batch_size, config.num_train_steps = 16, 4
+    final = train.train_and_evaluate(config, str(tmp_path), allow_config_change=True)
+  assert int(final.step) == 4
+  record = json.loads((tmp_path / 'config.json').read_text())
+  assert record['batch_size'] == 16
+  [entry] = record['history']
+  assert entry['changes'] == {'batch_size': [8, 16], 'num_train_steps': [2, 4]}
+  assert entry['breaks_exact_resume'] is True
+  assert sample.load_run_config(str(tmp_path)).batch_size == 16
+
+
+def test_refused_resume_of_another_model_keeps_config_json(tmp_path):
+  config = conftest.tiny_config()
+  config.num_train_steps = 2
+  with tfds.testing.mock_data(num_examples=32):
+    train.train_and_evaluate(config, str(tmp_path))
+    saved = (tmp_path / 'config.json').read_text()
+    config.latent_dim = 16
+    with pytest.raises(errors.CheckpointError, match='another model'):
+      train.train_and_evaluate(config, str(tmp_path))
+  assert (tmp_path / 'config.json').read_text() == saved

@@ -202,7 +202,7 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_pat
     config.loss = 'nan_for_test'
     config.num_train_steps = 8
     with pytest.raises(errors.TrainingDivergedError, match=r'at step 5\b.*\(step 4\)'):
-      train.train_and_evaluate(config, str(tmp_path))
+      train.train_and_evaluate(config, str(tmp_path), allow_config_change=True)
   assert checkpointing.Checkpointer(str(tmp_path / 'checkpoints'), 3).latest_step() == 4
 
 
