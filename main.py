@@ -4,13 +4,16 @@ A thin shell over `dcgan_jax.train.train_and_evaluate`: flags, device set-up, an
 user can fix.
 """
 
+import importlib.util
 import os
 import sys
+from typing import Optional
 
 from absl import app
 from absl import flags
 from absl import logging
 import jax
+import ml_collections
 from ml_collections import config_flags
 
 from dcgan_jax import checkpointing
@@ -75,9 +78,60 @@ def exit_now(message: str) -> None:
   os._exit(1)  # pylint: disable=protected-access
 
 
+def _config_argument(argv) -> Optional[str]:
+  """The value of --config in `argv` (the last one given), or None."""
+  value = None
+  for i, arg in enumerate(argv[1:], 1):
+    if arg.startswith(('--config=', '-config=')):
+      value = arg.split('=', 1)[1]
+    elif arg in ('--config', '-config') and i + 1 < len(argv):
+      value = argv[i + 1]
+  return value
+
+
+def check_config_file(argument: str) -> Optional[str]:
+  """What is wrong with `--config=argument` (`FILE.py` or `FILE.py:ARG`) as one line, or None if it loads.
+
+  Checks what ml_collections would report as a traceback: a missing file, a directory, a file that is not Python,
+  one that does not run, one without `get_config`, and a `get_config` that returns no ConfigDict. (An exception
+  raised by `get_config` itself is left to the flag parser, which reports it with the file's own message.)
+  """
+  path, _, config_arg = argument.partition(':')
+  fix = 'pass a config file such as configs/mnist.py'
+  if not path:
+    return f'--config is empty; {fix}'
+  if not os.path.exists(path):
+    return f'--config={argument}: {path} does not exist; {fix}'
+  if os.path.isdir(path):
+    return f'--config={argument}: {path} is a directory; {fix}'
+  if not path.endswith('.py'):
+    return f'--config={argument}: {path} is not a Python config file (*.py defining get_config()); {fix}'
+  try:
+    spec = importlib.util.spec_from_file_location('dcgan_jax_config_check', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+  except Exception as e:  # pylint: disable=broad-except  (any error in the file: report it, not a traceback)
+    return f'--config={argument}: {path} does not run ({type(e).__name__}: {e}); fix it or {fix}'
+  get_config = getattr(module, 'get_config', None)
+  if not callable(get_config):
+    return f'--config={argument}: {path} defines no get_config() function; {fix}'
+  try:
+    config = get_config(config_arg) if config_arg else get_config()
+  except Exception:  # pylint: disable=broad-except
+    return None
+  if not isinstance(config, ml_collections.ConfigDict):
+    return (f'--config={argument}: get_config() in {path} returned {type(config).__name__}, not an '
+            f'ml_collections.ConfigDict; return one (as configs/default.py does) or {fix}')
+  return None
+
+
 def _parse_flags(argv):
-  """absl's flag parsing, with config-override mistakes (a misspelled field, a value of the wrong type) reported
-  in one line instead of a traceback from inside ml_collections."""
+  """absl's flag parsing, with config-override mistakes (a misspelled field, a value of the wrong type) and bad
+  config files reported in one line instead of a traceback from inside ml_collections."""
+  argument = _config_argument(argv)
+  problem = check_config_file(argument) if argument is not None else None
+  if problem:
+    sys.exit(f'Error: {problem}')
   try:
     return FLAGS(argv)
   except flags.Error as e:

@@ -33,5 +33,9 @@ class WorkdirBusyError(WorkdirError):
   """Another live run holds the workdir's lock."""
 
 
+class OutputError(UserError):
+  """An output file cannot be written."""
+
+
 class TrainingDivergedError(UserError):
   """A loss became NaN or Inf; the last good checkpoint is kept."""

@@ -12,6 +12,7 @@ import functools
 import json
 import os
 import sys
+import tempfile
 from typing import Any, Optional
 
 from absl import app
@@ -230,20 +231,50 @@ def run(workdir: str, out: str, checkpoint: str = 'latest', num: int = 64, seed:
     raise errors.ConfigError(f'--out={out} must end in .png (a grid) or .npy (the raw samples)')
   if num < 1:
     raise errors.ConfigError(f'--num={num} must be at least 1')
+  if interpolate and steps < 2:
+    raise errors.ConfigError(f'--steps={steps} must be at least 2 with --interpolate (both ends of each row)')
+  check_writable(out)  # Before the work, not after it.
   config = load_run_config(workdir)
   if use_running_average is not None:
     config.model.sample_use_batch_stats = not use_running_average
   state = restore_state(workdir, config, checkpoint)
   images, columns = generate_samples(state, config, num, seed, interpolate, steps)
-  os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-  if extension == '.npy':
-    np.save(out, images)
-  else:
-    visualize.save_grid(out, images, models.data_range(config), columns)
+  try:
+    if extension == '.npy':
+      np.save(out, images)
+    else:
+      visualize.save_grid(out, images, models.data_range(config), columns)
+  except OSError as e:
+    raise errors.OutputError(f'cannot write --out={out} ({type(e).__name__}: {e.strerror or e}); free disk space '
+                             'or pass a writable path') from None
   return images
 
 
+def check_writable(out: str) -> None:
+  """Creates the directory of `out` if needed and checks that a file can be created there.
+
+  Raises:
+    errors.OutputError: naming the path and the OS error.
+  """
+  directory = os.path.dirname(os.path.abspath(out))
+  try:
+    os.makedirs(directory, exist_ok=True)
+    with tempfile.TemporaryFile(dir=directory):
+      pass
+    if os.path.isdir(out):
+      raise IsADirectoryError(21, 'Is a directory')
+  except OSError as e:
+    raise errors.OutputError(f'cannot write --out={out} ({type(e).__name__}: {e.strerror or e}); pass a path in '
+                             'a writable directory') from None
+
+
 FLAGS = flags.FLAGS
+
+
+def _no_read_only_notes(record) -> bool:
+  """Drops orbax's three warnings that the (deliberately) read-only manager is read-only."""
+  message = record.getMessage()
+  return not ('read_only=True' in message or 'directory is read only' in message)
 
 
 def _define_flags() -> None:
@@ -265,6 +296,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
   logging.get_absl_handler().addFilter(checkpointing.quiet_orbax_logs)
+  logging.get_absl_handler().addFilter(_no_read_only_notes)
   try:
     images = run(FLAGS.workdir, FLAGS.out, FLAGS.checkpoint, FLAGS.num, FLAGS.seed, FLAGS.interpolate,
                  FLAGS.use_running_average, FLAGS.steps)
