@@ -1,7 +1,8 @@
 """The `folder` data source: every image file under a directory, decoded once into one uint8 array (or, for a
 folder too large for memory, a `StreamedFolder` that decodes each batch when it is used).
 
-Each file (png, jpg, jpeg, webp or bmp, any letter case, in `path` or any subdirectory; symlinks followed) is
+Each file (png, jpg, jpeg, webp or bmp, any letter case, in `path` or any subdirectory; symlinks followed, each real directory
+and file once) is
 
 1. decoded with Pillow (for JPEG at the smallest 1/2, 1/4 or 1/8 scale that still covers the target size, which is
    much faster for photos), and turned upright by its EXIF orientation tag (phone photos);
@@ -39,12 +40,51 @@ _WHITE = (255, 255, 255, 255)
 
 
 def list_images(path: str) -> list[str]:
-  """Every image file (by extension, case-insensitive) under `path`, recursively, as sorted full paths."""
-  found = []
+  """Every image file (by extension, case-insensitive) under `path`, recursively, as sorted full paths.
+
+  Symlinks are followed, but each real directory is read once: a directory symlink leading to a directory already
+  read (a loop such as `loop -> .`, or a second way to the same directory) is not followed, and a file reached by
+  more than one path (symlinks, hard links) is listed once, under the first path reached (a directory's files
+  before its subdirectories, each in sorted order). Both are reported in one warning line.
+  """
+  found, seen_dirs, seen_files, repeated_dirs, repeated_files = [], set(), set(), [], 0
   for root, dirs, files in os.walk(path, followlinks=True):
+    if not seen_dirs:
+      seen_dirs.add(_identity(root))
     dirs.sort()  # os.walk visits subdirectories in this list's order.
-    found.extend(os.path.join(root, f) for f in sorted(files) if f.lower().endswith(EXTENSIONS))
+    for d in list(dirs):
+      identity = _identity(os.path.join(root, d))
+      if identity in seen_dirs:
+        dirs.remove(d)  # Pruned: os.walk does not descend into it.
+        repeated_dirs.append(os.path.join(root, d))
+      else:
+        seen_dirs.add(identity)
+    for f in sorted(files):
+      if not f.lower().endswith(EXTENSIONS):
+        continue
+      identity = _identity(os.path.join(root, f))
+      if identity in seen_files:
+        repeated_files += 1
+      else:
+        seen_files.add(identity)
+        found.append(os.path.join(root, f))
+  if repeated_dirs or repeated_files:
+    example = os.path.relpath(repeated_dirs[0], path) if repeated_dirs else ''
+    logging.warning(
+        'Image folder %s: %d directory symlink(s) lead to directories already read (loops or repeats; not followed '
+        'again)%s; %d image file(s) reached by more than one path were read once.', path, len(repeated_dirs),
+        f', e.g. {example} -> {os.readlink(repeated_dirs[0]) if os.path.islink(repeated_dirs[0]) else "?"}'
+        if repeated_dirs else '', repeated_files)
   return found
+
+
+def _identity(path: str) -> tuple[int, int]:
+  """(device, inode) of what `path` leads to (symlinks followed): equal for every way to the same file or directory."""
+  try:
+    st = os.stat(path)
+  except OSError:
+    return (-1, hash(path))  # A dangling link: its own entry (decoding it reports the problem).
+  return (st.st_dev, st.st_ino)
 
 
 def _to_mode(img: Image.Image, channels: int) -> Image.Image:

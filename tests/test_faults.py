@@ -4,6 +4,7 @@ Process-level faults run `main.py` (or the sample CLI) as a subprocess with the 
 64-image IDX fixture; every subprocess has a timeout, so a hang fails the test instead of blocking it.
 """
 
+import concurrent.futures
 import contextlib
 import json
 import os
@@ -16,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from PIL import Image
 import pytest
 import tensorflow_datasets as tfds
 
@@ -23,6 +25,7 @@ import conftest
 from dcgan_jax import checkpointing
 from dcgan_jax import config_validation
 from dcgan_jax import errors
+from dcgan_jax import image_folder
 from dcgan_jax import losses
 from dcgan_jax import sample
 from dcgan_jax import steps
@@ -408,3 +411,40 @@ def test_sample_cli_falls_back_past_a_damaged_latest_checkpoint(tmp_path, tiny_s
   assert f'{workdir}/checkpoints/4 is unusable' in proc.stderr
   assert np.all(np.isfinite(np.load(tmp_path / 's.npy')))
   assert (workdir / 'checkpoints' / '4').is_dir()  # The sample CLI only reads.
+
+
+# 8. Image folders with directory symlink loops: each real directory read once, each file counted once.
+
+
+def _write_pngs(directory, count):
+  directory.mkdir(parents=True, exist_ok=True)
+  for i in range(count):
+    Image.fromarray(np.full((8, 8), i * 10, np.uint8), 'L').save(directory / f'{i}.png')
+
+
+def _list_within(path, seconds=30):
+  with concurrent.futures.ThreadPoolExecutor(1) as pool:
+    return pool.submit(image_folder.list_images, str(path)).result(timeout=seconds)
+
+
+def test_symlink_to_its_own_folder_does_not_multiply_the_data(tmp_path, caplog):
+  _write_pngs(tmp_path, 8)
+  os.symlink('.', tmp_path / 'loop')
+  assert [os.path.basename(f) for f in _list_within(tmp_path)] == [f'{i}.png' for i in range(8)]
+  caplog.clear()
+  images = image_folder.load_folder(str(tmp_path), 8, 1)
+  assert images.shape == (8, 8, 8, 1)
+  [warning] = [r.getMessage() for r in caplog.records if 'already read' in r.getMessage()]
+  assert '1 directory symlink(s)' in warning and 'loop -> .' in warning
+
+
+def test_two_symlink_loops_end_and_files_reached_twice_count_once(tmp_path, caplog):
+  _write_pngs(tmp_path / 'a', 3)
+  _write_pngs(tmp_path / 'b', 2)
+  os.symlink('../b', tmp_path / 'a' / 'to_b')
+  os.symlink('../a', tmp_path / 'b' / 'to_a')
+  os.symlink('a/0.png', tmp_path / 'same.png')
+  files = _list_within(tmp_path)
+  assert [os.path.relpath(f, tmp_path) for f in files] == ['same.png', 'a/1.png', 'a/2.png', 'b/0.png', 'b/1.png']
+  [warning] = [r.getMessage() for r in caplog.records if 'already read' in r.getMessage()]
+  assert '2 directory symlink(s)' in warning and '1 image file(s) reached by more than one path' in warning
