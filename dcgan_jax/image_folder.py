@@ -1,8 +1,8 @@
 """The `folder` data source: every image file under a directory, decoded once into one uint8 array (or, for a
 folder too large for memory, a `StreamedFolder` that decodes each batch when it is used).
 
-Each file (png, jpg, jpeg, webp or bmp, any letter case, in `path` or any subdirectory; symlinks followed, each real directory
-and file once) is
+Each file (png, jpg, jpeg, webp or bmp, any letter case, in `path` or any subdirectory; symlinks followed, each
+real directory and file once) is
 
 1. decoded with Pillow (for JPEG at the smallest 1/2, 1/4 or 1/8 scale that still covers the target size, which is
    much faster for photos), and turned upright by its EXIF orientation tag (phone photos);
