@@ -49,9 +49,10 @@ def write_failure_advice(e: BaseException, directory: str) -> str:
   """What to do about a failed write under `directory`, from the OS error behind `e`."""
   os_error = _os_error(e)
   code = os_error.errno if os_error is not None else None
-  if code in (errno.ENOSPC, errno.EDQUOT):
+  text = str(e)  # tensorstore reports the file system's errors in its messages ("RESOURCE_EXHAUSTED: ...").
+  if code in (errno.ENOSPC, errno.EDQUOT) or 'RESOURCE_EXHAUSTED' in text or 'No space left' in text:
     return f'free disk space on the file system of {directory}'
-  if code in (errno.EACCES, errno.EPERM, errno.EROFS):
+  if code in (errno.EACCES, errno.EPERM, errno.EROFS) or 'PERMISSION_DENIED' in text:
     return (f'make {directory} writable (its permissions, an immutable flag or a read-only mount), or use another '
             '--workdir')
   return f'fix what stops writes to {directory}'

@@ -448,3 +448,32 @@ def test_two_symlink_loops_end_and_files_reached_twice_count_once(tmp_path, capl
   assert [os.path.relpath(f, tmp_path) for f in files] == ['same.png', 'a/1.png', 'a/2.png', 'b/0.png', 'b/1.png']
   [warning] = [r.getMessage() for r in caplog.records if 'already read' in r.getMessage()]
   assert '2 directory symlink(s)' in warning and '1 image file(s) reached by more than one path' in warning
+
+
+# 10. Disk full: one line, the checkpoints already written intact and resumable.
+
+
+@pytest.mark.slow
+def test_disk_full_stops_with_one_line_and_the_last_checkpoint_resumes(tmp_path, idx_dir):
+  (tmp_path / 'checkpoints').mkdir()
+  # A 600 KiB file system for the checkpoints (one fits, two do not), in a private mount namespace.
+  # What the run left there is copied out before the namespace (and the file system) goes.
+  checkpoints, kept = tmp_path / 'checkpoints', tmp_path / 'kept'
+  script = (f'mount -t tmpfs -o size=600k tmpfs {checkpoints} || exit 99; "$@"; rc=$?; cp -a {checkpoints} {kept}; '
+            'exit $rc')
+  proc = _run(['unshare', '--mount', '--map-root-user', 'sh', '-c', script, 'sh', *_args(tmp_path, idx_dir)])
+  assert proc.returncode == 1, proc.stderr[-3000:]
+  [line] = [line for line in proc.stderr.splitlines() if line.startswith('Error: ')]
+  for fragment in (f'{tmp_path}/checkpoints', 'Free disk space', 'run the same command'):
+    assert fragment in line, line
+  assert 'No space left' in line or 'RESOURCE_EXHAUSTED' in line, line
+  # orbax's own tracebacks are debug output. (tensorstore's threads may still print "Event loop is closed"
+  # tracebacks after the failed write; they name no file of ours and are not asserted on.)
+  assert 'orbax' not in proc.stderr.replace(line, ''), proc.stderr[-3000:]
+  assert sorted(os.listdir(kept)) == ['10.orbax-checkpoint-tmp', '8']  # Step 8: the end of epoch 1.
+  os.rmdir(checkpoints)
+  os.rename(kept, checkpoints)
+  resumed = _run(_args(tmp_path, idx_dir))
+  assert resumed.returncode == 0, resumed.stderr[-3000:]
+  assert 'Resuming at step 8' in resumed.stderr
+  assert sorted(os.listdir(checkpoints)) == ['20', '24', '30']
