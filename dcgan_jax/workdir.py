@@ -48,6 +48,11 @@ def lock(workdir: str) -> Iterator[None]:
     errors.WorkdirBusyError: another live process holds it (the message names its host and PID).
     errors.WorkdirError: the workdir cannot be created or written (names it and the OS error).
   """
+  if '://' in workdir:  # gs://... and other remote file systems: no flock there.
+    logging.warning('--workdir=%s is not a local path: it is not locked; run one training run on it at a time.',
+                    workdir)
+    yield
+    return
   path = os.path.join(workdir, LOCK_NAME)
   try:
     os.makedirs(workdir, exist_ok=True)
