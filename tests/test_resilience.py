@@ -1,7 +1,6 @@
 """Never lose a run: kills, preemption, damaged checkpoints, NaNs and disk trouble (tiny models, real processes)."""
 
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -79,9 +78,8 @@ def uninterrupted(idx_dir, tmp_path_factory):
 
 
 def test_sigkill_between_checkpoints_then_restart_is_bit_identical(idx_dir, tmp_path, uninterrupted):
-  kill_at = random.Random().randint(11, 50)
   proc = _start(_args(tmp_path, idx_dir))
-  _wait_for_step(proc, kill_at)
+  _wait_for_step(proc, 37)  # Between the checkpoints of steps 30 and 40.
   proc.kill()
   proc.wait()
   restarted = _run(_args(tmp_path, idx_dir))
@@ -89,26 +87,41 @@ def test_sigkill_between_checkpoints_then_restart_is_bit_identical(idx_dir, tmp_
   _assert_same_training(_final_state(tmp_path), uninterrupted)
 
 
+# Imported first by the child (via PYTHONPATH): the rename that commits checkpoint 20 (orbax renames its temporary
+# directory when the write is complete) never happens; the child says so in a file and waits to be killed.
+_STALL_COMMIT_OF_STEP_20 = """
+import os, time
+_rename = os.rename
+def _stalled(src, dst, *args, **kwargs):
+  if os.path.basename(os.fspath(dst)) == '20' and 'tmp' in os.path.basename(os.fspath(src)):
+    open(os.environ['STALLED_MARKER'], 'w').close()
+    time.sleep(3600)
+  return _rename(src, dst, *args, **kwargs)
+os.rename = _stalled
+"""
+
+
 def test_sigkill_during_a_checkpoint_write_never_leaves_a_half_checkpoint(idx_dir, tmp_path, uninterrupted):
-  args = _args(tmp_path, idx_dir, '--config.checkpoint_every_steps=1')
-  proc = _start(args)
-  ckpt_dir = tmp_path / 'checkpoints'
-  caught = None
-  deadline = time.time() + 120
-  # Poll for orbax's temporary directory (a write in progress) and kill the trainer the moment one exists.
-  while proc.poll() is None and time.time() < deadline:
-    tmp = [p for p in (os.listdir(ckpt_dir) if ckpt_dir.exists() else []) if 'tmp' in p]
-    if tmp and len(os.listdir(ckpt_dir)) > 3:
-      proc.kill()
-      caught = tmp
-      break
+  hook, marker, workdir = tmp_path / 'hook', tmp_path / 'stalled', tmp_path / 'run'
+  hook.mkdir()
+  (hook / 'sitecustomize.py').write_text(_STALL_COMMIT_OF_STEP_20)
+  env = conftest.subprocess_env()
+  env.update(PYTHONPATH=f'{hook}{os.pathsep}{env["PYTHONPATH"]}', STALLED_MARKER=str(marker))
+  proc = subprocess.Popen(_args(workdir, idx_dir), stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL, env=env,
+                          cwd=conftest.ROOT)
+  deadline = time.time() + 240
+  while not marker.exists() and proc.poll() is None and time.time() < deadline:
+    time.sleep(0.05)
+  assert marker.exists(), 'the child never reached the commit of checkpoint 20'
+  written = os.listdir(workdir / 'checkpoints')
+  proc.kill()
   proc.wait()
-  if caught is None:
-    pytest.skip('the trainer finished before a checkpoint write could be caught in flight')
-  restarted = _run(_args(tmp_path, idx_dir))
-  assert 'Resuming at step' in restarted.stderr
-  assert not any('tmp' in p for p in os.listdir(ckpt_dir)), os.listdir(ckpt_dir)
-  _assert_same_training(_final_state(tmp_path), uninterrupted)
+  # Killed with step 20 half-written; 16 (an epoch end) is the newest complete checkpoint.
+  assert sorted(written, key=len) == ['8', '10', '16', '20.orbax-checkpoint-tmp'], written
+  restarted = _run(_args(workdir, idx_dir))
+  assert 'Resuming at step 16 ' in restarted.stderr, restarted.stderr[-2000:]
+  assert not any('tmp' in p for p in os.listdir(workdir / 'checkpoints')), os.listdir(workdir / 'checkpoints')
+  _assert_same_training(_final_state(workdir), uninterrupted)
 
 
 def test_sigterm_checkpoints_and_exits_zero_then_resumes(idx_dir, tmp_path, uninterrupted):
