@@ -64,7 +64,7 @@ def load_run_config(workdir: str) -> ml_collections.ConfigDict:
     raise errors.CheckpointError(
         f'cannot read {path} ({type(e).__name__}: {e}); restore it from the run or retrain') from None
   try:
-    from configs import default  # pylint: disable=g-import-not-at-top  (the repository's configs, if on the path)
+    from dcgan_jax.configs import default  # pylint: disable=g-import-not-at-top
     config = default.get_config()
     config.update(saved)
     return config
