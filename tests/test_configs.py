@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from configs import default
+from dcgan_jax.configs import default
 from dcgan_jax import config_validation
 from dcgan_jax import errors
 from dcgan_jax import models
@@ -23,7 +23,7 @@ def test_the_config_list_is_complete():
 
 @pytest.mark.parametrize('name', CONFIG_NAMES)
 def test_every_config_validates_and_builds(name):
-  config = importlib.import_module(f'configs.{name}').get_config()
+  config = importlib.import_module(f'dcgan_jax.configs.{name}').get_config()
   config_validation.validate(config)
   g, d = models.build(config)
   z = jax.ShapeDtypeStruct((3, config.latent_dim), jnp.float32)

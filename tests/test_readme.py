@@ -5,7 +5,7 @@ import pathlib
 import re
 import subprocess
 
-from configs import default
+from dcgan_jax.configs import default
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
