@@ -188,7 +188,8 @@ def generate(state: TrainState, z: Array, *, use_batch_stats: bool = False) -> A
     use_batch_stats: keyword, static. False (default): BatchNorm normalizes with the running averages gathered in
       training; each image depends on its own z only, and a single z gets a gradient. True: with the statistics of
       this batch of z (as the original TensorFlow DCGAN samples; `config.model.sample_use_batch_stats`), dropout
-      off when the generator takes `deterministic`; a single z is then normalized away (gradient 0).
+      off when the generator takes `deterministic`. Each image then depends on the whole batch; a single z through
+      a BatchNorm over the batch alone (dense generators) is normalized away, its gradient exactly 0.
 
   Returns:
     float32 [N, H, W, C].
