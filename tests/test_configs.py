@@ -38,7 +38,7 @@ def test_every_config_validates_and_builds(name):
 
 
 @pytest.mark.parametrize('field,value,message', [
-    ('loss', 'wgan', 'config.loss=.wgan.: must be one of hinge, lsgan, minimax, non_saturating, wgan_gp'),
+    ('loss', 'wgan', 'config.loss=.wgan.: must be one of hinge, lsgan, minimax, non_saturating, ragan, rpgan, wgan_gp'),
     ('data.source', 'lmdb', 'config.data.source=.lmdb.: must be one of auto, tfds, bundled, idx, folder'),
     ('model.name', 'resnet', 'config.model.name=.resnet.: must be one of dcgan, upsample, mlp'),
     ('model.d_pool', 'avg', 'config.model.d_pool'),
