@@ -153,6 +153,7 @@ print(sorted(exported.platforms))
 """
 
 
+@pytest.mark.slow
 def test_exported_generator_runs_in_a_process_that_imports_only_jax(config, tmp_path):
   state = dcgan_jax.create_train_state(config, jax.random.key(0))
   state, _ = jax.jit(dcgan_jax.train_step)(state, {'image': _images()})
@@ -220,6 +221,7 @@ print(json.dumps({'p': [float(np.max(np.abs(a - b))) for a, b in zip(jax.tree.le
 """
 
 
+@pytest.mark.slow
 def test_jit_train_step_on_a_batch_sharded_over_four_devices_equals_one_device():
   env = conftest.subprocess_env(num_devices=4)
   env['PYTHONPATH'] = str(conftest.ROOT / 'tests') + os.pathsep + env['PYTHONPATH']
@@ -255,6 +257,7 @@ print(mnist.get_config().batch_size)
 """
 
 
+@pytest.mark.slow
 def test_configs_ship_with_a_non_editable_install(tmp_path):
   target = tmp_path / 'site'
   pip = subprocess.run([sys.executable, '-m', 'pip', 'install', '-q', '--no-deps', '--target', str(target),

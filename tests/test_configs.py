@@ -97,12 +97,12 @@ def test_generator_sizes_are_checked_per_family():
     ('64', (512, 256, 128, 64), (64, 128, 256, 512)),  # The PyTorch DCGAN example's widths.
 ])
 def test_folder_config_takes_the_image_size_after_a_colon(size, g_features, d_features):
-  config = importlib.import_module('configs.folder').get_config(size)
+  config = importlib.import_module('dcgan_jax.configs.folder').get_config(size)
   assert config.data.image_size == int(size) and models.output_size(config) == int(size)
   assert tuple(config.model.g_features) == g_features and tuple(config.model.d_features) == d_features
   config_validation.validate(config)
   with pytest.raises(ValueError, match='4 times a power of two'):
-    importlib.import_module('configs.folder').get_config('96')
+    importlib.import_module('dcgan_jax.configs.folder').get_config('96')
 
 
 def test_the_bundled_source_exists_only_for_mnist():
