@@ -38,7 +38,7 @@ CONFIGS = ('mnist', 'fashion_mnist', 'mnist_mlp', 'fashion_mnist_mlp', 'mnist_fn
 def load_config(spec: str):
   """`name` or `name:arg` (the argument goes to get_config, as in `--config=configs/name.py:arg`)."""
   name, _, arg = spec.partition(':')
-  module = importlib.import_module(f'configs.{name}')
+  module = importlib.import_module(f'dcgan_jax.configs.{name}')
   return module.get_config(arg) if arg else module.get_config()
 
 

@@ -37,9 +37,9 @@ import numpy as np
 # Runnable as a plain script from the repository root without installing.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks import machine  # pylint: disable=g-import-not-at-top,wrong-import-position
-from configs import default  # pylint: disable=g-import-not-at-top,wrong-import-position
-from configs import fashion_mnist_mlp  # pylint: disable=g-import-not-at-top,wrong-import-position
-from configs import mnist  # pylint: disable=g-import-not-at-top,wrong-import-position
+from dcgan_jax.configs import default  # pylint: disable=g-import-not-at-top,wrong-import-position
+from dcgan_jax.configs import fashion_mnist_mlp  # pylint: disable=g-import-not-at-top,wrong-import-position
+from dcgan_jax.configs import mnist  # pylint: disable=g-import-not-at-top,wrong-import-position
 from dcgan_jax import models  # pylint: disable=g-import-not-at-top,wrong-import-position
 from dcgan_jax import train  # pylint: disable=g-import-not-at-top,wrong-import-position
 

@@ -77,7 +77,7 @@ def _run(step, state, batch, steps: int) -> float:
 
 def benchmark_config(name: str, rounds: int, steps: int, max_step_seconds: float, log) -> dict[str, object]:
   """Median images/s per variant (and the batch size) for `configs/<name>.py`."""
-  config = importlib.import_module(f'configs.{name}').get_config()
+  config = importlib.import_module(f'dcgan_jax.configs.{name}').get_config()
   state = train.create_train_state(config, jax.random.key(0))
   size = models.output_size(config)
   shape = (config.batch_size, size, size, config.data.channels)

@@ -6,7 +6,7 @@ G: z ~ N(0, 1) -> 4x4 transposed conv 'VALID' to 4x4x256 -> stride-2 4x4 transpo
 b1 0.5, batch 128.
 """
 
-from configs import default
+from dcgan_jax.configs import default
 
 
 def get_config():

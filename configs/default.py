@@ -19,7 +19,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.steps_per_call = 1
   config.latent_dim = 100  # Size of the noise vector z.
   config.noise = 'uniform'  # 'uniform' (in [-1, 1], as the original) or 'normal'.
-  # GAN loss, computed from logits: 'non_saturating', 'minimax', 'lsgan', 'hinge' or 'wgan_gp' (see losses.py).
+  # GAN loss, computed from logits: 'non_saturating', 'minimax', 'lsgan', 'hinge', 'wgan_gp', or the relativistic
+  # 'rpgan' (pairing) and 'ragan' (average) (see losses.py).
   config.loss = 'non_saturating'
   # One-sided label smoothing: D's real target is 1 - label_smoothing (non_saturating, minimax, lsgan; must be 0
   # for hinge and wgan_gp). 0 disables it.

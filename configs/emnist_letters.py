@@ -8,7 +8,7 @@ GAN setting; batch 128; normal noise. Schedule: adaptive, as the write-up traine
 fresh batch, then D until its accuracy reaches 50%.
 """
 
-from configs import default
+from dcgan_jax.configs import default
 
 
 def get_config():

@@ -1,6 +1,6 @@
 """The MNIST DCGAN of `mnist.py` (the TensorFlow DCGAN tutorial's networks) on Fashion-MNIST, 28x28x1."""
 
-from configs import mnist
+from dcgan_jax.configs import mnist
 
 
 def get_config():

@@ -4,7 +4,7 @@ G: 100 -> Dense 256, LeakyReLU, BatchNorm -> 512 -> 1024 (same) -> Dense 784, si
 (LeakyReLU) -> 1. Batch 64.
 """
 
-from configs import default
+from dcgan_jax.configs import default
 
 
 def get_config():

@@ -10,7 +10,7 @@ batch 32, 3x3 sample grids, a checkpoint every 50 epochs (all kept); the wall-cl
 log line.
 """
 
-from configs import default
+from dcgan_jax.configs import default
 
 
 def get_config(size: str = '128'):

@@ -1,6 +1,6 @@
 """The TensorFlow DCGAN for MNIST (28x28x1): the defaults, named for the command line."""
 
-from configs import default
+from dcgan_jax.configs import default
 
 
 def get_config():

@@ -3,7 +3,7 @@
 G: z 100 -> Dense 128, ReLU -> Dense 784, tanh -> 28x28x1. D: 784 -> Dense 128, ReLU -> Dense 1 (a logit).
 """
 
-from configs import default
+from dcgan_jax.configs import default
 
 
 def get_config():

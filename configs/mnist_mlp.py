@@ -1,6 +1,6 @@
 """The MLP GAN of `fashion_mnist_mlp.py` on MNIST."""
 
-from configs import fashion_mnist_mlp
+from dcgan_jax.configs import fashion_mnist_mlp
 
 
 def get_config():

@@ -7,7 +7,7 @@ optimizers). Schedule: epoch blocks, as the write-up trained: G for an epoch's w
 epoch's batches. Samples come from the same fixed noise at the end of every epoch.
 """
 
-from configs import default
+from dcgan_jax.configs import default
 
 
 def get_config():

@@ -33,6 +33,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from dcgan_jax import backend
+
 Array = jax.Array
 Padding = str | Sequence[tuple[int, int]]
 Pads = tuple[tuple[int, int], ...]
@@ -148,7 +150,8 @@ def conv(x: Array, kernel: Array, strides: Sequence[int] = (1, 1), padding: Padd
     kernel: `[kh, kw, Cin, Cout]`.
     strides: `(sh, sw)`.
     padding: 'SAME', 'VALID' or two explicit `(low, high)` pairs, as in lax.
-    im2col: force im2col (True) or XLA's convolution (False); None applies `uses_im2col`.
+    im2col: force im2col (True) or XLA's convolution (False); None applies `uses_im2col` on the CPU path
+      (`backend.cpu_workarounds()`) and XLA's convolution on GPU/TPU.
 
   Returns:
     `[B, Ho, Wo, Cout]`, as lax.
@@ -162,7 +165,7 @@ def conv(x: Array, kernel: Array, strides: Sequence[int] = (1, 1), padding: Padd
   if len(strides) != _NUM_SPATIAL:
     raise ValueError(f'need {_NUM_SPATIAL} strides, got {strides}')
   if im2col is None:
-    im2col = uses_im2col(x.shape[1:3], kernel.shape[:2], strides, padding)
+    im2col = backend.cpu_workarounds() and uses_im2col(x.shape[1:3], kernel.shape[:2], strides, padding)
   if im2col:
     return conv_im2col(x, kernel, strides, padding)
   pads = _conv_pads(x.shape[1:3], kernel.shape[:2], strides, padding)
@@ -280,7 +283,8 @@ def max_pool(x: Array, window: Sequence[int]) -> Array:
 
   Equal in value and gradient to `flax.linen.max_pool(x, window, strides=window, padding='SAME')`, whose gradient
   XLA:CPU computes with `select_and_scatter` at 10-30x the forward's time (2.0 s fwd+bwd against 0.07 s forward
-  for a 300x300x64 map at batch 32). Here the backward is a comparison with the pooled maximum and a select.
+  for a 300x300x64 map at batch 32). Here the backward is a comparison with the pooled maximum and a select. On
+  GPU/TPU (`backend.cpu_workarounds()` False) it is `flax.linen.max_pool` itself.
 
   Args:
     x: `[B, H, W, C]`.
@@ -292,4 +296,6 @@ def max_pool(x: Array, window: Sequence[int]) -> Array:
   window = tuple(int(s) for s in window)
   if x.ndim != _NUM_SPATIAL + 2 or len(window) != _NUM_SPATIAL:
     raise ValueError(f'expected x [B, H, W, C] and a 2-D window, got shapes {x.shape} and {window}')
+  if not backend.cpu_workarounds():
+    return nn.max_pool(x, window, strides=window, padding='SAME')  # GPU/TPU: the standard op.
   return _max_pool(x, window)

@@ -7,7 +7,7 @@ the generated images plus a few small matrix operations (~1 s for 2,000 MNIST sa
 Typical use (see `build_evaluator` for the classifier's caching):
 
   evaluator = evaluation.build_evaluator(config, images, cache_dir)      # once
-  scores = evaluator.evaluate(np.asarray(train.generate(state, config, z)))   # every evaluation
+  scores = evaluator.evaluate(np.asarray(train.generate(state, z)))   # every evaluation
 """
 
 import math

@@ -50,6 +50,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from dcgan_jax import backend
 # Re-exported: every layer is `layers.X`.
 from dcgan_jax.conv_layers import Conv, conv, conv_im2col, max_pool, uses_im2col  # pylint: disable=unused-import
 
@@ -213,7 +214,9 @@ def conv_transpose(x: Array, kernel: Array, strides: Sequence[int] = (1, 1),
   Equal in value and shape to `lax.conv_transpose(x, kernel, strides, padding,
   dimension_numbers=('NHWC', 'HWIO', 'NHWC'))`, i.e. to `flax.linen.
   ConvTranspose` with `transpose_kernel=False`; its gradients use only
-  window-strided and rhs-dilated convolutions (never `lhs_dilation`).
+  window-strided and rhs-dilated convolutions (never `lhs_dilation`). That is
+  the CPU path (`backend.cpu_workarounds()`); on GPU/TPU it is
+  `lax.conv_transpose` itself.
 
   If `x` and `kernel` differ in dtype both are promoted for the computation;
   each gradient comes back in its own argument's dtype.
@@ -240,8 +243,11 @@ def conv_transpose(x: Array, kernel: Array, strides: Sequence[int] = (1, 1),
   strides = tuple(int(s) for s in strides)
   if len(strides) != _NUM_SPATIAL:
     raise ValueError(f'need {_NUM_SPATIAL} strides, got {strides}')
-  pads = _resolve_pads(kernel.shape[:2], strides, padding)
   dtype = jnp.result_type(x, kernel)
+  if not backend.cpu_workarounds():  # GPU/TPU: the standard op and its autodiff.
+    return lax.conv_transpose(x.astype(dtype), kernel.astype(dtype), strides, padding,
+                              dimension_numbers=_DIMENSION_NUMBERS)
+  pads = _resolve_pads(kernel.shape[:2], strides, padding)
   kh, kw, cin, cout = kernel.shape
   if is_dense_transpose(x.shape[1:3], kernel.shape[:2], pads):
     # XLA:CPU's convolution takes ~15x the time of this matmul here (its kernel-larger-than-input path); the

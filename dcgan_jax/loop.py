@@ -13,6 +13,7 @@ What it guarantees (see the README's "Resuming and failures"):
 """
 
 import contextlib
+import functools
 import hashlib
 import os
 import signal
@@ -194,7 +195,8 @@ def _train(config: ml_collections.ConfigDict, workdir: str, history: list) -> tr
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
   batch_sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(None, 'data'))
 
-  sample_fn = train._sampler(config.model.sample_use_batch_stats)  # pylint: disable=protected-access
+  sample_fn = jax.jit(functools.partial(train.generate,
+                                        use_batch_stats=bool(config.model.sample_use_batch_stats)))
   # Before the checkpointer: reading a TFDS dataset's labels under tfds.testing.mock_data redirects the file system
   # for a moment, which must not meet orbax's background threads.
   monitor = monitor_lib.Monitor(config, workdir, all_images, sample_fn, lambda x: _global(x, replicated), writer)
@@ -206,7 +208,8 @@ def _train(config: ml_collections.ConfigDict, workdir: str, history: list) -> tr
   checkpointer = checkpointing.Checkpointer(os.path.join(workdir, 'checkpoints'), config.keep_checkpoints)
   restored = checkpointer.restore(state)
   if restored is not None:
-    state = restored
+    # The config's hyperparameters win over the checkpoint's (a resume may change the learning rate).
+    state = train.with_hyperparameters(restored, state)
   start_step = int(_local(state.step))
   if start_step and not schedule.dynamic and int(_local(state.d_updates)) != schedule.d_updates_before(start_step):
     raise errors.CheckpointError(

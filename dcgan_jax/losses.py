@@ -12,6 +12,15 @@ confident discriminators; `softplus` is the stable form: -log(sigmoid(x)) = soft
 | `lsgan`          | 1/2 mean((real - 1)^2) + 1/2 mean(fake^2)                 | 1/2 mean((fake - 1)^2)       |
 | `hinge`          | mean(relu(1 - real)) + mean(relu(1 + fake))               | -mean(fake)                  |
 | `wgan_gp`        | mean(fake) - mean(real)  (+ gp_weight * gradient_penalty) | -mean(fake)                  |
+| `rpgan`          | mean(softplus(fake - real))  (relativistic pairing)       | mean(softplus(real - fake))  |
+| `ragan`          | BCE(real - mean(fake), 1) + BCE(fake - mean(real), 0)     | the same with the roles swapped |
+
+A loss is a value, `GANLoss(d=..., g=...)`, both called as `(real_logits, fake_logits) -> scalar`; G's loss sees
+the real logits too (of D after its update, on the step's real batch), so relativistic losses are one line each:
+
+    rpgan = GANLoss(d=lambda r, f: jnp.mean(jax.nn.softplus(f - r)), g=lambda r, f: jnp.mean(jax.nn.softplus(r - f)))
+
+Pass one to `create_train_state(..., loss=rpgan)`, or name a built-in (`get(name)`; `config.loss`).
 
 One-sided label smoothing (`label_smoothing=s`) replaces the real target 1 by 1 - s in the losses that have
 targets (`non_saturating`, `minimax`, `lsgan`); fake targets stay 0 (smoothing them rewards D for calling fakes
@@ -27,16 +36,18 @@ Array = jax.Array
 
 
 class GANLoss(NamedTuple):
-  """A pair of losses and what they support.
+  """A pair of losses and what they support. A value: compare, pass and store it like any other.
 
   Attributes:
-    d: `d(real_logits, fake_logits, label_smoothing=0.0) -> float32 scalar`, the discriminator's (critic's) loss.
-    g: `g(fake_logits) -> float32 scalar`, the generator's loss.
-    label_smoothing: whether `d` accepts a non-zero `label_smoothing`.
-    gradient_penalty: whether the loss is meant to be used with `gradient_penalty` added to `d` (WGAN-GP).
+    d: `d(real_logits, fake_logits) -> float32 scalar`, the discriminator's (critic's) loss; logits float [B]. When
+      `label_smoothing` is set, `d` is also called with the keyword `label_smoothing=s` (a float32 scalar).
+    g: `g(real_logits, fake_logits) -> float32 scalar`, the generator's loss (non-relativistic losses ignore
+      `real_logits`, and the train step's compiled code then skips D's forward on the real batch).
+    label_smoothing: whether `d` takes the keyword `label_smoothing` (one-sided smoothing of the real target).
+    gradient_penalty: whether the train step adds `gp_weight * gradient_penalty` to `d` (WGAN-GP).
   """
   d: Callable[..., Array]
-  g: Callable[[Array], Array]
+  g: Callable[[Array, Array], Array]
   label_smoothing: bool = False
   gradient_penalty: bool = False
 
@@ -153,17 +164,56 @@ def gradient_penalty(critic_fn: Callable[[Array], Array], real: Array, fake: Arr
   return jnp.mean(jnp.square(norms - 1.0))
 
 
+def rpgan_d_loss(real_logits: Array, fake_logits: Array) -> Array:
+  """Relativistic pairing GAN (Jolicoeur-Martineau 2018), D: -log sigmoid(real - fake) = softplus(fake - real),
+  averaged over the pairs (real[i], fake[i]); logits float [B]. Returns a float32 scalar >= 0."""
+  return jnp.mean(jax.nn.softplus(fake_logits - real_logits))
+
+
+def rpgan_g_loss(real_logits: Array, fake_logits: Array) -> Array:
+  """Relativistic pairing GAN, G: softplus(real - fake), D's loss with the roles swapped; float32 scalar >= 0."""
+  return jnp.mean(jax.nn.softplus(real_logits - fake_logits))
+
+
+def ragan_d_loss(real_logits: Array, fake_logits: Array) -> Array:
+  """Relativistic average GAN, D: BCE(real - mean(fake), 1) + BCE(fake - mean(real), 0); float32 scalar >= 0."""
+  return (jnp.mean(jax.nn.softplus(-(real_logits - jnp.mean(fake_logits))))
+          + jnp.mean(jax.nn.softplus(fake_logits - jnp.mean(real_logits))))
+
+
+def ragan_g_loss(real_logits: Array, fake_logits: Array) -> Array:
+  """Relativistic average GAN, G: `ragan_d_loss` with real and fake swapped; float32 scalar >= 0."""
+  return ragan_d_loss(fake_logits, real_logits)
+
+
+def fake_only(g_loss: Callable[[Array], Array]) -> Callable[[Array, Array], Array]:
+  """A generator loss of the fake logits alone as a `GANLoss.g`: `(real_logits, fake_logits) -> g_loss(fake)`."""
+  def g(real_logits: Array, fake_logits: Array) -> Array:
+    del real_logits
+    return g_loss(fake_logits)
+  g.__name__ = g.__qualname__ = g_loss.__name__
+  return g
+
+
 LOSSES = {
-    'non_saturating': GANLoss(d=cross_entropy_d_loss, g=non_saturating_g_loss, label_smoothing=True),
-    'minimax': GANLoss(d=cross_entropy_d_loss, g=minimax_g_loss, label_smoothing=True),
-    'lsgan': GANLoss(d=lsgan_d_loss, g=lsgan_g_loss, label_smoothing=True),
-    'hinge': GANLoss(d=hinge_d_loss, g=wasserstein_g_loss),
-    'wgan_gp': GANLoss(d=wasserstein_d_loss, g=wasserstein_g_loss, gradient_penalty=True),
+    'non_saturating': GANLoss(d=cross_entropy_d_loss, g=fake_only(non_saturating_g_loss), label_smoothing=True),
+    'minimax': GANLoss(d=cross_entropy_d_loss, g=fake_only(minimax_g_loss), label_smoothing=True),
+    'lsgan': GANLoss(d=lsgan_d_loss, g=fake_only(lsgan_g_loss), label_smoothing=True),
+    'hinge': GANLoss(d=hinge_d_loss, g=fake_only(wasserstein_g_loss)),
+    'wgan_gp': GANLoss(d=wasserstein_d_loss, g=fake_only(wasserstein_g_loss), gradient_penalty=True),
+    'rpgan': GANLoss(d=rpgan_d_loss, g=rpgan_g_loss),
+    'ragan': GANLoss(d=ragan_d_loss, g=ragan_g_loss),
 }
+BUILTIN = tuple(LOSSES)  # The names `get` and `config.loss` accept.
 
 
 def get(name: str) -> GANLoss:
-  """Returns the loss pair called `name` (a key of `LOSSES`)."""
+  """Returns the built-in loss pair called `name` (one of `BUILTIN`, see the table above)."""
   if name not in LOSSES:
     raise KeyError(f'unknown loss {name!r}; known: {sorted(LOSSES)}')
   return LOSSES[name]
+
+
+def resolve(loss: 'GANLoss | str') -> GANLoss:
+  """`loss` itself if it is a `GANLoss`, else the built-in it names."""
+  return loss if isinstance(loss, GANLoss) else get(loss)

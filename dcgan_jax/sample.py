@@ -1,7 +1,7 @@
 """Samples from a trained run, without its dataset: a grid PNG, raw arrays (.npy), or latent interpolations.
 
   python -m dcgan_jax.sample --workdir=W [--checkpoint=best|latest|STEP] --num=64 --out=grid.png \
-      [--interpolate] [--use_running_average] [--seed=0]
+      [--interpolate] [--use_running_average] [--seed=0] [--export=generator.jax]
 
 The run's config comes from `W/config.json`; the parameters from `W/checkpoints/` (latest or a given step) or
 `W/checkpoints_best/` (best), read-only, so it is safe while the run is still training. The same --seed gives the
@@ -66,7 +66,7 @@ def load_run_config(workdir: str) -> ml_collections.ConfigDict:
     raise errors.CheckpointError(
         f'cannot read {path} ({type(e).__name__}: {e}); restore it from the run or retrain') from None
   try:
-    from configs import default  # pylint: disable=g-import-not-at-top  (the repository's configs, if on the path)
+    from dcgan_jax.configs import default  # pylint: disable=g-import-not-at-top
     config = default.get_config()
     config.update(saved)
     return config
@@ -178,6 +178,23 @@ def restore_state(workdir: str, config: ml_collections.ConfigDict, checkpoint: s
       f'available steps ({", ".join(map(str, available))}) or retrain')
 
 
+def load(workdir: str, checkpoint: 'str | int' = 'latest') -> tuple[ml_collections.ConfigDict, train.TrainState]:
+  """A run written by `main.py` (single- or multi-process): its config and its train state.
+
+  Args:
+    workdir: the run's directory (holds config.json and checkpoints/).
+    checkpoint: 'latest', 'best' (checkpoints_best/, kept when the run evaluates) or a step number.
+
+  Returns:
+    `(config, state)`; the state's arrays are on the first local device. Read-only: safe while the run trains.
+
+  Raises:
+    errors.CheckpointError: no such run or checkpoint (the message lists what exists).
+  """
+  config = load_run_config(workdir)
+  return config, restore_state(workdir, config, str(checkpoint))
+
+
 def interpolation_noise(rng: jax.Array, rows: int, steps: int, latent_dim: int, noise: str) -> jax.Array:
   """Noise for `rows` interpolations: row r goes linearly from z_a[r] to z_b[r] in `steps` points (both ends
   included). Returns float32 [rows * steps, latent_dim], row-major (row r is entries r*steps .. r*steps+steps-1)."""
@@ -189,9 +206,8 @@ def interpolation_noise(rng: jax.Array, rows: int, steps: int, latent_dim: int, 
 
 @functools.lru_cache(maxsize=None)
 def _generate_fn(use_batch_stats: bool):
-  # Compiled once per BatchNorm mode: the modules travel in the state's (static) structure, not in this config.
-  config = ml_collections.ConfigDict({'model': {'sample_use_batch_stats': use_batch_stats}})
-  return jax.jit(lambda state, z: train.generate(state, config, z))
+  # Compiled once per BatchNorm mode: the modules travel in the state's (static) structure.
+  return jax.jit(functools.partial(train.generate, use_batch_stats=use_batch_stats))
 
 
 def generate_samples(state: train.TrainState, config: ml_collections.ConfigDict, num: int, seed: int = 0,
@@ -220,11 +236,12 @@ def generate_samples(state: train.TrainState, config: ml_collections.ConfigDict,
 
 
 def run(workdir: str, out: str, checkpoint: str = 'latest', num: int = 64, seed: int = 0, interpolate: bool = False,
-        use_running_average: Optional[bool] = None, steps: int = 8) -> np.ndarray:
+        use_running_average: Optional[bool] = None, steps: int = 8, export: Optional[str] = None) -> np.ndarray:
   """Restores a run and writes samples to `out` (.png: a grid; .npy: the raw float32 [N, H, W, C] array).
 
   `use_running_average` None keeps the run's `config.model.sample_use_batch_stats`; True normalizes with the
-  running averages, False with the statistics of the sampled batch. Returns the images written.
+  running averages, False with the statistics of the sampled batch. `export`: also write the generator, in that
+  sampling mode, as a serialized `jax.export.Exported` (`export.export_generator`). Returns the images written.
   """
   extension = os.path.splitext(out)[1].lower()
   if extension not in ('.png', '.npy'):
@@ -239,6 +256,9 @@ def run(workdir: str, out: str, checkpoint: str = 'latest', num: int = 64, seed:
     config.model.sample_use_batch_stats = not use_running_average
   state = restore_state(workdir, config, checkpoint)
   images, columns = generate_samples(state, config, num, seed, interpolate, steps)
+  if export:
+    from dcgan_jax import export as export_lib  # pylint: disable=g-import-not-at-top
+    export_lib.export_generator(state, export, use_batch_stats=bool(config.model.sample_use_batch_stats))
   try:
     if extension == '.npy':
       np.save(out, images)
@@ -289,6 +309,8 @@ def _define_flags() -> None:
                     "BatchNorm with running averages (true) or the batch's statistics (false); default: the run's "
                     'config.model.sample_use_batch_stats.')
   flags.DEFINE_integer('seed', 0, 'Seed of the noise; the same seed gives the same samples.')
+  flags.DEFINE_string('export', None, 'Also write the generator as a serialized jax.export.Exported (z [N, latent] '
+                      '-> images, parameters baked in) to this path.')
   flags.mark_flag_as_required('workdir')
 
 
@@ -299,7 +321,7 @@ def main(argv):
   logging.get_absl_handler().addFilter(_no_read_only_notes)
   try:
     images = run(FLAGS.workdir, FLAGS.out, FLAGS.checkpoint, FLAGS.num, FLAGS.seed, FLAGS.interpolate,
-                 FLAGS.use_running_average, FLAGS.steps)
+                 FLAGS.use_running_average, FLAGS.steps, FLAGS.export)
   except errors.UserError as e:
     sys.exit(f'Error: {e}')
   print(f'wrote {FLAGS.out}: {images.shape[0]} samples')

@@ -17,7 +17,10 @@ Conventions shared by every kind:
 """
 
 import dataclasses
+import inspect
 from typing import Any, Optional
+
+import flax.linen as nn
 
 import jax
 import jax.numpy as jnp
@@ -71,14 +74,28 @@ def sample_noise(rng: Array, shape: tuple[int, ...], noise: str) -> Array:
   raise ValueError(f'unknown noise {noise!r}; use uniform or normal')
 
 
+def accepts(module: nn.Module, argument: str) -> bool:
+  """Whether calling `module` accepts the keyword `argument` (e.g. 'deterministic')."""
+  parameters = inspect.signature(type(module).__call__).parameters
+  return argument in parameters or any(p.kind == p.VAR_KEYWORD for p in parameters.values())
+
+
+def with_bn_axis(module: nn.Module, axis_name: Optional[str]) -> nn.Module:
+  """`module` with its BatchNorm synchronised over `axis_name`, when it has a `bn_axis_name` field; else as is
+  (plain Flax modules train with per-device statistics)."""
+  if any(f.name == 'bn_axis_name' for f in dataclasses.fields(module)):
+    return module.clone(bn_axis_name=axis_name)
+  return module
+
+
 class _Context:
   """Per-step constants: the modules (with the BatchNorm axis), the loss, the device layout and the step's key."""
 
   def __init__(self, state, local_batch: int, axis_name: Optional[str], sync_batchnorm: bool):
     bn_axis = axis_name if sync_batchnorm else None
-    self.generator = state.generator.clone(bn_axis_name=bn_axis)
-    self.discriminator = state.discriminator.clone(bn_axis_name=bn_axis)
-    self.gan_loss = losses.get(state.loss)
+    self.generator = with_bn_axis(state.generator, bn_axis)
+    self.discriminator = with_bn_axis(state.discriminator, bn_axis)
+    self.gan_loss = state.loss
     self.axis_name = axis_name
     self.local_batch = local_batch
     self.base_key = jax.random.fold_in(state.rng, state.step)
@@ -110,7 +127,7 @@ class _Context:
       fake, updates = self.generator.apply(
           {'params': g_params, 'batch_stats': state.g_batch_stats}, z, train=True, mutable=['batch_stats'],
           rngs={'dropout': dropout_key})
-      return fake, updates['batch_stats']
+      return fake, updates.get('batch_stats', {})
     return jax.vjp(forward, state.g_params, has_aux=True)
 
   def d_apply(self, d_params, d_batch_stats, x: Array, dropout_key: Array, call: int):
@@ -118,7 +135,7 @@ class _Context:
     logits, updates = self.discriminator.apply(
         {'params': d_params, 'batch_stats': d_batch_stats}, x, train=True, mutable=['batch_stats'],
         rngs={'dropout': jax.random.fold_in(dropout_key, call)})
-    return logits, updates['batch_stats']
+    return jnp.reshape(logits, (x.shape[0],)), updates.get('batch_stats', {})
 
 
 def _d_update(ctx: _Context, state, images: Array, fake: Array, d_key: Array, gp_key: Array):
@@ -128,7 +145,10 @@ def _d_update(ctx: _Context, state, images: Array, fake: Array, d_key: Array, gp
   def loss_fn(d_params):
     real_logits, d_bs = ctx.d_apply(d_params, state.d_batch_stats, images, d_key, 0)
     fake_logits, d_bs = ctx.d_apply(d_params, d_bs, fake, d_key, 1)
-    loss = gan_loss.d(real_logits, fake_logits, state.label_smoothing)
+    if gan_loss.label_smoothing:
+      loss = gan_loss.d(real_logits, fake_logits, label_smoothing=state.label_smoothing)
+    else:
+      loss = gan_loss.d(real_logits, fake_logits)
     if gan_loss.gradient_penalty:
       critic = lambda x: ctx.d_apply(d_params, d_bs, x, d_key, 2)[0]
       loss += state.gp_weight * losses.gradient_penalty(critic, images, fake, gp_key)
@@ -149,11 +169,17 @@ def _d_update(ctx: _Context, state, images: Array, fake: Array, d_key: Array, gp
   return state, metrics, grads
 
 
-def _g_update(ctx: _Context, state, fake: Array, g_vjp, d_key: Array):
-  """One G update through the current D, from a generator forward's output and VJP."""
+def _g_update(ctx: _Context, state, real: Array, fake: Array, g_vjp, d_key: Array):
+  """One G update through the current D, from a generator forward's output and VJP.
+
+  G's loss also sees D's logits on `real` (training mode, its BatchNorm statistics discarded); a loss that ignores
+  them costs nothing, as the compiled step drops that forward.
+  """
+  real_logits = jax.lax.stop_gradient(ctx.d_apply(state.d_params, state.d_batch_stats, real, d_key, 4)[0])
+
   def loss_fn(fake):
     logits, d_bs = ctx.d_apply(state.d_params, state.d_batch_stats, fake, d_key, 3)
-    return ctx.gan_loss.g(logits), d_bs
+    return ctx.gan_loss.g(real_logits, logits), d_bs
 
   (loss, d_bs), fake_grad = jax.value_and_grad(loss_fn, has_aux=True)(fake)
   (grads,) = g_vjp(fake_grad)
@@ -197,7 +223,8 @@ def step(state, images: Array, kind: StepKind = ALTERNATING, axis_name: Optional
 
   Args:
     state: a `train.TrainState`.
-    images: float32 [kind.rows, B, H, W, C] in the data range: the real batch of each D update, in order.
+    images: float32 [kind.rows, B, H, W, C] in the data range: the real batch of each D update, in order. G's
+      loss sees D's logits on the last one (in G-only steps, the batch the step receives).
     kind: the static pattern of updates.
     axis_name: inside `shard_map`, the device axis: gradients and metrics are averaged over it, and BatchNorm uses
       global statistics when `sync_batchnorm`.
@@ -231,7 +258,7 @@ def step(state, images: Array, kind: StepKind = ALTERNATING, axis_name: Optional
       z_key, g_key, d_key, _ = ctx.keys(kind.d_steps + j)
       fake, g_vjp, g_bs = ctx.g_forward(state, ctx.noise(state, z_key), g_key)
       state = state.replace(g_batch_stats=g_bs)
-    state, metrics, g_grads = _g_update(ctx, state, fake, g_vjp, d_key)
+    state, metrics, g_grads = _g_update(ctx, state, images[-1], fake, g_vjp, d_key)
     g_metrics.append(metrics)
     grads.append(g_grads)
 

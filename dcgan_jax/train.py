@@ -1,13 +1,15 @@
 """Train state, the pure train step, sampling, and the training loop.
 
-Public API (stable, documented in the README):
-  `TrainState`, `create_train_state(config, rng)`, `train_step(state, batch)`, `generate(state, config, z)`,
-  `train_and_evaluate(config, workdir)`.
+Public API (re-exported by `dcgan_jax`, documented in docs/api.md):
+  `TrainState`, `create_train_state(config, rng, *, generator, discriminator, g_optimizer, d_optimizer, loss)`,
+  `train_step(state, batch)`, `generate(state, z, *, use_batch_stats)`, `train_and_evaluate(config, workdir)`.
 
 Static pieces (the two modules, the two optax transformations, the loss and the noise settings) travel as
 non-pytree fields of the state, as flax's `TrainState.apply_fn` does: `train_step` then needs nothing but its two
-arguments, is pure, and works under a plain `jax.jit`. Two states built from the same config compare equal in
-those fields, so they share compiled code.
+arguments, is pure, and works under a plain `jax.jit`. The values researchers sweep are data: the learning rates
+(optimizer hyperparameters, `optax.inject_hyperparams`), `label_smoothing` and `gp_weight` (arrays in the state).
+Two states built from configs that differ only in those compare equal in their static fields, so they share
+compiled code and stack into one population (`population.create_population`).
 """
 
 import functools
@@ -20,6 +22,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from dcgan_jax import backend
 from dcgan_jax import losses
 from dcgan_jax import models
 from dcgan_jax import steps
@@ -47,23 +50,36 @@ class TrainState:
   g_updates: Array  # int32: G updates so far.
   phase: Array  # int32: the adaptive schedule's turn (0: G, 1: D); 0 for the other schedules.
   phase_steps: Array  # int32: steps taken in the current adaptive phase.
+  label_smoothing: Array  # float32: one-sided, on D's real targets (losses with `label_smoothing` support).
+  gp_weight: Array  # float32: weight of the gradient penalty (losses with `gradient_penalty`).
   generator: nn.Module = flax.struct.field(pytree_node=False)
   discriminator: nn.Module = flax.struct.field(pytree_node=False)
   g_tx: optax.GradientTransformation = flax.struct.field(pytree_node=False)
   d_tx: optax.GradientTransformation = flax.struct.field(pytree_node=False)
-  loss: str = flax.struct.field(pytree_node=False, default='non_saturating')
+  loss: losses.GANLoss = flax.struct.field(pytree_node=False, default=losses.get('non_saturating'))
   latent_dim: int = flax.struct.field(pytree_node=False, default=100)
   noise: str = flax.struct.field(pytree_node=False, default='uniform')
   # Skip (do not apply) a step whose losses or gradients are not finite, instead of stopping the run.
   skip_nonfinite: bool = flax.struct.field(pytree_node=False, default=False)
-  label_smoothing: float = flax.struct.field(pytree_node=False, default=0.0)  # One-sided, on D's real targets.
-  gp_weight: float = flax.struct.field(pytree_node=False, default=10.0)  # Losses with a gradient penalty.
 
 
 @functools.lru_cache(maxsize=None)
-def _adam(learning_rate: float, b1: float, b2: float) -> optax.GradientTransformation:
-  # Cached so that equal configs give the identical (hence equal-comparing) transformation and share compiled code.
-  return optax.adam(learning_rate, b1=b1, b2=b2)
+def _adam(b1: float, b2: float) -> optax.GradientTransformation:
+  # The learning rate is a hyperparameter in the optimizer state (set by `_init_optimizer`), so configs that
+  # differ only in it give the identical transformation and share compiled code.
+  return optax.inject_hyperparams(optax.adam, static_args=('b1', 'b2'))(learning_rate=0.0, b1=b1, b2=b2)
+
+
+def _init_optimizer(tx: optax.GradientTransformation, params: PyTree, learning_rate: float) -> optax.OptState:
+  opt_state = tx.init(params)
+  hyperparams = dict(opt_state.hyperparams, learning_rate=jnp.asarray(learning_rate, jnp.float32))
+  return opt_state._replace(hyperparams=hyperparams)
+
+
+@functools.lru_cache(maxsize=None)
+def _init_fn(module: nn.Module):
+  # One compiled initializer per module (modules compare by their fields), shared by the members of a population.
+  return jax.jit(lambda key, x: module.init_with_output(key, x, train=False))
 
 
 sample_noise = steps.sample_noise
@@ -75,28 +91,66 @@ def _key_data(rng: Array) -> Array:
   return jnp.asarray(rng, jnp.uint32)
 
 
-def create_train_state(config: ml_collections.ConfigDict, rng: Array) -> TrainState:
-  """Initializes both networks and both optimizers from `config`; `rng` is a typed or raw PRNG key."""
+def create_train_state(config: ml_collections.ConfigDict, rng: Array, *, generator: Optional[nn.Module] = None,
+                       discriminator: Optional[nn.Module] = None,
+                       g_optimizer: Optional[optax.GradientTransformation] = None,
+                       d_optimizer: Optional[optax.GradientTransformation] = None,
+                       loss: 'losses.GANLoss | str | None' = None) -> TrainState:
+  """Initializes both networks and both optimizers.
+
+  Args:
+    config: a config (`dcgan_jax.configs`); gives `latent_dim`, `noise`, `label_smoothing`, `gp_weight`,
+      `skip_nonfinite`, and whatever of the networks, optimizers and loss is not passed.
+    rng: a typed or raw PRNG key.
+    generator: any `flax.linen` module called as `generator(z, train: bool)`: z float32 [B, latent_dim] -> images
+      [B, H, W, C]. Optional, detected: a `bn_axis_name` field (synchronised BatchNorm in the loop's multi-device
+      step), a `deterministic` call argument (switches dropout off when sampling with batch statistics). Default:
+      `models.build(config)`.
+    discriminator: any `flax.linen` module called as `discriminator(x, train: bool)` -> logits [B] or [B, 1].
+    g_optimizer: any `optax.GradientTransformation`. Default: Adam from `config.g_optimizer`, its learning rate an
+      injected hyperparameter (data in `g_opt_state`, so populations can differ in it).
+    d_optimizer: the same for D (`config.d_optimizer`).
+    loss: a `losses.GANLoss` value or the name of a built-in. Default: `config.loss`.
+
+  Returns:
+    The `TrainState` at step 0.
+  """
   rng = _key_data(rng)
   g_key, d_key, state_key = jax.random.split(rng, 3)
-  generator, discriminator = models.build(config)
-  size, channels = models.output_size(config), config.data.channels
-  g_vars = jax.jit(functools.partial(generator.init, train=False))(g_key, jnp.zeros((1, config.latent_dim)))
-  d_vars = jax.jit(functools.partial(discriminator.init, train=False))(
-      d_key, jnp.zeros((1, size, size, channels)))
-  g_tx = _adam(config.g_optimizer.learning_rate, config.g_optimizer.b1, config.g_optimizer.b2)
-  d_tx = _adam(config.d_optimizer.learning_rate, config.d_optimizer.b1, config.d_optimizer.b2)
+  if generator is None or discriminator is None:
+    built_g, built_d = models.build(config)
+    generator = built_g if generator is None else generator
+    discriminator = built_d if discriminator is None else discriminator
+  sample, g_vars = _init_fn(generator)(g_key, jnp.zeros((1, config.latent_dim), jnp.float32))
+  _, d_vars = _init_fn(discriminator)(d_key, jnp.zeros(sample.shape, jnp.float32))
+  g_tx = g_optimizer if g_optimizer is not None else _adam(config.g_optimizer.b1, config.g_optimizer.b2)
+  d_tx = d_optimizer if d_optimizer is not None else _adam(config.d_optimizer.b1, config.d_optimizer.b2)
+  g_opt_state = (g_tx.init(g_vars['params']) if g_optimizer is not None else
+                 _init_optimizer(g_tx, g_vars['params'], config.g_optimizer.learning_rate))
+  d_opt_state = (d_tx.init(d_vars['params']) if d_optimizer is not None else
+                 _init_optimizer(d_tx, d_vars['params'], config.d_optimizer.learning_rate))
+  zero = lambda: jnp.zeros((), jnp.int32)  # One buffer per counter: the loop donates the state.
   return TrainState(
-      step=jnp.zeros((), jnp.int32),
-      g_params=g_vars['params'], g_batch_stats=g_vars.get('batch_stats', {}),
-      g_opt_state=g_tx.init(g_vars['params']),
-      d_params=d_vars['params'], d_batch_stats=d_vars.get('batch_stats', {}),
-      d_opt_state=d_tx.init(d_vars['params']),
-      rng=state_key, d_updates=jnp.zeros((), jnp.int32), g_updates=jnp.zeros((), jnp.int32),
-      phase=jnp.zeros((), jnp.int32), phase_steps=jnp.zeros((), jnp.int32),
+      step=zero(), g_params=g_vars['params'], g_batch_stats=g_vars.get('batch_stats', {}), g_opt_state=g_opt_state,
+      d_params=d_vars['params'], d_batch_stats=d_vars.get('batch_stats', {}), d_opt_state=d_opt_state,
+      rng=state_key, d_updates=zero(), g_updates=zero(), phase=zero(), phase_steps=zero(),
+      label_smoothing=jnp.asarray(config.label_smoothing, jnp.float32),
+      gp_weight=jnp.asarray(config.gp_weight, jnp.float32),
       generator=generator, discriminator=discriminator, g_tx=g_tx, d_tx=d_tx,
-      loss=config.loss, latent_dim=config.latent_dim, noise=config.noise, skip_nonfinite=config.skip_nonfinite,
-      label_smoothing=config.label_smoothing, gp_weight=config.gp_weight)
+      loss=losses.resolve(config.loss if loss is None else loss), latent_dim=config.latent_dim, noise=config.noise,
+      skip_nonfinite=config.skip_nonfinite)
+
+
+def with_hyperparameters(state: TrainState, source: TrainState) -> TrainState:
+  """`state` with the swept values of `source`: label smoothing, gradient-penalty weight and the optimizers'
+  injected hyperparameters (when both optimizer states carry them)."""
+  def hyper(opt_state, src):
+    if hasattr(opt_state, 'hyperparams') and hasattr(src, 'hyperparams'):
+      return opt_state._replace(hyperparams=src.hyperparams)
+    return opt_state
+  return state.replace(label_smoothing=source.label_smoothing, gp_weight=source.gp_weight,
+                       g_opt_state=hyper(state.g_opt_state, source.g_opt_state),
+                       d_opt_state=hyper(state.d_opt_state, source.d_opt_state))
 
 
 def train_step(state: TrainState, batch: dict[str, Array]) -> tuple[TrainState, dict[str, Array]]:
@@ -125,22 +179,34 @@ def g_step(state: TrainState, batch: dict[str, Array]) -> tuple[TrainState, dict
   return steps.step(state, batch['image'][None], steps.G_ONLY)
 
 
-def generate(state: TrainState, config: ml_collections.ConfigDict, z: Array) -> Array:
-  """Images from noise `z: float32 [N, latent_dim]` -> `float32 [N, H, W, C]` in the generator's range. Pure.
+def generate(state: TrainState, z: Array, *, use_batch_stats: bool = False) -> Array:
+  """Images from noise `z: float32 [N, latent_dim]` -> `float32 [N, H, W, C]` in the generator's range. Pure and
+  differentiable in `z` (latent inversion: `jax.grad` of a loss of `generate(state, z)`).
 
-  `config.model.sample_use_batch_stats` picks BatchNorm's normalization: the statistics of this batch of z (as the
-  original TensorFlow DCGAN samples), or the running averages gathered in training.
+  Args:
+    state: a `TrainState`.
+    z: float32 [N, latent_dim], N >= 1.
+    use_batch_stats: keyword, static. False (default): BatchNorm normalizes with the running averages gathered in
+      training; each image depends on its own z only, and a single z gets a gradient. True: with the statistics of
+      this batch of z (as the original TensorFlow DCGAN samples; `config.model.sample_use_batch_stats`), dropout
+      off when the generator takes `deterministic`. Each image then depends on the whole batch; a single z through
+      a BatchNorm over the batch alone (dense generators) is normalized away, its gradient exactly 0.
+
+  Returns:
+    float32 [N, H, W, C].
   """
   variables = {'params': state.g_params, 'batch_stats': state.g_batch_stats}
-  if config.model.sample_use_batch_stats:
-    images, _ = state.generator.apply(variables, z, train=True, deterministic=True, mutable=['batch_stats'])
+  if use_batch_stats:
+    extra = {'deterministic': True} if steps.accepts(state.generator, 'deterministic') else {}
+    images, _ = state.generator.apply(variables, z, train=True, mutable=['batch_stats'], **extra)
     return images
   return state.generator.apply(variables, z, train=False)
 
 
 @functools.lru_cache(maxsize=None)
 def make_parallel_train_step(mesh: jax.sharding.Mesh, sync_batchnorm: bool, data_range: tuple[float, float],
-                             device_data: bool = False, kind: steps.StepKind = steps.ALTERNATING):
+                             device_data: bool = False, kind: steps.StepKind = steps.ALTERNATING,
+                             cpu_workarounds: Optional[bool] = None):
   """Steps of `kind` data-parallel over `mesh` (axis 'data'), several per call, compiled once, state donated.
 
   We use `shard_map` under `jit` rather than `pmap`: the state stays one replicated global array (no stacking and
@@ -155,6 +221,8 @@ def make_parallel_train_step(mesh: jax.sharding.Mesh, sync_batchnorm: bool, data
       no pixels cross the host-device boundary per step.
   Kinds with a 'd_accuracy' check take one more argument, `heldout: uint8 [B, H, W, C]` sharded over 'data'.
   Images are converted to `data_range` on the device. Returns `(state, metrics)`, each metric float32 `[K]`.
+  The K steps run as one `lax.scan`, except on the CPU path (`backend.cpu_workarounds(cpu_workarounds)`: the
+  default on CPU) for networks with convolutions, where they are traced one after another.
   Cached: runs in one process with equal settings share one compiled function.
   """
   from dcgan_jax import input_pipeline  # pylint: disable=g-import-not-at-top  (keeps tf out of train_step users)
@@ -170,7 +238,8 @@ def make_parallel_train_step(mesh: jax.sharding.Mesh, sync_batchnorm: bool, data
 
     num_steps = xs.shape[0] // kind.rows
     xs = xs.reshape(num_steps, kind.rows, *xs.shape[1:])
-    if num_steps > 1 and not _has_convolutions(body, state, xs[0]):
+    unroll = backend.cpu_workarounds(cpu_workarounds) and _has_convolutions(body, state, xs[0])
+    if num_steps > 1 and not unroll:
       # Without convolutions a scan is fastest and compiles once for any K (MLP GAN, K=10: 1.05x one step per
       # call, where the Python loop below was 0.73x and compiled 4x longer).
       return jax.lax.scan(body, state, xs)
@@ -206,12 +275,6 @@ def _has_convolutions(fn, *args) -> bool:
     return False
 
   return search(jax.make_jaxpr(fn)(*args).jaxpr)
-
-
-@functools.lru_cache(maxsize=None)
-def _sampler(use_batch_stats: bool):
-  config = ml_collections.ConfigDict({'model': {'sample_use_batch_stats': use_batch_stats}})
-  return jax.jit(lambda state, z: generate(state, config, z))
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,

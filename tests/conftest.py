@@ -15,7 +15,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
   sys.path.insert(0, str(ROOT))
 
-from configs import default  # pylint: disable=g-import-not-at-top,wrong-import-position
+from dcgan_jax.configs import default  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # Compiled programs are cached on disk and reused by later tests and child processes (the same tiny networks are
 # compiled by many tests). DCGAN_JAX_TEST_CACHE moves it; the directory is ignored by git.

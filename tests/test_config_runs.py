@@ -28,7 +28,7 @@ def _folder(path, size, count=6):
 
 @pytest.mark.parametrize('name', [n for n in CONFIG_NAMES if n != 'default'])
 def test_config_trains_a_few_steps_end_to_end(name, tmp_path):
-  config = importlib.import_module(f'configs.{name}').get_config()
+  config = importlib.import_module(f'dcgan_jax.configs.{name}').get_config()
   config.batch_size = 2
   config.num_samples = 4
   config.log_every_steps = 1

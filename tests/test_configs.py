@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from configs import default
+from dcgan_jax.configs import default
 from dcgan_jax import config_validation
 from dcgan_jax import errors
 from dcgan_jax import models
@@ -23,7 +23,7 @@ def test_the_config_list_is_complete():
 
 @pytest.mark.parametrize('name', CONFIG_NAMES)
 def test_every_config_validates_and_builds(name):
-  config = importlib.import_module(f'configs.{name}').get_config()
+  config = importlib.import_module(f'dcgan_jax.configs.{name}').get_config()
   config_validation.validate(config)
   g, d = models.build(config)
   z = jax.ShapeDtypeStruct((3, config.latent_dim), jnp.float32)
@@ -38,7 +38,7 @@ def test_every_config_validates_and_builds(name):
 
 
 @pytest.mark.parametrize('field,value,message', [
-    ('loss', 'wgan', 'config.loss=.wgan.: must be one of hinge, lsgan, minimax, non_saturating, wgan_gp'),
+    ('loss', 'wgan', 'config.loss=.wgan.: must be one of hinge, lsgan, minimax, non_saturating, ragan, rpgan, wgan_gp'),
     ('data.source', 'lmdb', 'config.data.source=.lmdb.: must be one of auto, tfds, bundled, idx, folder'),
     ('model.name', 'resnet', 'config.model.name=.resnet.: must be one of dcgan, upsample, mlp'),
     ('model.d_pool', 'avg', 'config.model.d_pool'),
@@ -97,12 +97,12 @@ def test_generator_sizes_are_checked_per_family():
     ('64', (512, 256, 128, 64), (64, 128, 256, 512)),  # The PyTorch DCGAN example's widths.
 ])
 def test_folder_config_takes_the_image_size_after_a_colon(size, g_features, d_features):
-  config = importlib.import_module('configs.folder').get_config(size)
+  config = importlib.import_module('dcgan_jax.configs.folder').get_config(size)
   assert config.data.image_size == int(size) and models.output_size(config) == int(size)
   assert tuple(config.model.g_features) == g_features and tuple(config.model.d_features) == d_features
   config_validation.validate(config)
   with pytest.raises(ValueError, match='4 times a power of two'):
-    importlib.import_module('configs.folder').get_config('96')
+    importlib.import_module('dcgan_jax.configs.folder').get_config('96')
 
 
 def test_the_bundled_source_exists_only_for_mnist():

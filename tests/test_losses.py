@@ -25,14 +25,14 @@ def test_non_saturating_d_loss_is_binary_cross_entropy():
 def test_non_saturating_g_loss_is_minus_log_d_of_fake():
   fake = np.array([0.0, 1.0, -2.0])
   expected = np.mean([-math.log(1 / (1 + math.exp(-x))) for x in fake])
-  np.testing.assert_allclose(losses.get('non_saturating').g(jnp.asarray(fake)), expected, rtol=1e-6)
+  np.testing.assert_allclose(losses.get('non_saturating').g(jnp.zeros(1), jnp.asarray(fake)), expected, rtol=1e-6)
   # At logit 0 (D undecided) the loss is log 2 exactly.
-  np.testing.assert_allclose(losses.get('non_saturating').g(jnp.zeros(4)), math.log(2), rtol=1e-7)
+  np.testing.assert_allclose(losses.get('non_saturating').g(jnp.zeros(1), jnp.zeros(4)), math.log(2), rtol=1e-7)
 
 
 def test_losses_are_finite_for_confident_discriminators():
   # sigmoid(-200) underflows to 0 in float32; log(0) would be -inf. The logit form gives the exact value 200.
-  g = losses.get('non_saturating').g(jnp.array([-200.0]))
+  g = losses.get('non_saturating').g(jnp.zeros(1), jnp.array([-200.0]))
   d = losses.get('non_saturating').d(jnp.array([-200.0]), jnp.array([200.0]))
   np.testing.assert_allclose(g, 200.0, rtol=1e-6)
   np.testing.assert_allclose(d, 400.0, rtol=1e-6)
@@ -57,7 +57,7 @@ def _d(name, real=_REAL, fake=_FAKE, **kwargs):
 
 
 def _g(name, fake=_FAKE):
-  return float(losses.get(name).g(jnp.asarray(fake, jnp.float32)))
+  return float(losses.get(name).g(jnp.zeros(1), jnp.asarray(fake, jnp.float32)))
 
 
 @pytest.mark.parametrize('name,d_expected,g_expected', [
@@ -80,7 +80,7 @@ def test_minimax_g_loss_is_stable_and_saturates():
   # log(1 - sigmoid(x)) for x = 200 is -200 exactly in the softplus form; naively log(0) = -inf.
   np.testing.assert_allclose(_g('minimax', np.array([200.0])), -200.0, rtol=1e-6)
   # Saturation: when D rejects fakes confidently the minimax gradient vanishes, the non-saturating one does not.
-  grad = lambda name: float(jax.grad(losses.get(name).g)(jnp.array([-10.0]))[0])
+  grad = lambda name: float(jax.grad(losses.get(name).g, argnums=1)(jnp.zeros(1), jnp.array([-10.0]))[0])
   assert abs(grad('minimax')) < 1e-4 and abs(grad('non_saturating') + 1.0) < 1e-4
 
 

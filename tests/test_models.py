@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import conftest
-from configs import mnist
+from dcgan_jax.configs import mnist
 from dcgan_jax import errors
 from dcgan_jax import models
 
@@ -56,7 +56,7 @@ def test_widths_and_sizes_come_from_config(config, start, features, size):
 
 
 def test_mlp_gan_has_the_published_sizes():
-  from configs import fashion_mnist_mlp  # pylint: disable=g-import-not-at-top
+  from dcgan_jax.configs import fashion_mnist_mlp  # pylint: disable=g-import-not-at-top
   config = fashion_mnist_mlp.get_config()
   g, d, gv, dv = _init(config)
   # Published (Keras, BatchNorm's moving statistics included): G 1,493,520 and D 533,505 values.
@@ -98,7 +98,7 @@ def _random_variables(module, *inputs):
 
 
 def test_emnist_letters_gan_has_the_published_sizes():
-  from configs import emnist_letters  # pylint: disable=g-import-not-at-top
+  from dcgan_jax.configs import emnist_letters  # pylint: disable=g-import-not-at-top
   gv, dv, image_shape, logit_shape = _shapes(emnist_letters.get_config())
   # Published (Keras, BatchNorm's moving statistics included).
   assert models.count_params(gv) == 2_394_241
@@ -110,7 +110,7 @@ def test_emnist_letters_gan_has_the_published_sizes():
 
 
 def test_mnist_fnn_sizes():
-  from configs import mnist_fnn  # pylint: disable=g-import-not-at-top
+  from dcgan_jax.configs import mnist_fnn  # pylint: disable=g-import-not-at-top
   gv, dv, image_shape, _ = _shapes(mnist_fnn.get_config())
   assert models.count_params(gv) == (100 * 128 + 128) + (128 * 784 + 784)  # No BatchNorm.
   assert models.count_params(dv) == (784 * 128 + 128) + (128 + 1)
@@ -118,7 +118,7 @@ def test_mnist_fnn_sizes():
 
 
 def test_300x300_generator_is_exact():
-  from configs import rock_paper_scissors  # pylint: disable=g-import-not-at-top
+  from dcgan_jax.configs import rock_paper_scissors  # pylint: disable=g-import-not-at-top
   _, _, image_shape, logit_shape = _shapes(rock_paper_scissors.get_config())
   assert image_shape == (2, 300, 300, 3) and logit_shape == (2,)
 
@@ -245,7 +245,7 @@ def test_discriminators_avoid_slow_xla_cpu_convolutions(name):
   import importlib  # pylint: disable=g-import-not-at-top
   from unittest import mock  # pylint: disable=g-import-not-at-top
   from dcgan_jax import conv_layers  # pylint: disable=g-import-not-at-top
-  config = importlib.import_module(f'configs.{name}').get_config()
+  config = importlib.import_module(f'dcgan_jax.configs.{name}').get_config()
   _, d = models.build(config)
   size = models.output_size(config)
   images = jax.ShapeDtypeStruct((2, size, size, config.data.channels), jnp.float32)

@@ -203,7 +203,7 @@ def test_failed_checkpoint_write_stops_with_the_path_and_os_error(tmp_path, tiny
 
 def _nan_loss():
   base = losses.get('non_saturating')
-  return losses.GANLoss(d=base.d, g=lambda fake_logits, *a, **k: jnp.log(-jnp.abs(jnp.mean(fake_logits)) - 1.0))
+  return losses.GANLoss(d=base.d, g=lambda real_logits, fake_logits: jnp.log(-jnp.abs(jnp.mean(fake_logits)) - 1.0))
 
 
 def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):

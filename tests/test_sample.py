@@ -131,3 +131,23 @@ def test_sampling_leaves_a_checkpoint_being_written_alone(workdir, tmp_path):
   np.testing.assert_array_equal(sample.run(str(run), str(tmp_path / 'a.npy'), num=4),
                                 sample.run(str(workdir), str(tmp_path / 'b.npy'), num=4))
   assert in_flight.is_dir()
+
+
+def test_load_returns_the_config_and_the_state_of_a_run(workdir):
+  import dcgan_jax  # pylint: disable=g-import-not-at-top
+  config, state = dcgan_jax.load(str(workdir))
+  assert config.model.g_features == (8, 4) and int(state.step) == 4
+  _, second = dcgan_jax.load(str(workdir), checkpoint=2)
+  assert int(second.step) == 2
+  z = jax.numpy.zeros((2, config.latent_dim))
+  np.testing.assert_array_equal(
+      dcgan_jax.generate(state, z), dcgan_jax.generate(sample.restore_state(str(workdir), config, '4'), z))
+  with pytest.raises(errors.CheckpointError, match=r'no checkpoint for step 3 .*available steps: 2, 4'):
+    dcgan_jax.load(str(workdir), checkpoint=3)
+
+
+def test_export_flag_writes_the_generator_in_the_run_sampling_mode(workdir, tmp_path):
+  images = sample.run(str(workdir), str(tmp_path / 'a.npy'), num=4, export=str(tmp_path / 'g.jax'))
+  exported = jax.export.deserialize(bytearray((tmp_path / 'g.jax').read_bytes()))
+  z = train.sample_noise(jax.random.key(0), (4, 8), 'uniform')  # What sample.run drew for seed 0.
+  np.testing.assert_allclose(exported.call(z), images, rtol=1e-5, atol=1e-6)

@@ -104,15 +104,14 @@ def test_generate_shapes_range_and_batchnorm_switch(setup):
   config, state, batch = setup
   state, _ = jax.jit(train.train_step)(state, batch)
   z = jax.random.uniform(jax.random.key(2), (5, config.latent_dim), minval=-1, maxval=1)
-  batch_stats_images = train.generate(state, config, z)
+  batch_stats_images = train.generate(state, z, use_batch_stats=True)
   assert batch_stats_images.shape == (5, 28, 28, 1)
   assert float(jnp.abs(batch_stats_images).max()) <= 1.0
-  config.model.sample_use_batch_stats = False
-  running_images = train.generate(state, config, z)
+  running_images = train.generate(state, z)
   assert running_images.shape == (5, 28, 28, 1)
   assert not np.allclose(batch_stats_images, running_images)
   # Pure: same inputs, same images.
-  np.testing.assert_array_equal(running_images, train.generate(state, config, z))
+  np.testing.assert_array_equal(running_images, train.generate(state, z))
 
 
 def test_typed_and_raw_keys_give_the_same_state():
@@ -207,7 +206,7 @@ def test_bfloat16_compute_keeps_float32_state_and_finite_losses():
       if jnp.issubdtype(leaf.dtype, jnp.floating):
         assert leaf.dtype == jnp.float32, field
   z = jnp.zeros((2, config.latent_dim))
-  assert train.generate(state, config, z).dtype == jnp.float32
+  assert train.generate(state, z).dtype == jnp.float32
   # The computation really ran in bfloat16: the jaxpr holds bfloat16 convolutions.
   jaxpr = str(jax.make_jaxpr(train.train_step)(state, {'image': images}))
   assert 'bf16' in jaxpr
@@ -241,7 +240,7 @@ def test_label_smoothing_reaches_the_discriminator_loss(setup):
 
 def test_fused_mlp_steps_run_as_a_scan_equal_to_single_steps():
   """Without convolutions the K fused steps are one `lax.scan` (fast on XLA:CPU); the result is the same."""
-  from configs import mnist_fnn  # pylint: disable=g-import-not-at-top
+  from dcgan_jax.configs import mnist_fnn  # pylint: disable=g-import-not-at-top
   config = mnist_fnn.get_config()
   config.batch_size = 8
   mesh = jax.sharding.Mesh(np.asarray(jax.devices()), ('data',))
