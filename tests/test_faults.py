@@ -101,9 +101,9 @@ def _nan_gradient_loss():
   """The non-saturating loss plus a term whose value is 0 and whose gradient is Inf: finite losses, NaN updates."""
   base = losses.get('non_saturating')
 
-  def g(fake_logits, *args, **kwargs):
+  def g(real_logits, fake_logits):
     mean = jnp.mean(fake_logits)
-    return base.g(fake_logits, *args, **kwargs) + jnp.sqrt(mean - jax.lax.stop_gradient(mean))
+    return base.g(real_logits, fake_logits) + jnp.sqrt(mean - jax.lax.stop_gradient(mean))
 
   return losses.GANLoss(d=base.d, g=g)
 
@@ -126,8 +126,11 @@ def test_update_that_makes_parameters_nan_is_never_checkpointed(tmp_path, monkey
   assert bool(steps.all_finite(restored))
 
 
-def _exploding_adam(learning_rate, b1, b2):
-  return optax.chain(optax.adam(learning_rate, b1=b1, b2=b2), optax.scale(jnp.inf))
+def _exploding_adam(b1, b2):
+  """The default optimizer (Adam, its learning rate a hyperparameter in the state) with every update times Inf."""
+  def adam_times_inf(learning_rate, b1, b2):
+    return optax.chain(optax.adam(learning_rate, b1=b1, b2=b2), optax.scale(jnp.inf))
+  return optax.inject_hyperparams(adam_times_inf, static_args=('b1', 'b2'))(learning_rate=0.0, b1=b1, b2=b2)
 
 
 def test_skip_nonfinite_skips_updates_that_leave_nonfinite_parameters(tmp_path, monkeypatch):
