@@ -1,6 +1,6 @@
 """Command line entry point: `python main.py --config=configs/mnist.py --workdir=DIR [--config.FIELD=VALUE ...]`.
 
-A thin shell over `dcgan_jax.train.train_and_evaluate`: flags, device set-up, and one clear line for errors the
+A thin shell over `dcgan_jax.loop.train_and_evaluate`: flags, device set-up, and one clear line for errors the
 user can fix.
 """
 
@@ -18,7 +18,7 @@ from ml_collections import config_flags
 
 from dcgan_jax import checkpointing
 from dcgan_jax import errors
-from dcgan_jax import train
+from dcgan_jax import loop
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, samples and TensorBoard event files.')
@@ -59,7 +59,7 @@ def main(argv):
   logging.info('JAX process %d/%d, local devices: %s, all devices: %d', jax.process_index(), jax.process_count(),
                jax.local_devices(), jax.device_count())
   try:
-    train.train_and_evaluate(FLAGS.config, FLAGS.workdir, allow_config_change=FLAGS.allow_config_change)
+    loop.train_and_evaluate(FLAGS.config, FLAGS.workdir, allow_config_change=FLAGS.allow_config_change)
   except errors.UserError as e:
     exit_now(f'Error: {e}')
 

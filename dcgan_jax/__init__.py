@@ -13,6 +13,7 @@ The public API (docs/api.md):
 
 from dcgan_jax.backend import cpu_workarounds
 from dcgan_jax.export import export_generator
+from dcgan_jax.loop import train_and_evaluate
 from dcgan_jax.losses import GANLoss
 from dcgan_jax.population import create_population
 from dcgan_jax.population import member
@@ -23,7 +24,6 @@ from dcgan_jax.train import discriminate
 from dcgan_jax.train import g_step
 from dcgan_jax.train import generate
 from dcgan_jax.train import sample_noise
-from dcgan_jax.train import train_and_evaluate
 from dcgan_jax.train import train_step
 from dcgan_jax.train import TrainState
 

@@ -1,4 +1,4 @@
-"""The training loop behind `train.train_and_evaluate`: data, compiled steps, outputs, checkpoints, signals.
+"""The training loop, `train_and_evaluate`: data, compiled steps, outputs, checkpoints, signals.
 
 What it guarantees (see the README's "Resuming and failures"):
   * A restart on the same workdir continues from the newest complete checkpoint, bit-identically to a run never
@@ -141,9 +141,18 @@ def _has_checkpoint(workdir: str) -> bool:
   return os.path.isdir(directory) and any(name.isdigit() for name in os.listdir(directory))
 
 
-def run(config: ml_collections.ConfigDict, workdir: str, allow_config_change: bool = False) -> train.TrainState:
-  """See `train.train_and_evaluate`. Checks what can be checked cheaply first: the config, the workdir (its lock
-  and, for a resume, the config changes), then loads data and trains."""
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                       allow_config_change: bool = False) -> train.TrainState:
+  """Trains per `config`, writing samples, scalars and checkpoints to `workdir`; resumes from its checkpoints.
+
+  Checks what can be checked cheaply first: the config, the workdir (one run per workdir: a lock; a second run
+  raises `errors.WorkdirBusyError`) and, for a resume, the config changes (a change of a field that breaks exact
+  resume, `workdir.EXACT_RESUME_FIELDS`, raises `errors.ConfigError` unless `allow_config_change`; changes are
+  recorded in `config.json`'s `history`); then it loads the data and trains in stages (`_Run`).
+
+  Outputs in `workdir`: `samples/step_NNNNNNN.png` (grids from fixed noise), TensorBoard event files,
+  `checkpoints/STEP/` (orbax), `config.json` (the resolved config). Returns the final state.
+  """
   config_validation.validate(config)
   if not workdir:
     raise errors.WorkdirError('--workdir is empty; pass the directory for checkpoints and outputs')
@@ -155,115 +164,158 @@ def run(config: ml_collections.ConfigDict, workdir: str, allow_config_change: bo
     # Compared as config.json records it: with data.source='auto' resolved.
     config = _resolve_data_source(config)
     history = workdir_lib.check_resume(workdir, config, _has_checkpoint(workdir), allow_config_change)
-    return _train(config, workdir, history)
+    trainer = _Run(config, workdir)
+    if trainer.restore(history) >= trainer.total_steps:
+      logging.info('Already trained %d of %d steps; raise --config.num_epochs to train on.', trainer.start_step,
+                   trainer.total_steps)
+      trainer.checkpointer.close()
+      return trainer.state
+    return trainer.run()
 
 
-def _train(config: ml_collections.ConfigDict, workdir: str, history: list) -> train.TrainState:
-  """The run, once the workdir is held; `history` goes into config.json once the resume checks have passed."""
-  from clu import metric_writers  # pylint: disable=g-import-not-at-top  (pulls in TensorFlow)
-
-  run_start = time.time()
-  devices = jax.devices()
-  if config.batch_size % len(devices):
-    raise errors.ConfigError(
-        f'config.batch_size={config.batch_size} does not divide evenly over the {len(devices)} devices; '
-        f'use a multiple of {len(devices)}')
-
+def _load_images(config: ml_collections.ConfigDict):
+  """The training split, checked against the config's image shape."""
   images = input_pipeline.load_images(config.data)
   want = (config.data.image_size, config.data.image_size, config.data.channels)
   if images.shape[1:] != want:
     raise errors.DataError(
         f'dataset {config.data.source}:{config.data.name or config.data.path} has images of shape '
         f'{images.shape[1:]}, the config wants {want} (config.data.image_size, config.data.channels)')
-  all_images, heldout = images, None
-  if config.schedule == 'adaptive':
-    # D's accuracy is judged on real images it never trains on.
-    images, heldout = schedules.hold_out(images, config.batch_size, config.seed)
-  batcher = input_pipeline.EpochBatcher(images, config.batch_size, config.seed)
-  schedule = schedules.Schedule(config, batcher.steps_per_epoch)
-  steps_per_epoch = schedule.steps_per_epoch
-  total_steps = config.num_train_steps if config.num_train_steps > 0 else config.num_epochs * steps_per_epoch
-  # At least one evaluation per epoch, so that short runs still draw a curve.
-  eval_period = min(config.eval_every_steps, steps_per_epoch) if config.eval_every_steps > 0 else 0
-  data_range = models.data_range(config)
+  return images
 
-  os.makedirs(workdir, exist_ok=True)
-  is_main = jax.process_index() == 0
-  writer = metric_writers.create_default_writer(workdir, just_logging=not is_main)
 
-  mesh = jax.sharding.Mesh(np.asarray(devices), ('data',))
-  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-  batch_sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(None, 'data'))
+class _Run:
+  """One training run in stages: set-up (`__init__`: data, devices, outputs), `restore`, `run` (compiled calls
+  with periodic hooks: progress line, samples, evaluation, checkpoints, stop requests) and the finish."""
 
-  sample_fn = jax.jit(functools.partial(train.generate,
-                                        use_batch_stats=bool(config.model.sample_use_batch_stats)))
-  # Before the checkpointer: reading a TFDS dataset's labels under tfds.testing.mock_data redirects the file system
-  # for a moment, which must not meet orbax's background threads.
-  monitor = monitor_lib.Monitor(config, workdir, all_images, sample_fn, lambda x: _global(x, replicated), writer)
+  def __init__(self, config: ml_collections.ConfigDict, workdir: str):
+    from clu import metric_writers  # pylint: disable=g-import-not-at-top  (pulls in TensorFlow)
+    self.run_start = time.time()
+    self.config, self.workdir = config, workdir
+    self.devices = jax.devices()
+    if config.batch_size % len(self.devices):
+      raise errors.ConfigError(
+          f'config.batch_size={config.batch_size} does not divide evenly over the {len(self.devices)} devices; '
+          f'use a multiple of {len(self.devices)}')
+    all_images = _load_images(config)
+    self.images, self.heldout = all_images, None
+    if config.schedule == 'adaptive':
+      # D's accuracy is judged on real images it never trains on.
+      self.images, self.heldout = schedules.hold_out(all_images, config.batch_size, config.seed)
+    self.batcher = input_pipeline.EpochBatcher(self.images, config.batch_size, config.seed)
+    self.schedule = schedules.Schedule(config, self.batcher.steps_per_epoch)
+    self.steps_per_epoch = self.schedule.steps_per_epoch
+    self.total_steps = (config.num_train_steps if config.num_train_steps > 0
+                        else config.num_epochs * self.steps_per_epoch)
+    # At least one evaluation per epoch, so that short runs still draw a curve.
+    self.eval_period = min(config.eval_every_steps, self.steps_per_epoch) if config.eval_every_steps > 0 else 0
+    self.data_range = models.data_range(config)
+    os.makedirs(workdir, exist_ok=True)
+    self.is_main = jax.process_index() == 0
+    self.writer = metric_writers.create_default_writer(workdir, just_logging=not self.is_main)
+    self.mesh = jax.sharding.Mesh(np.asarray(self.devices), ('data',))
+    self.replicated = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec())
+    self.sample_fn = jax.jit(functools.partial(train.generate,
+                                               use_batch_stats=bool(config.model.sample_use_batch_stats)))
+    # Before the checkpointer: reading a TFDS dataset's labels under tfds.testing.mock_data redirects the file
+    # system for a moment, which must not meet orbax's background threads.
+    self.monitor = monitor_lib.Monitor(config, workdir, all_images, self.sample_fn, self.to_global, self.writer)
+    self.discriminate = jax.jit(train.discriminate)
+    self.fixed_z = self.to_global(train.sample_noise(jax.random.fold_in(jax.random.key(config.seed), 1),
+                                                     (config.num_samples, config.latent_dim), config.noise))
 
-  state = train.create_train_state(config, jax.random.key(config.seed))
-  logging.info('Generator: %d parameters, discriminator: %d parameters',
-               models.count_params(state.g_params), models.count_params(state.d_params))
-  state = jax.tree.map(lambda x: _global(x, replicated), state)
-  checkpointer = checkpointing.Checkpointer(os.path.join(workdir, 'checkpoints'), config.keep_checkpoints)
-  restored = checkpointer.restore(state)
-  if restored is not None:
-    # The config's hyperparameters win over the checkpoint's (a resume may change the learning rate).
-    state = train.with_hyperparameters(restored, state)
-  start_step = int(_local(state.step))
-  if start_step and not schedule.dynamic and int(_local(state.d_updates)) != schedule.d_updates_before(start_step):
-    raise errors.CheckpointError(
-        f'the checkpoint at step {start_step} in {checkpointer.directory} made {int(_local(state.d_updates))} D '
-        f'updates, but config.schedule={config.schedule!r} makes {schedule.d_updates_before(start_step)} by then: '
-        'it was written with another schedule or batch size; resume with that config or use a new --workdir')
-  if is_main:  # Only now: a refused resume must leave the run's record as it was.
-    workdir_lib.write_record(workdir, config, history)
-  if start_step:
-    logging.info('Resuming at step %d (epoch %d)', start_step, start_step // steps_per_epoch + 1)
-  if start_step >= total_steps:
-    logging.info('Already trained %d of %d steps; raise --config.num_epochs to train on.', start_step, total_steps)
-    checkpointer.close()
-    return state
+  def to_global(self, x) -> jax.Array:
+    return _global(x, self.replicated)
 
-  # Small datasets live on the device as uint8 and each step gathers its batch there; for large ones each call's
-  # images are gathered on the host and sent. Both follow the batcher's order, so they train identically.
-  device_data = isinstance(images, np.ndarray) and images.nbytes <= config.data.max_device_bytes  # Not streamed.
-  step_fns = {kind: train.make_parallel_train_step(mesh, config.model.sync_batchnorm, data_range, device_data, kind)
-              for kind in schedule.kinds()}
-  if device_data:
-    data_on_device = _global(images, replicated)
-  if heldout is not None:
-    heldout_on_device = _global(heldout, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data')))
-  fixed_z = _global(train.sample_noise(jax.random.fold_in(jax.random.key(config.seed), 1),
-                                       (config.num_samples, config.latent_dim), config.noise), replicated)
+  def restore(self, history: list) -> int:
+    """Creates the state and restores the newest checkpoint; writes config.json; returns the start step."""
+    config = self.config
+    state = train.create_train_state(config, jax.random.key(config.seed))
+    logging.info('Generator: %d parameters, discriminator: %d parameters',
+                 models.count_params(state.g_params), models.count_params(state.d_params))
+    state = jax.tree.map(self.to_global, state)
+    self.checkpointer = checkpointing.Checkpointer(os.path.join(self.workdir, 'checkpoints'),
+                                                   config.keep_checkpoints)
+    restored = self.checkpointer.restore(state)
+    if restored is not None:
+      # The config's hyperparameters win over the checkpoint's (a resume may change the learning rate).
+      state = train.with_hyperparameters(restored, state)
+    self.state, self.start_step = state, int(_local(state.step))
+    expected = None if self.schedule.dynamic else self.schedule.d_updates_before(self.start_step)
+    if self.start_step and expected is not None and int(_local(state.d_updates)) != expected:
+      raise errors.CheckpointError(
+          f'the checkpoint at step {self.start_step} in {self.checkpointer.directory} made '
+          f'{int(_local(state.d_updates))} D updates, but config.schedule={config.schedule!r} makes {expected} by '
+          'then: it was written with another schedule or batch size; resume with that config or use a new --workdir')
+    if self.is_main:  # Only now: a refused resume must leave the run's record as it was.
+      workdir_lib.write_record(self.workdir, config, history)
+    if self.start_step:
+      logging.info('Resuming at step %d (epoch %d)', self.start_step, self.start_step // self.steps_per_epoch + 1)
+    return self.start_step
 
-  discriminate = jax.jit(train.discriminate)
+  def _compile(self) -> None:
+    """The compiled step of each kind the schedule uses, and the data where the steps read it.
 
-  def write_samples(step):
-    fakes = sample_fn(state, fixed_z)  # Every process takes part in the computation; one writes.
-    scores = discriminate(state, fakes) if config.annotate_samples else None
-    if is_main:
-      path = os.path.join(workdir, 'samples', f'step_{step:07d}.png')
-      _best_effort(f'sample grid {path}', visualize.save_grid, path, np.asarray(_local(fakes)), data_range)
-      if scores is not None:
-        scored = visualize.annotate_scores(np.asarray(_local(fakes)), np.asarray(_local(scores)), data_range)
-        _best_effort('scored grid', visualize.save_image,
-                     os.path.join(workdir, 'samples', f'scored_{step:07d}.png'), scored)
-      logging.info('Wrote samples %s', path)
+    Small datasets live on the device as uint8 and each step gathers its batch there; for large ones each call's
+    images are gathered on the host and sent. Both follow the batcher's order, so they train identically.
+    """
+    images, config = self.images, self.config
+    self.device_data = isinstance(images, np.ndarray) and images.nbytes <= config.data.max_device_bytes
+    self.step_fns = {kind: train.make_parallel_train_step(self.mesh, config.model.sync_batchnorm, self.data_range,
+                                                          self.device_data, kind)
+                     for kind in self.schedule.kinds()}
+    self.batch_sharding = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec(None, 'data'))
+    if self.device_data:
+      self.data_on_device = self.to_global(images)
+    if self.heldout is not None:
+      self.heldout_on_device = _global(self.heldout,
+                                       jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec('data')))
 
-  if start_step == 0:
-    monitor.evaluate(0, state)  # The untrained generator's scores: the baseline the curves fall from.
-  if start_step == 0:
-    # Once, at the start: what the generator is up against. (Every process runs the computation; one writes.)
-    fakes = sample_fn(state, fixed_z)
-    if is_main:
-      real = input_pipeline.to_float(batcher.batch(0)[:config.num_samples], data_range)
-      _best_effort('real_vs_fake.png', visualize.save_real_vs_fake, os.path.join(workdir, 'real_vs_fake.png'),
-                   real, np.asarray(_local(fakes)), data_range)
+  def _inputs(self, kind, indices: np.ndarray) -> tuple:
+    """The arguments after the state of one call of `kind` on batches `indices` (int32 [rows, batch_size])."""
+    if self.device_data:
+      inputs = (self.data_on_device, _global(indices, self.batch_sharding))
+    else:
+      images = self.images
 
-  def stop_if_diverged():
-    bad = int(first_bad_step)
+      # Each process gathers the images of its own devices' slices only. G-only steps read no real images: their
+      # rows are zeros, so nothing is gathered or (for a streamed folder) decoded for them.
+      def gather(index, rows=indices, read=kind.d_steps > 0):
+        picked = rows[index[:2]]
+        return images[picked] if read else np.zeros(picked.shape + images.shape[1:], np.uint8)
+
+      inputs = (jax.make_array_from_callback(indices.shape + images.shape[1:], self.batch_sharding, gather),)
+    if kind.check == 'd_accuracy':
+      inputs += (self.heldout_on_device,)
+    return inputs
+
+  def _write_samples(self, step: int) -> None:
+    fakes = self.sample_fn(self.state, self.fixed_z)  # Every process takes part in the computation; one writes.
+    scores = self.discriminate(self.state, fakes) if self.config.annotate_samples else None
+    if not self.is_main:
+      return
+    path = os.path.join(self.workdir, 'samples', f'step_{step:07d}.png')
+    _best_effort(f'sample grid {path}', visualize.save_grid, path, np.asarray(_local(fakes)), self.data_range)
+    if scores is not None:
+      scored = visualize.annotate_scores(np.asarray(_local(fakes)), np.asarray(_local(scores)), self.data_range)
+      _best_effort('scored grid', visualize.save_image,
+                   os.path.join(self.workdir, 'samples', f'scored_{step:07d}.png'), scored)
+    logging.info('Wrote samples %s', path)
+
+  def _first_outputs(self) -> None:
+    """At step 0: the untrained generator's scores (the baseline the curves fall from) and, once, what the
+    generator is up against. Every process runs the computations; one writes."""
+    self.monitor.evaluate(0, self.state)
+    fakes = self.sample_fn(self.state, self.fixed_z)
+    if self.is_main:
+      real = input_pipeline.to_float(self.batcher.batch(0)[:self.config.num_samples], self.data_range)
+      _best_effort('real_vs_fake.png', visualize.save_real_vs_fake, os.path.join(self.workdir, 'real_vs_fake.png'),
+                   real, np.asarray(_local(fakes)), self.data_range)
+
+  def _stop_if_diverged(self) -> None:
+    bad = int(self.first_bad_step)
     if bad >= 0:
+      checkpointer = self.checkpointer
       checkpointer.wait()
       latest = checkpointer.latest_step()
       kept = (f'the newest good checkpoint (step {latest}) in {checkpointer.directory} is kept' if latest is not None
@@ -272,102 +324,116 @@ def _train(config: ml_collections.ConfigDict, workdir: str, history: list) -> tr
           f'a loss, parameter or optimizer state became NaN or Inf at step {bad}; training stopped and {kept}. Lower '
           'the learning rates, or set --config.skip_nonfinite=True to skip such steps')
 
-  logging.info('Training %d steps (%d per epoch, schedule %s, batch %d over %d devices, %d per call, data on %s) '
-               'from step %d',
-               total_steps, steps_per_epoch, config.schedule, config.batch_size, len(devices), config.steps_per_call,
-               'device' if device_data else 'host', start_step)
-  # Per-metric sums and step counts over the progress window (steps of one side report only that side's metrics).
-  metric_sums, metric_counts, window_steps = {}, {}, 0
-  # The first step (1-based) whose loss was not finite, or -1; tracked on device so no step waits for the host.
-  first_bad_step = jnp.int32(-1)
-  window_start = time.time()
-  turn_steps = int(_local(state.phase_steps))  # Steps of the adaptive schedule's current turn.
-  counters = None
-  with checkpointer.finishing_writes(), _stop_requests() as stop_requested:
-    for first, size in schedule.chunks(start_step, total_steps, config.steps_per_call):
-      if schedule.dynamic:
-        # The counters read after the previous step (or from the restored state at the start).
-        if counters is None:
-          counters = _counters(state)
-        kind, first_batch = schedule.kind(first, counters['phase']), counters['d_updates']
-      else:
-        kind, first_batch = schedule.kind(first), schedule.d_updates_before(first)
-      # The global order of this call's batches: int32 [size * kind.rows, batch_size], the same on every process.
-      indices = np.stack([batcher.indices(b) for b in schedules.batch_numbers(kind, size, first_batch)])
-      if device_data:
-        inputs = (data_on_device, _global(indices, batch_sharding))
-      else:
-        # Each process gathers the images of its own devices' slices only. G-only steps read no real images: their
-        # rows are zeros, so nothing is gathered or (for a streamed folder) decoded for them.
-        def gather(index, rows=indices, read=kind.d_steps > 0):
-          picked = rows[index[:2]]
-          return images[picked] if read else np.zeros(picked.shape + images.shape[1:], np.uint8)
+  def run(self) -> train.TrainState:
+    """Runs the schedule's compiled calls from the start step to the end (or a stop request); returns the state."""
+    self._compile()
+    if self.start_step == 0:
+      self._first_outputs()
+    logging.info('Training %d steps (%d per epoch, schedule %s, batch %d over %d devices, %d per call, data on %s) '
+                 'from step %d', self.total_steps, self.steps_per_epoch, self.config.schedule, self.config.batch_size,
+                 len(self.devices), self.config.steps_per_call, 'device' if self.device_data else 'host',
+                 self.start_step)
+    self._new_window()
+    # The first step (1-based) whose loss was not finite, or -1; tracked on device so no step waits for the host.
+    self.first_bad_step = jnp.int32(-1)
+    self.turn_steps = int(_local(self.state.phase_steps))  # Steps of the adaptive schedule's current turn.
+    self.counters = None
+    with self.checkpointer.finishing_writes(), _stop_requests() as stop_requested:
+      for first, size in self.schedule.chunks(self.start_step, self.total_steps, self.config.steps_per_call):
+        self._account(first, size, self._call(first, size))
+        if self._after_call(first, first + size, stop_requested.is_set()):
+          return self._finish(stopped_at=first + size)
+    return self._finish()
 
-        inputs = (jax.make_array_from_callback(indices.shape + images.shape[1:], batch_sharding, gather),)
-      if kind.check == 'd_accuracy':
-        inputs += (heldout_on_device,)
-      state, metrics = step_fns[kind](state, *inputs)
-      metrics = _local(metrics)
-      if schedule.dynamic:
-        turn_steps += size
-        counters = _counters(state)
-        if _log_turn_end(kind, metrics, counters, first + size, turn_steps):
-          turn_steps = 0
-      # Non-finite parameters or optimizer states always count (skip_nonfinite keeps the state finite); non-finite
-      # losses only when steps are not skipped.
-      bad = metrics.pop('all_finite') < 1
-      if not config.skip_nonfinite:
-        bad |= ~jnp.isfinite(sum(metrics.values()))
-      first_bad_step = jnp.where((first_bad_step < 0) & bad.any(), first + 1 + jnp.argmax(bad), first_bad_step)
-      # Summed on device: no host transfer until the progress line.
-      for k, v in metrics.items():
-        metric_sums[k] = metric_sums[k] + jnp.sum(v) if k in metric_sums else jnp.sum(v)
-        metric_counts[k] = metric_counts.get(k, 0) + size
-      window_steps += size
-      done = first + size
-      crossed = lambda period: period > 0 and done // period > first // period  # pylint: disable=cell-var-from-loop
-      if first == start_step:
-        jax.block_until_ready(metrics)
-        logging.info('First call (including compilation) took %.1f s', time.time() - window_start)
-        window_start, metric_sums, metric_counts, window_steps = time.time(), {}, {}, 0
-      if (crossed(config.log_every_steps) or done == total_steps) and window_steps:
-        stop_if_diverged()
-        elapsed = max(time.time() - window_start, 1e-9)
-        means = {k: float(v) / metric_counts[k] for k, v in metric_sums.items()}
-        updates = {k: means.pop(k) * metric_counts[k] for k in ('d_updates', 'g_updates')}
-        skipped = means.pop('skipped', 0.0) * window_steps
-        # Real images through D per second (G-only steps read none).
-        images_per_s = updates['d_updates'] * config.batch_size / elapsed
-        eta = (total_steps - done) * elapsed / window_steps
-        _best_effort('scalars', writer.write_scalars, done, {
-            **means, **updates, 'images_per_second': images_per_s, 'steps_per_second': window_steps / elapsed})
-        monitor.record(done, means)
-        logging.info('step %d/%d epoch %d: %s; updates D %d G %d; %.0f img/s, %.2f steps/s, ETA %s%s',
-                     done, total_steps, (done - 1) // steps_per_epoch + 1, _format_metrics(means),
-                     updates['d_updates'], updates['g_updates'], images_per_s, window_steps / elapsed,
-                     _format_time(eta), f', {skipped:.0f} non-finite steps skipped' if skipped else '')
-        metric_sums, metric_counts, window_steps, window_start = {}, {}, 0, time.time()
-      end_of_epoch = crossed(steps_per_epoch)
-      if end_of_epoch or done == total_steps or crossed(config.sample_every_steps):
-        write_samples(done)
-      if done == total_steps or crossed(eval_period):
-        stop_if_diverged()
-        monitor.evaluate(done, state)
-      stopping = stop_requested.is_set()
-      if (crossed(steps_per_epoch * config.checkpoint_every_epochs) or done == total_steps
-          or crossed(config.checkpoint_every_steps) or stopping):
-        stop_if_diverged()  # Never write a diverged state over the last good one.
-        checkpointer.save(state)
-      if stopping:
-        checkpointer.close()
-        monitor.finish()
-        _best_effort('event file', writer.flush)
-        logging.warning('Stopped at step %d of %d on request; checkpoint written to %s. Run the same command '
-                        'to resume.', done, total_steps, checkpointer.directory)
-        return state
-  checkpointer.close()
-  monitor.finish()
-  _best_effort('event file', writer.flush)
-  logging.info('Done: %d steps in %s of wall-clock time (this run); checkpoints in %s; parameter fingerprint %s',
-               total_steps, _format_time(time.time() - run_start), checkpointer.directory, _fingerprint(state))
-  return state
+  def _call(self, first: int, size: int) -> dict:
+    """One compiled call of `size` steps from step `first`; returns its metrics (this process's copy)."""
+    schedule = self.schedule
+    if schedule.dynamic:
+      # The counters read after the previous step (or from the restored state at the start).
+      if self.counters is None:
+        self.counters = _counters(self.state)
+      kind, first_batch = schedule.kind(first, self.counters['phase']), self.counters['d_updates']
+    else:
+      kind, first_batch = schedule.kind(first), schedule.d_updates_before(first)
+    # The global order of this call's batches: int32 [size * kind.rows, batch_size], the same on every process.
+    indices = np.stack([self.batcher.indices(b) for b in schedules.batch_numbers(kind, size, first_batch)])
+    self.state, metrics = self.step_fns[kind](self.state, *self._inputs(kind, indices))
+    metrics = _local(metrics)
+    if schedule.dynamic:
+      self.turn_steps += size
+      self.counters = _counters(self.state)
+      if _log_turn_end(kind, metrics, self.counters, first + size, self.turn_steps):
+        self.turn_steps = 0
+    return metrics
+
+  def _new_window(self) -> None:
+    # Per-metric sums and step counts over the progress window (steps of one side report only that side's).
+    self.metric_sums, self.metric_counts, self.window_steps, self.window_start = {}, {}, 0, time.time()
+
+  def _account(self, first: int, size: int, metrics: dict) -> None:
+    """Tracks the first non-finite step and sums the metrics on the device (no host transfer until the log)."""
+    # Non-finite parameters or optimizer states always count (skip_nonfinite keeps the state finite); non-finite
+    # losses only when steps are not skipped.
+    bad = metrics.pop('all_finite') < 1
+    if not self.config.skip_nonfinite:
+      bad |= ~jnp.isfinite(sum(metrics.values()))
+    self.first_bad_step = jnp.where((self.first_bad_step < 0) & bad.any(), first + 1 + jnp.argmax(bad),
+                                    self.first_bad_step)
+    for k, v in metrics.items():
+      self.metric_sums[k] = self.metric_sums[k] + jnp.sum(v) if k in self.metric_sums else jnp.sum(v)
+      self.metric_counts[k] = self.metric_counts.get(k, 0) + size
+    self.window_steps += size
+    if first == self.start_step:
+      jax.block_until_ready(metrics)
+      logging.info('First call (including compilation) took %.1f s', time.time() - self.window_start)
+      self._new_window()
+
+  def _after_call(self, first: int, done: int, stopping: bool) -> bool:
+    """The periodic hooks after a call that took the run from step `first` to `done`; returns whether to stop."""
+    config, last = self.config, done == self.total_steps
+    crossed = lambda period: period > 0 and done // period > first // period
+    if (crossed(config.log_every_steps) or last) and self.window_steps:
+      self._stop_if_diverged()
+      self._log_progress(done)
+    if crossed(self.steps_per_epoch) or last or crossed(config.sample_every_steps):
+      self._write_samples(done)
+    if last or crossed(self.eval_period):
+      self._stop_if_diverged()
+      self.monitor.evaluate(done, self.state)
+    if (crossed(self.steps_per_epoch * config.checkpoint_every_epochs) or last
+        or crossed(config.checkpoint_every_steps) or stopping):
+      self._stop_if_diverged()  # Never write a diverged state over the last good one.
+      self.checkpointer.save(self.state)
+    return stopping
+
+  def _log_progress(self, done: int) -> None:
+    """The progress line and the scalars: means over the window's steps."""
+    elapsed = max(time.time() - self.window_start, 1e-9)
+    means = {k: float(v) / self.metric_counts[k] for k, v in self.metric_sums.items()}
+    updates = {k: means.pop(k) * self.metric_counts[k] for k in ('d_updates', 'g_updates')}
+    skipped = means.pop('skipped', 0.0) * self.window_steps
+    # Real images through D per second (G-only steps read none).
+    images_per_s = updates['d_updates'] * self.config.batch_size / elapsed
+    eta = (self.total_steps - done) * elapsed / self.window_steps
+    _best_effort('scalars', self.writer.write_scalars, done, {
+        **means, **updates, 'images_per_second': images_per_s, 'steps_per_second': self.window_steps / elapsed})
+    self.monitor.record(done, means)
+    logging.info('step %d/%d epoch %d: %s; updates D %d G %d; %.0f img/s, %.2f steps/s, ETA %s%s',
+                 done, self.total_steps, (done - 1) // self.steps_per_epoch + 1, _format_metrics(means),
+                 updates['d_updates'], updates['g_updates'], images_per_s, self.window_steps / elapsed,
+                 _format_time(eta), f', {skipped:.0f} non-finite steps skipped' if skipped else '')
+    self._new_window()
+
+  def _finish(self, stopped_at: int = 0) -> train.TrainState:
+    """Closes the checkpointer (waiting for the last write), the summaries and the event file."""
+    self.checkpointer.close()
+    self.monitor.finish()
+    _best_effort('event file', self.writer.flush)
+    if stopped_at:
+      logging.warning('Stopped at step %d of %d on request; checkpoint written to %s. Run the same command '
+                      'to resume.', stopped_at, self.total_steps, self.checkpointer.directory)
+    else:
+      logging.info('Done: %d steps in %s of wall-clock time (this run); checkpoints in %s; parameter fingerprint '
+                   '%s', self.total_steps, _format_time(time.time() - self.run_start), self.checkpointer.directory,
+                   _fingerprint(self.state))
+    return self.state

@@ -15,6 +15,7 @@ from absl import logging
 import jax
 import ml_collections
 import numpy as np
+from orbax.checkpoint import multihost as ocp_multihost
 
 from dcgan_jax import checkpointing
 from dcgan_jax import errors
@@ -195,10 +196,11 @@ def _wait_for_all_processes() -> None:
   Process 0 alone trains or loads the feature classifier and scores the samples, which can take minutes; the
   others must not meet it in a device collective meanwhile, whose (gloo) set-up times out after 30 s.
   """
-  from jax._src import distributed  # pylint: disable=g-import-not-at-top  (JAX's own tests use this barrier)
-  client = getattr(distributed.global_state, 'client', None)
-  if client is not None:
-    client.wait_at_barrier(f'dcgan_jax_monitor_{next(_barriers)}', _BARRIER_TIMEOUT_MS)
+  if jax.process_count() == 1:
+    return
+  # orbax's public wrapper of JAX's coordination-service barrier (not a device collective).
+  barrier = ocp_multihost.get_barrier_sync_fn()
+  barrier(key=f'dcgan_jax_monitor_{next(_barriers)}', timeout_ms=_BARRIER_TIMEOUT_MS)
 
 
 def _from_main(value: float) -> float:

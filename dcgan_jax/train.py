@@ -2,7 +2,7 @@
 
 Public API (re-exported by `dcgan_jax`, documented in docs/api.md):
   `TrainState`, `create_train_state(config, rng, *, generator, discriminator, g_optimizer, d_optimizer, loss)`,
-  `train_step(state, batch)`, `generate(state, z, *, use_batch_stats)`, `train_and_evaluate(config, workdir)`.
+  `train_step(state, batch)`, `generate(state, z, *, use_batch_stats)`.
 
 Static pieces (the two modules, the two optax transformations, the loss and the noise settings) travel as
 non-pytree fields of the state, as flax's `TrainState.apply_fn` does: `train_step` then needs nothing but its two
@@ -275,23 +275,6 @@ def _has_convolutions(fn, *args) -> bool:
     return False
 
   return search(jax.make_jaxpr(fn)(*args).jaxpr)
-
-
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
-                       allow_config_change: bool = False) -> TrainState:
-  """Trains per `config`, writing samples, scalars and checkpoints to `workdir`; resumes from its checkpoints.
-
-  One run per workdir (a lock; a second run raises `errors.WorkdirBusyError`). A resume whose config changes a
-  field that breaks exact resume (`workdir.EXACT_RESUME_FIELDS`) raises `errors.ConfigError` unless
-  `allow_config_change`; changes are recorded in `config.json`'s `history`.
-
-  Outputs in `workdir`: `samples/step_NNNNNNN.png` (grids from fixed noise), TensorBoard event files,
-  `checkpoints/STEP/` (orbax), `config.json` (the resolved config). Returns the final state. The loop itself lives
-  in `dcgan_jax.loop` (imported here, lazily, so that research code importing `train_step` does not pay for
-  TensorFlow and the writers).
-  """
-  from dcgan_jax import loop  # pylint: disable=g-import-not-at-top
-  return loop.run(config, workdir, allow_config_change)
 
 
 def discriminate(state: TrainState, images: Array) -> Array:

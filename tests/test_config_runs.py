@@ -14,6 +14,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 import conftest
+from dcgan_jax import loop
 from dcgan_jax import train
 from test_configs import CONFIG_NAMES
 
@@ -39,7 +40,7 @@ def test_config_trains_a_few_steps_end_to_end(name, tmp_path):
   if config.data.source == 'folder':
     config.data.path = str(_folder(tmp_path / 'images', config.data.image_size))
   with tfds.testing.mock_data(num_examples=6):
-    state = train.train_and_evaluate(config, str(tmp_path / 'run'))
+    state = loop.train_and_evaluate(config, str(tmp_path / 'run'))
   assert int(state.step) == config.num_train_steps
   # alternating: one D and one G update per step; epoch_blocks: 3 G-only steps, then 1 D-only step; adaptive: one
   # update per step, whichever side's turn it is.
@@ -70,7 +71,7 @@ def test_a_streamed_folder_trains_exactly_like_the_in_memory_one(tmp_path):
   results = {}
   for name, max_host_bytes in (('memory', 0), ('streamed', 1)):
     config.data.max_host_bytes = max_host_bytes
-    results[name] = train.train_and_evaluate(config, str(tmp_path / name))
+    results[name] = loop.train_and_evaluate(config, str(tmp_path / name))
   assert (int(results['streamed'].g_updates), int(results['streamed'].d_updates)) == (2, 2)
   for field in ('g_params', 'd_params', 'g_batch_stats', 'd_batch_stats'):
     chex.assert_trees_all_equal(getattr(results['memory'], field), getattr(results['streamed'], field))

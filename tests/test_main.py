@@ -10,6 +10,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 import conftest
+from dcgan_jax import loop
 from dcgan_jax import train
 
 
@@ -26,7 +27,7 @@ def test_train_and_evaluate_writes_outputs_and_resumes_exactly(tmp_path):
   config = conftest.tiny_config()
   config.num_epochs = 1
   with tfds.testing.mock_data(num_examples=32):  # 32 images, batch 8: 4 steps per epoch.
-    first = train.train_and_evaluate(config, str(tmp_path / 'resumed'))
+    first = loop.train_and_evaluate(config, str(tmp_path / 'resumed'))
     assert int(first.step) == 4
     workdir = tmp_path / 'resumed'
     assert (workdir / 'samples' / 'step_0000004.png').exists()
@@ -35,17 +36,17 @@ def test_train_and_evaluate_writes_outputs_and_resumes_exactly(tmp_path):
     assert (workdir / 'config.json').exists()
 
     config.num_epochs = 2
-    resumed = train.train_and_evaluate(config, str(workdir))
+    resumed = loop.train_and_evaluate(config, str(workdir))
     assert int(resumed.step) == 8
     assert (workdir / 'samples' / 'step_0000008.png').exists()
-    straight = train.train_and_evaluate(config, str(tmp_path / 'straight'))
+    straight = loop.train_and_evaluate(config, str(tmp_path / 'straight'))
   # Same data order, noise and optimizer state: bit-identical to the run never interrupted.
   for field in ('g_params', 'd_params', 'g_batch_stats', 'd_batch_stats', 'g_opt_state', 'd_opt_state', 'rng'):
     chex.assert_trees_all_equal(getattr(resumed, field), getattr(straight, field))
 
   # Already done: a third run trains nothing and returns the saved state.
   with tfds.testing.mock_data(num_examples=32):
-    again = train.train_and_evaluate(config, str(workdir))
+    again = loop.train_and_evaluate(config, str(workdir))
   assert int(again.step) == 8
 
 
@@ -58,7 +59,7 @@ def test_fused_steps_and_host_batching_train_like_single_device_resident_steps(t
   with tfds.testing.mock_data(num_examples=32):
     for name, per_call, max_device_bytes in (('default', 1, 1 << 30), ('fused', 3, 1 << 30), ('host', 1, 0)):
       config.steps_per_call, config.data.max_device_bytes = per_call, max_device_bytes
-      results[name] = train.train_and_evaluate(config, str(tmp_path / name))
+      results[name] = loop.train_and_evaluate(config, str(tmp_path / name))
   for name in ('fused', 'host'):
     assert int(results[name].step) == 6
     chex.assert_trees_all_close(results[name].g_params, results['default'].g_params, rtol=1e-5, atol=1e-6)

@@ -7,6 +7,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 import conftest
+from dcgan_jax import loop
 from dcgan_jax import monitor as monitor_lib
 from dcgan_jax import sample
 from dcgan_jax import train
@@ -23,7 +24,7 @@ def test_a_run_with_evaluation_keeps_the_best_checkpoint_and_writes_its_summary(
   config.annotate_samples = True
   workdir = tmp_path / 'run'
   with tfds.testing.mock_data(num_examples=200):  # The classifier holds out 20% and wants a batch of 128.
-    train.train_and_evaluate(config, str(workdir))
+    loop.train_and_evaluate(config, str(workdir))
   history = json.loads((workdir / 'history.json').read_text())
   assert [step for step, _ in history['fid']] == [0, 3, 6]
   assert [step for step, _ in history['d_loss']] == [2, 4, 6]

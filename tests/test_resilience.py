@@ -13,6 +13,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 import conftest
+from dcgan_jax import loop
 from dcgan_jax import checkpointing
 from dcgan_jax import errors
 from dcgan_jax import losses
@@ -210,12 +211,12 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_pat
   config = conftest.tiny_config()
   config.num_train_steps = 4
   with tfds.testing.mock_data(num_examples=32):
-    train.train_and_evaluate(config, str(tmp_path))
+    loop.train_and_evaluate(config, str(tmp_path))
     monkeypatch.setitem(losses.LOSSES, 'nan_for_test', _nan_loss())
     config.loss = 'nan_for_test'
     config.num_train_steps = 8
     with pytest.raises(errors.TrainingDivergedError, match=r'at step 5\b.*\(step 4\)'):
-      train.train_and_evaluate(config, str(tmp_path), allow_config_change=True)
+      loop.train_and_evaluate(config, str(tmp_path), allow_config_change=True)
   assert checkpointing.Checkpointer(str(tmp_path / 'checkpoints'), 3).latest_step() == 4
 
 
@@ -227,7 +228,7 @@ def test_skip_nonfinite_skips_and_counts_the_steps(tmp_path, monkeypatch):
   config.loss = 'nan_for_test'
   initial = train.create_train_state(config, jax.random.key(config.seed))
   with tfds.testing.mock_data(num_examples=32):
-    final = train.train_and_evaluate(config, str(tmp_path))
+    final = loop.train_and_evaluate(config, str(tmp_path))
   assert int(final.step) == 3
   chex.assert_trees_all_equal(final.g_params, initial.g_params)
   chex.assert_trees_all_equal(final.d_params, initial.d_params)
@@ -238,6 +239,6 @@ def test_failing_sample_writes_are_logged_and_training_goes_on(tmp_path, caplog)
   config.num_train_steps = 4
   (tmp_path / 'samples').write_text('a file where the samples directory should be')
   with tfds.testing.mock_data(num_examples=32):
-    final = train.train_and_evaluate(config, str(tmp_path))
+    final = loop.train_and_evaluate(config, str(tmp_path))
   assert int(final.step) == 4
   assert any('Could not write sample grid' in r.getMessage() for r in caplog.records)

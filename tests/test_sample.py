@@ -13,6 +13,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 import conftest
+from dcgan_jax import loop
 from dcgan_jax import errors
 from dcgan_jax import sample
 from dcgan_jax import train
@@ -25,7 +26,7 @@ def workdir(tmp_path_factory):
   config = conftest.tiny_config()
   config.num_epochs = 1
   with tfds.testing.mock_data(num_examples=32):
-    train.train_and_evaluate(config, str(path))
+    loop.train_and_evaluate(config, str(path))
   return path
 
 

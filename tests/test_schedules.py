@@ -10,6 +10,8 @@ import optax
 import pytest
 
 import conftest
+from dcgan_jax import errors
+from dcgan_jax import loop
 from dcgan_jax import schedules
 from dcgan_jax import steps
 from dcgan_jax import train
@@ -134,13 +136,13 @@ def test_hold_out_is_a_random_disjoint_split():
   assert list(heldout[:, 0]) != [16, 17, 18, 19]
 
 
-def _run(tmp_path, name, idx_dir, **overrides):
+def _run(tmp_path, name, idx_dir, allow_config_change=False, **overrides):
   config = conftest.tiny_config()
   config.data.source, config.data.path, config.data.split = 'idx', str(idx_dir), 'test'
   config.log_every_steps = 100
   for k, v in overrides.items():
     config[k] = v
-  return train.train_and_evaluate(config, str(tmp_path / name))
+  return loop.train_and_evaluate(config, str(tmp_path / name), allow_config_change=allow_config_change)
 
 
 @pytest.fixture(scope='module')
@@ -177,8 +179,13 @@ def test_adaptive_schedule_resumes_in_the_same_turn_bit_identically(tmp_path, id
 
 def test_resuming_with_another_schedule_is_refused(tmp_path, idx_dir):
   _run(tmp_path, 'w', idx_dir, num_train_steps=2)
-  with pytest.raises(Exception, match='written with another schedule'):
+  with pytest.raises(errors.ConfigError, match='would not train as the run would have: d_steps: 1 -> 2'):
     _run(tmp_path, 'w', idx_dir, num_train_steps=4, d_steps=2)
+  # Even when config changes are allowed, a checkpoint whose D update count the schedule cannot have reached is
+  # refused (the stream position of the next real batch would be wrong).
+  with pytest.raises(errors.CheckpointError, match='made 2 D updates, .* makes 4 by then: it was written with '
+                     'another schedule'):
+    _run(tmp_path, 'w', idx_dir, allow_config_change=True, num_train_steps=4, d_steps=2)
 
 
 def test_hold_out_of_a_streamed_folder_keeps_the_training_part_streamed(tmp_path):
