@@ -18,6 +18,8 @@ from dcgan_jax import schedules
 
 SOURCES = input_pipeline.SOURCES
 NOISES = ('uniform', 'normal')
+# Built-in losses whose G loss reads D's logits of the real batch.
+RELATIVISTIC_LOSSES = ('rpgan', 'ragan')
 DTYPES = ('float32', 'bfloat16')
 MODELS = models.FAMILIES
 ACTIVATIONS = models.common.ACTIVATIONS
@@ -134,6 +136,10 @@ def _check_loss_options(config, problems):
     supported = ', '.join(name for name, l in losses.LOSSES.items() if l.label_smoothing)
     problems.append(f'config.label_smoothing={smoothing!r}: loss {config.loss} has no targets to smooth; set it to '
                     f'0 or use one of {supported}')
+  if config.loss in RELATIVISTIC_LOSSES and config.schedule != 'alternating':
+    problems.append(f'config.loss={config.loss!r}: a relativistic loss compares fakes with the step\'s real batch, '
+                    f'which the G-only steps of schedule {config.schedule!r} do not read; use '
+                    '--config.schedule=alternating or another loss')
   if gan_loss.gradient_penalty:
     weight = config.gp_weight
     if isinstance(weight, bool) or not isinstance(weight, numbers.Real) or not math.isfinite(weight) or weight < 0:

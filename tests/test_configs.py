@@ -112,3 +112,11 @@ def test_the_bundled_source_exists_only_for_mnist():
     config_validation.validate(config)
   config.data.name = 'mnist'
   config_validation.validate(config)
+
+
+@pytest.mark.parametrize('schedule', ['epoch_blocks', 'adaptive'])
+def test_relativistic_losses_need_the_alternating_schedule(schedule):
+  config = default.get_config()
+  config.loss, config.schedule = 'rpgan', schedule
+  with pytest.raises(errors.ConfigError, match=f"config.loss='rpgan': a relativistic loss .* schedule '{schedule}'"):
+    config_validation.validate(config)
