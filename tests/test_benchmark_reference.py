@@ -1,8 +1,7 @@
 """The PyTorch reference of benchmarks/throughput.py matches our networks, and the benchmark's CLI loads.
 
 The throughput comparison is only meaningful if both frameworks train the same networks, so the reference must have
-exactly our parameter (and BatchNorm statistic) counts and output shapes. Skipped without torch: CI does not install
-it (it comes from requirements-bench.txt).
+exactly our parameter (and BatchNorm statistic) counts and output shapes. torch comes with requirements-test.txt.
 """
 
 import importlib.util
@@ -12,6 +11,7 @@ import sys
 import jax
 import jax.numpy as jnp
 import pytest
+import torch
 
 from dcgan_jax import models
 import conftest
@@ -47,7 +47,6 @@ def _torch_counts(module):
 
 @pytest.mark.parametrize('name', ['mnist_dcgan', 'mlp', 'dcgan64'])
 def test_torch_reference_matches_our_parameter_counts_and_shapes(name):
-  torch = pytest.importorskip('torch')
   benchmark = _load_benchmark()
   config = benchmark.MODELS[name][0]()
   gv, dv = _our_variables(config)

@@ -77,7 +77,7 @@ def test_load_labels_from_the_idx_file_beside_the_images(tmp_path):
 
 
 def test_load_labels_from_tfds_mock():
-  tfds = pytest.importorskip('tensorflow_datasets')
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   config = _data_config(source='tfds', name='mnist', split='train')
   with tfds.testing.mock_data(num_examples=6):
     labels = classifier.load_labels(config)

@@ -185,7 +185,7 @@ def test_load_images_unknown_source():
 
 
 def test_load_images_tfds_mock():
-  tfds = pytest.importorskip('tensorflow_datasets')
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   with tfds.testing.mock_data(num_examples=5):
     images = input_pipeline.load_images(_data_config(name='mnist', split='train'))
   assert images.shape == (5, 28, 28, 1) and images.dtype == np.uint8
@@ -193,7 +193,7 @@ def test_load_images_tfds_mock():
 
 @pytest.mark.parametrize('name,shape', [('emnist/letters', (28, 28, 1)), ('rock_paper_scissors', (300, 300, 3))])
 def test_load_images_tfds_mock_new_datasets_and_transpose(name, shape):
-  tfds = pytest.importorskip('tensorflow_datasets')
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   with tfds.testing.mock_data(num_examples=2):
     images = input_pipeline.load_images(_data_config(name=name, split='train'))
     transposed = input_pipeline.load_images(_data_config(name=name, split='train', transpose=True))
@@ -203,7 +203,6 @@ def test_load_images_tfds_mock_new_datasets_and_transpose(name, shape):
 
 
 def test_load_images_tfds_unknown_name():
-  pytest.importorskip('tensorflow_datasets')
   with pytest.raises(errors.DataError, match='no_such_dataset_xyz'):
     input_pipeline.load_images(_data_config(name='no_such_dataset_xyz'))
 
@@ -216,7 +215,6 @@ def _assert_offline_message(message: str, data_dir: str):
 
 
 def test_load_images_tfds_unprepared_offline_is_fast(tmp_path, monkeypatch):
-  pytest.importorskip('tensorflow_datasets')
   # Stands in for a machine without network, so the test never downloads even where a network exists.
   monkeypatch.setattr(input_pipeline, '_download_server_reachable', lambda: False)
   start = time.monotonic()
