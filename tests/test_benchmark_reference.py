@@ -65,6 +65,7 @@ def test_torch_reference_matches_our_parameter_counts_and_shapes(name):
   assert tuple(logits.shape) == (2,)
 
 
+@pytest.mark.slow
 def test_benchmark_help_runs():
   result = subprocess.run([sys.executable, str(_BENCHMARK), '--help'], env=conftest.subprocess_env(),
                           cwd=conftest.ROOT, capture_output=True, text=True, timeout=120, check=False)

@@ -141,6 +141,7 @@ def test_a_cache_for_another_architecture_is_retrained(tmp_path, monkeypatch, tr
   assert classifier.load(str(tmp_path / 'classifier_k.msgpack'))[1] == 1.0
 
 
+@pytest.mark.slow
 def test_command_line_prints_the_held_out_accuracy_and_writes_the_cache(tmp_path):
   images, labels = _two_class_images(40, seed=4)
   data = tmp_path / 'digits'

@@ -27,6 +27,7 @@ def _folder(path, size, count=6):
   return path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', [n for n in CONFIG_NAMES if n != 'default'])
 def test_config_trains_a_few_steps_end_to_end(name, tmp_path):
   config = importlib.import_module(f'dcgan_jax.configs.{name}').get_config()

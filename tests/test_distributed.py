@@ -9,6 +9,8 @@ import pytest
 
 import conftest
 
+pytestmark = pytest.mark.slow  # Real subprocesses.
+
 
 @pytest.fixture(scope='module')
 def idx_dir(tmp_path_factory):

@@ -71,6 +71,7 @@ def idx_dir(tmp_path_factory):
   return conftest.write_idx_images(tmp_path_factory.mktemp('idx'), 16)
 
 
+@pytest.mark.slow
 def test_main_with_the_documented_idx_overrides(tmp_path, idx_dir):
   workdir = tmp_path / 'w'
   proc = _run_main(['--config=configs/mnist.py', f'--workdir={workdir}', '--config.data.source=idx',
@@ -93,6 +94,7 @@ def _assert_one_line_error(proc, *fragments):
     assert fragment in message, message
 
 
+@pytest.mark.slow
 def test_missing_idx_directory_is_one_line_naming_it(tmp_path):
   missing = tmp_path / 'nowhere'
   proc = _run_main(['--config=configs/mnist.py', f'--workdir={tmp_path / "w"}', '--config.data.source=idx',
@@ -100,6 +102,7 @@ def test_missing_idx_directory_is_one_line_naming_it(tmp_path):
   _assert_one_line_error(proc, str(missing))
 
 
+@pytest.mark.slow
 def test_wrong_idx_magic_is_one_line_naming_the_file(tmp_path):
   (tmp_path / 'd').mkdir()
   bad = tmp_path / 'd' / 't10k-images-idx3-ubyte'
@@ -109,6 +112,7 @@ def test_wrong_idx_magic_is_one_line_naming_the_file(tmp_path):
   _assert_one_line_error(proc, str(bad))
 
 
+@pytest.mark.slow
 def test_invalid_config_values_are_listed_by_field(tmp_path, idx_dir):
   proc = _run_main(['--config=configs/mnist.py', f'--workdir={tmp_path / "w"}', '--config.loss=wasserstein',
                     '--config.g_optimizer.learning_rate=-1', '--config.data.image_size=32'])
@@ -116,11 +120,13 @@ def test_invalid_config_values_are_listed_by_field(tmp_path, idx_dir):
                          'config.data.image_size=32')
 
 
+@pytest.mark.slow
 def test_misspelled_override_is_one_line_suggesting_the_field(tmp_path):
   proc = _run_main(['--config=configs/mnist.py', f'--workdir={tmp_path / "w"}', '--config.lossy=hinge'])
   _assert_one_line_error(proc, "no field 'lossy'", 'Did you mean "loss"')
 
 
+@pytest.mark.slow
 def test_batch_not_divisible_by_devices_names_both_numbers(tmp_path, idx_dir):
   proc = _run_main(['--config=configs/mnist.py', f'--workdir={tmp_path / "w"}', '--config.data.source=idx',
                     f'--config.data.path={idx_dir}', '--config.data.split=test', '--config.batch_size=7'],
@@ -128,6 +134,7 @@ def test_batch_not_divisible_by_devices_names_both_numbers(tmp_path, idx_dir):
   _assert_one_line_error(proc, 'config.batch_size=7', '2 devices')
 
 
+@pytest.mark.slow
 def test_checkpoint_of_another_model_is_refused_with_the_differences(tmp_path, idx_dir):
   common = ['--config=configs/mnist.py', f'--workdir={tmp_path / "w"}', '--config.data.source=idx',
             f'--config.data.path={idx_dir}', '--config.data.split=test', '--config.num_epochs=1',
@@ -137,6 +144,7 @@ def test_checkpoint_of_another_model_is_refused_with_the_differences(tmp_path, i
   _assert_one_line_error(proc, 'another model', 'd_params/', 'new --workdir')
 
 
+@pytest.mark.slow
 def test_bad_config_file_argument_is_one_line_naming_the_rule(tmp_path):
   proc = _run_main(['--config=configs/folder.py:100', f'--workdir={tmp_path / "w"}'])
   _assert_one_line_error(proc, 'configs/folder.py:100', 'must be 4 times a power of two')

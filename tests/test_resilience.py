@@ -78,6 +78,7 @@ def uninterrupted(idx_dir, tmp_path_factory):
   return _final_state(workdir)
 
 
+@pytest.mark.slow
 def test_sigkill_between_checkpoints_then_restart_is_bit_identical(idx_dir, tmp_path, uninterrupted):
   proc = _start(_args(tmp_path, idx_dir))
   _wait_for_step(proc, 37)  # Between the checkpoints of steps 30 and 40.
@@ -102,6 +103,7 @@ os.rename = _stalled
 """
 
 
+@pytest.mark.slow
 def test_sigkill_during_a_checkpoint_write_never_leaves_a_half_checkpoint(idx_dir, tmp_path, uninterrupted):
   hook, marker, workdir = tmp_path / 'hook', tmp_path / 'stalled', tmp_path / 'run'
   hook.mkdir()
@@ -125,6 +127,7 @@ def test_sigkill_during_a_checkpoint_write_never_leaves_a_half_checkpoint(idx_di
   _assert_same_training(_final_state(workdir), uninterrupted)
 
 
+@pytest.mark.slow
 def test_sigterm_checkpoints_and_exits_zero_then_resumes(idx_dir, tmp_path, uninterrupted):
   proc = _start(_args(tmp_path, idx_dir))
   _wait_for_step(proc, 25)

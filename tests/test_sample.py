@@ -104,6 +104,7 @@ def test_user_errors(workdir, tmp_path):
     sample.run(str(workdir), str(tmp_path / 'x.jpg'))
 
 
+@pytest.mark.slow
 def test_command_line_error_is_one_line(tmp_path):
   result = subprocess.run([sys.executable, '-m', 'dcgan_jax.sample', f'--workdir={tmp_path / "nowhere"}'],
                           capture_output=True, text=True, env=conftest.subprocess_env(), cwd=conftest.ROOT,

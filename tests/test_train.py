@@ -170,6 +170,7 @@ def _one_device_reference():
   return s, m
 
 
+@pytest.mark.slow
 def test_four_devices_with_synchronized_batchnorm_match_one_device(four_device_result):
   s, m = _one_device_reference()
   got = four_device_result['True']
@@ -181,6 +182,7 @@ def test_four_devices_with_synchronized_batchnorm_match_one_device(four_device_r
     np.testing.assert_allclose(got['m'][k], float(v), rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_per_device_batchnorm_equals_the_mean_of_per_shard_computations(four_device_result):
   sync, local, ref = four_device_result['True'], four_device_result['False'], four_device_result['per_shard']
   assert all(np.isfinite(v) for v in local['m'].values())
