@@ -69,6 +69,23 @@ def _shapes(tree: Any, prefix: str = '') -> dict[str, tuple[int, ...]]:
   return out
 
 
+def parameter_mismatch(tree: Any, template: Any) -> list[str]:
+  """Lines naming each generator or discriminator parameter whose shape differs between a checkpoint and a state.
+
+  Args:
+    tree: the checkpoint's metadata tree (a dict with 'g_params' and 'd_params' of arrays or orbax ArrayMetadata).
+    template: the `train.TrainState` the checkpoint is to be restored into.
+
+  Returns:
+    `describe_mismatch` lines prefixed with their field ('g_params/...', 'd_params/...'); empty if the shapes agree.
+  """
+  lines = []
+  for field in ('g_params', 'd_params'):
+    lines += [f'{field}/{line}' for line in describe_mismatch(
+        _shapes(tree.get(field)), _shapes(getattr(template, field)))]
+  return lines
+
+
 def describe_mismatch(saved: dict[str, tuple[int, ...]], wanted: dict[str, tuple[int, ...]]) -> list[str]:
   """Lines naming each parameter whose shape differs, or that only one side has."""
   lines = []
@@ -205,10 +222,7 @@ class Checkpointer:
 
   @staticmethod
   def _check_shapes(tree: Any, template: Any, path: str) -> None:
-    lines = []
-    for field in ('g_params', 'd_params'):
-      lines += [f'{field}/{line}' for line in describe_mismatch(
-          _shapes(tree.get(field)), _shapes(getattr(template, field)))]
+    lines = parameter_mismatch(tree, template)
     if lines:
       raise errors.CheckpointError(
           f'the checkpoint at {path} was written for another model; differing parameters: '

@@ -100,11 +100,7 @@ def _restore_step(directory: str, step: int, template: train.TrainState) -> trai
                                   options=ocp.CheckpointManagerOptions(read_only=True))
   try:
     tree = manager.item_metadata(step).tree
-    lines = []
-    for field in ('g_params', 'd_params'):
-      saved = {k: tuple(v.shape) for k, v in _flat(tree.get(field)).items()}
-      wanted = {k: tuple(v.shape) for k, v in _flat(getattr(template, field)).items()}
-      lines += [f'{field}/{line}' for line in checkpointing.describe_mismatch(saved, wanted)]
+    lines = checkpointing.parameter_mismatch(tree, template)
     if lines:
       raise errors.CheckpointError(
           f'the checkpoint at {directory}/{step} was written for another model than {directory}/../config.json '
@@ -115,16 +111,6 @@ def _restore_step(directory: str, step: int, template: train.TrainState) -> trai
     return restored
   finally:
     manager.close()
-
-
-def _flat(tree: Any, prefix: str = '') -> dict[str, Any]:
-  out = {}
-  if isinstance(tree, dict):
-    for k, v in tree.items():
-      out.update(_flat(v, f'{prefix}/{k}' if prefix else str(k)))
-  elif tree is not None:
-    out[prefix] = tree
-  return out
 
 
 def restore_state(workdir: str, config: ml_collections.ConfigDict, checkpoint: str = 'latest') -> train.TrainState:
