@@ -393,8 +393,8 @@ def load_labels(data_config: ml_collections.ConfigDict) -> np.ndarray:
   if not isinstance(ds.element_spec, dict) or 'label' not in ds.element_spec:
     raise errors.DataError(f'TFDS dataset {name!r} has no "label" feature; the classifier metrics need a labelled '
                            'dataset')
-  chunks = list(tfds.as_numpy(ds.map(lambda ex: ex['label']).batch(8192)))
-  return np.concatenate(chunks).astype(np.int32) if chunks else np.zeros((0,), np.int32)
+  labels = input_pipeline.read_tfds_feature(ds, 'label')
+  return labels.astype(np.int32) if labels is not None else np.zeros((0,), np.int32)
 
 
 FLAGS = flags.FLAGS

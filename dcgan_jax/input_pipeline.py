@@ -418,20 +418,34 @@ def _open_tfds(name: str, split: str, data_dir: Optional[str]) -> Any:
     raise errors.DataError(f'TFDS cannot load {name!r} split {split!r}: {first_line}; check --config.data.split')
 
 
+def read_tfds_feature(ds: Any, key: str) -> Optional[np.ndarray]:
+  """Reads feature `key` of every example of a TFDS split into memory, in chunks of `_TFDS_READ_CHUNK` examples.
+
+  batch_size=-1 in tfds.load batches by the split size from the dataset's metadata; reading in chunks does not
+  depend on that metadata (mocked datasets have none, and batch(sys.maxsize) aborts the process).
+
+  Args:
+    ds: a `tf.data.Dataset` of feature dicts, as `tfds.load` returns for one split.
+    key: the feature to read, e.g. 'image' or 'label'.
+
+  Returns:
+    The feature of all examples stacked along a new first axis, or None if the split has no examples.
+  """
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  chunks = list(tfds.as_numpy(ds.map(lambda ex: ex[key]).batch(_TFDS_READ_CHUNK)))
+  return np.concatenate(chunks) if chunks else None
+
+
 def _load_tfds(name: str, split: str, data_dir: Optional[str]) -> np.ndarray:
   """Reads `split` of TFDS dataset `name` as uint8 `[N, H, W, C]`, downloading only if the network is there."""
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   ds = _open_tfds(name, split, data_dir)
   features = ds.element_spec
   if not isinstance(features, dict) or 'image' not in features:
     keys = ', '.join(sorted(features)) if isinstance(features, dict) else type(features).__name__
     raise errors.DataError(f'TFDS dataset {name!r} has no "image" feature (it has: {keys}); choose an image dataset')
-  # batch_size=-1 in tfds.load batches by the split size from the dataset's metadata; reading in chunks does not
-  # depend on that metadata (mocked datasets have none, and batch(sys.maxsize) aborts the process).
-  chunks = [chunk for chunk in tfds.as_numpy(ds.map(lambda ex: ex['image']).batch(_TFDS_READ_CHUNK))]
-  if not chunks:
+  images = read_tfds_feature(ds, 'image')
+  if images is None:
     raise errors.DataError(f'TFDS dataset {name!r} split {split!r} has no images; choose a non-empty split')
-  images = np.concatenate(chunks)
   if images.dtype != np.uint8:
     raise errors.DataError(f'TFDS dataset {name!r} has {images.dtype} images, not uint8 pixels; choose an image '
                            'dataset with 8-bit images')
