@@ -18,6 +18,27 @@ def to_uint8(images: np.ndarray, data_range: tuple[float, float] = (-1.0, 1.0)) 
   return np.clip(np.round(x * 255.0), 0, 255).astype(np.uint8)
 
 
+def _tile_layout(n: int, columns: int, cell_h: int, cell_w: int,
+                 padding: int) -> tuple[tuple[int, int], list[tuple[int, int]]]:
+  """Where n tiles of cell_h x cell_w pixels go, row-major with `padding` black pixels around each.
+
+  Args:
+    n: number of tiles.
+    columns: tiles per row (0: near-square, ceil(sqrt(n)) columns).
+    cell_h: height of one tile's cell (the image and anything under it).
+    cell_w: width of one tile's cell.
+    padding: black pixels between tiles and at the border.
+
+  Returns:
+    ((canvas height, canvas width), [(y, x) of tile i's top-left corner for i in range(n)]).
+  """
+  cols = columns or int(math.ceil(math.sqrt(n)))
+  rows = int(math.ceil(n / cols))
+  corners = [(padding + r * (cell_h + padding), padding + k * (cell_w + padding))
+             for r, k in (divmod(i, cols) for i in range(n))]
+  return (rows * (cell_h + padding) + padding, cols * (cell_w + padding) + padding), corners
+
+
 def make_grid(images: np.ndarray, data_range: tuple[float, float] = (-1.0, 1.0), columns: int = 0,
               padding: int = 2) -> np.ndarray:
   """images float [N, H, W, C] -> one uint8 [rows*(H+p)+p, cols*(W+p)+p, C] picture, row-major, black padding.
@@ -26,12 +47,9 @@ def make_grid(images: np.ndarray, data_range: tuple[float, float] = (-1.0, 1.0),
   """
   images = to_uint8(images, data_range)
   n, h, w, c = images.shape
-  cols = columns or int(math.ceil(math.sqrt(n)))
-  rows = int(math.ceil(n / cols))
-  grid = np.zeros((rows * (h + padding) + padding, cols * (w + padding) + padding, c), np.uint8)
-  for i in range(n):
-    r, k = divmod(i, cols)
-    y, x = padding + r * (h + padding), padding + k * (w + padding)
+  shape, corners = _tile_layout(n, columns, h, w, padding)
+  grid = np.zeros(shape + (c,), np.uint8)
+  for i, (y, x) in enumerate(corners):
     grid[y:y + h, x:x + w] = images[i]
   return grid
 
@@ -179,27 +197,19 @@ def annotate_scores(images: np.ndarray, scores: Sequence[float], data_range: tup
     raise ValueError(f'{n} images but {len(scores)} scores; give one score per image')
   if c == 1:
     pixels = np.repeat(pixels, 3, axis=-1)
-  cols = columns or int(math.ceil(math.sqrt(n)))
-  rows = int(math.ceil(n / cols))
-  cell_h = h + label_height
-  canvas = np.zeros((rows * (cell_h + padding) + padding, cols * (w + padding) + padding, 3), np.uint8)
-  for i in range(n):
-    r, k = divmod(i, cols)
-    y, x = padding + r * (cell_h + padding), padding + k * (w + padding)
+  shape, corners = _tile_layout(n, columns, h + label_height, w, padding)
+  canvas = np.zeros(shape + (3,), np.uint8)
+  for i, (y, x) in enumerate(corners):
     canvas[y:y + h, x:x + w] = pixels[i]
   picture = Image.fromarray(canvas)
   draw = ImageDraw.Draw(picture)
   font = _font(max(label_height - 2, 6))
-  for i, score in enumerate(scores):
-    r, k = divmod(i, cols)
-    y, x = padding + r * (cell_h + padding) + h, padding + k * (w + padding)
+  for score, (y, x) in zip(scores, corners):
     color = (80, 220, 80) if score >= 0.5 else (240, 80, 80)
-    draw.text((x + w / 2, y + label_height / 2), fmt.format(score), fill=color, font=font, anchor='mm')
+    draw.text((x + w / 2, y + h + label_height / 2), fmt.format(score), fill=color, font=font, anchor='mm')
   annotated = np.asarray(picture).copy()
   # Text must not spill onto the images: restore every tile (a long label may overflow its band sideways).
-  for i in range(n):
-    r, k = divmod(i, cols)
-    y, x = padding + r * (cell_h + padding), padding + k * (w + padding)
+  for i, (y, x) in enumerate(corners):
     annotated[y:y + h, x:x + w] = pixels[i]
   return annotated
 
