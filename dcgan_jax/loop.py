@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from dcgan_jax import besteffort
 from dcgan_jax import checkpointing
 from dcgan_jax import config_validation
 from dcgan_jax import errors
@@ -89,14 +90,6 @@ def _log_turn_end(kind, metrics: dict, counters: dict[str, int], step: int, turn
   logging.info('step %d: %s turn of %d steps over (%s); %d %s updates so far', step, side, turn_steps, reason,
                count, side)
   return True
-
-
-def _best_effort(what: str, fn, *args, **kwargs) -> None:
-  """Runs an output write; a failure (full disk, permissions) is logged and training goes on."""
-  try:
-    fn(*args, **kwargs)
-  except Exception as e:  # pylint: disable=broad-except
-    logging.warning('Could not write %s (%s: %s); training goes on.', what, type(e).__name__, e)
 
 
 def _global(x: np.ndarray, sharding: jax.sharding.Sharding) -> jax.Array:
@@ -295,11 +288,11 @@ class _Run:
     if not self.is_main:
       return
     path = os.path.join(self.workdir, 'samples', f'step_{step:07d}.png')
-    _best_effort(f'sample grid {path}', visualize.save_grid, path, np.asarray(_local(fakes)), self.data_range)
+    besteffort.call(f'sample grid {path}', visualize.save_grid, path, np.asarray(_local(fakes)), self.data_range)
     if scores is not None:
       scored = visualize.annotate_scores(np.asarray(_local(fakes)), np.asarray(_local(scores)), self.data_range)
-      _best_effort('scored grid', visualize.save_image,
-                   os.path.join(self.workdir, 'samples', f'scored_{step:07d}.png'), scored)
+      besteffort.call('scored grid', visualize.save_image,
+                      os.path.join(self.workdir, 'samples', f'scored_{step:07d}.png'), scored)
     logging.info('Wrote samples %s', path)
 
   def _first_outputs(self) -> None:
@@ -309,8 +302,8 @@ class _Run:
     fakes = self.sample_fn(self.state, self.fixed_z)
     if self.is_main:
       real = input_pipeline.to_float(self.batcher.batch(0)[:self.config.num_samples], self.data_range)
-      _best_effort('real_vs_fake.png', visualize.save_real_vs_fake, os.path.join(self.workdir, 'real_vs_fake.png'),
-                   real, np.asarray(_local(fakes)), self.data_range)
+      besteffort.call('real_vs_fake.png', visualize.save_real_vs_fake, os.path.join(self.workdir, 'real_vs_fake.png'),
+                      real, np.asarray(_local(fakes)), self.data_range)
 
   def _stop_if_diverged(self) -> None:
     bad = int(self.first_bad_step)
@@ -415,7 +408,7 @@ class _Run:
     # Real images through D per second (G-only steps read none).
     images_per_s = updates['d_updates'] * self.config.batch_size / elapsed
     eta = (self.total_steps - done) * elapsed / self.window_steps
-    _best_effort('scalars', self.writer.write_scalars, done, {
+    besteffort.call('scalars', self.writer.write_scalars, done, {
         **means, **updates, 'images_per_second': images_per_s, 'steps_per_second': self.window_steps / elapsed})
     self.monitor.record(done, means)
     logging.info('step %d/%d epoch %d: %s; updates D %d G %d; %.0f img/s, %.2f steps/s, ETA %s%s',
@@ -428,7 +421,7 @@ class _Run:
     """Closes the checkpointer (waiting for the last write), the summaries and the event file."""
     self.checkpointer.close()
     self.monitor.finish()
-    _best_effort('event file', self.writer.flush)
+    besteffort.call('event file', self.writer.flush)
     if stopped_at:
       logging.warning('Stopped at step %d of %d on request; checkpoint written to %s. Run the same command '
                       'to resume.', stopped_at, self.total_steps, self.checkpointer.directory)

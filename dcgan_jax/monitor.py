@@ -17,6 +17,7 @@ import ml_collections
 import numpy as np
 from orbax.checkpoint import multihost as ocp_multihost
 
+from dcgan_jax import besteffort
 from dcgan_jax import checkpointing
 from dcgan_jax import errors
 from dcgan_jax import evaluation
@@ -110,7 +111,7 @@ class Monitor:
         self.history.setdefault(key, []).append((step, means[key]))
     self._last_means = means
     if self._is_main:
-      _best_effort_json(self._history_path, self.history)
+      besteffort.call(self._history_path, _write_json, self._history_path, self.history)
 
   def evaluate(self, step: int, state: train.TrainState) -> Optional[dict[str, float]]:
     """Scores samples of `state` (every process calls this; process 0 computes), keeps the best checkpoint by FID,
@@ -132,22 +133,19 @@ class Monitor:
     if not self._is_main:
       return None
     if is_best:
-      _best_effort_json(self._best_path, self.best)
+      besteffort.call(self._best_path, _write_json, self._best_path, self.best)
     self.history.setdefault('fid', []).append((step, scores['fid']))
     alarms = self._alarms(scores)
     scalars = {f'eval/{k}': v for k, v in scores.items()}
     scalars['eval/collapse_alarm'] = float(bool(alarms))
-    try:
-      self._writer.write_scalars(step, scalars)
-    except Exception as e:  # pylint: disable=broad-except
-      logging.warning('Could not write evaluation scalars (%s); training goes on.', e)
+    besteffort.call('evaluation scalars', self._writer.write_scalars, step, scalars)
     logging.info('eval step %d: FID %.2f, coverage %d/%d, KL %.3f, precision %.3f, recall %.3f%s', step,
                  scores['fid'], scores['coverage'], self._evaluator.num_classes, scores['kl'], scores['precision'],
                  scores['recall'], ' (best so far; saved to checkpoints_best/)' if is_best else
                  f' (best: FID {self.best["fid"]:.2f} at step {self.best["step"]})')
     for alarm in alarms:
       logging.warning('Collapse alarm at step %d: %s', step, alarm)
-    _best_effort_json(self._history_path, self.history)
+    besteffort.call(self._history_path, _write_json, self._history_path, self.history)
     return scores
 
   def _alarms(self, scores: dict[str, float]) -> list[str]:
@@ -177,13 +175,6 @@ class Monitor:
     if self.best:
       logging.info('Best checkpoint: step %d (FID %.2f) in %s', self.best['step'], self.best['fid'],
                    os.path.join(self._workdir, 'checkpoints_best'))
-
-
-def _best_effort_json(path: str, value: Any) -> None:
-  try:
-    _write_json(path, value)
-  except OSError as e:
-    logging.warning('Could not write %s (%s); training goes on.', path, e)
 
 
 _BARRIER_TIMEOUT_MS = 2 * 3600 * 1000
