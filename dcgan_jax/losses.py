@@ -79,10 +79,6 @@ def cross_entropy_d_loss(real_logits: Array, fake_logits: Array, label_smoothing
   return _bce_real(real_logits, 1.0 - label_smoothing) + jnp.mean(jax.nn.softplus(fake_logits))
 
 
-# The non-saturating GAN's discriminator loss is the plain cross-entropy; kept under its historical name.
-non_saturating_d_loss = cross_entropy_d_loss
-
-
 def non_saturating_g_loss(fake_logits: Array) -> Array:
   """-log D(G(z)): the generator wants its samples labelled real; gradients stay large while D wins."""
   return jnp.mean(jax.nn.softplus(-fake_logits))
