@@ -5,7 +5,8 @@ classifier, trained here in ~30 s on 2 CPU cores and cached. Its penultimate lay
 the features; its predictions give the class histograms of mode coverage.
 
 * `train_classifier(images, labels, ...)` trains it and reports the accuracy on held-out images.
-* `features(variables, images)` and `predict(variables, images)` run it, jit-compiled, in fixed-size batches.
+* `predict_and_features(variables, images)` runs it, jit-compiled, in fixed-size batches: the predicted classes
+  and the features from one pass.
 * `load_or_train(dataset_key, images, labels, cache_dir)` keeps the trained parameters in
   `cache_dir/classifier_<dataset_key>.msgpack`, so later runs load them.
 * `load_labels(data_config)` reads the labels that go with `input_pipeline.load_images(data_config)`: IDX label
@@ -99,8 +100,19 @@ def _apply_fn(num_classes: int):
   return apply
 
 
-def _run(variables: PyTree, images: Any, data_range: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
-  """(predicted labels int32 [N], features float32 [N, D]) in fixed-size batches (one compilation)."""
+def predict_and_features(variables: PyTree, images: Any,
+                         data_range: tuple[float, float] = (-1.0, 1.0)) -> tuple[np.ndarray, np.ndarray]:
+  """Predicted classes and penultimate-layer features from one pass over `images`, in fixed-size batches (one
+  compilation).
+
+  Args:
+    variables: the classifier's `{'params': ...}`.
+    images: uint8 [N, 28, 28, 1] (0..255), or float [N, 28, 28, 1] in `data_range`.
+    data_range: the range of float images ((-1, 1) for tanh generators, (0, 1) for sigmoid); ignored for uint8.
+
+  Returns:
+    (predicted classes int32 [N] in [0, num_classes), features float32 [N, FEATURE_DIM], >= 0 (after ReLU)).
+  """
   check_images(images)
   apply = _apply_fn(num_classes_of(variables))
   n = images.shape[0]
@@ -118,34 +130,9 @@ def _run(variables: PyTree, images: Any, data_range: tuple[float, float]) -> tup
   return np.asarray(jnp.concatenate(labels)), np.asarray(jnp.concatenate(feats))
 
 
-def features(variables: PyTree, images: Any, data_range: tuple[float, float] = (-1.0, 1.0)) -> np.ndarray:
-  """Penultimate-layer features.
-
-  Args:
-    variables: the classifier's `{'params': ...}`.
-    images: uint8 [N, 28, 28, 1] (0..255), or float [N, 28, 28, 1] in `data_range`.
-    data_range: the range of float images ((-1, 1) for tanh generators, (0, 1) for sigmoid); ignored for uint8.
-
-  Returns:
-    float32 [N, FEATURE_DIM], >= 0 (after ReLU).
-  """
-  return _run(variables, images, data_range)[1]
-
-
-def predict(variables: PyTree, images: Any, data_range: tuple[float, float] = (-1.0, 1.0)) -> np.ndarray:
-  """Predicted classes int32 [N] in [0, num_classes) for images as in `features`."""
-  return _run(variables, images, data_range)[0]
-
-
-def predict_and_features(variables: PyTree, images: Any,
-                         data_range: tuple[float, float] = (-1.0, 1.0)) -> tuple[np.ndarray, np.ndarray]:
-  """`(predict(...), features(...))` from one pass over `images`."""
-  return _run(variables, images, data_range)
-
-
 def accuracy(variables: PyTree, images: np.ndarray, labels: np.ndarray) -> float:
   """Share of uint8 `images` [N, 28, 28, 1] whose predicted class equals `labels` int [N]; a float in [0, 1]."""
-  return float(np.mean(predict(variables, images) == np.asarray(labels)))
+  return float(np.mean(predict_and_features(variables, images)[0] == np.asarray(labels)))
 
 
 def _random_shift(images: jax.Array, key: jax.Array, max_shift: int) -> jax.Array:

@@ -102,15 +102,15 @@ def test_training_lowers_the_loss_and_separates_easy_classes(trained):
 def test_features_and_predictions(trained):
   variables = trained[0]
   images, labels = _two_class_images(7, seed=1)  # 7: one padded batch.
-  feats = classifier.features(variables, images)
+  predicted, feats = classifier.predict_and_features(variables, images)
   assert feats.shape == (7, classifier.FEATURE_DIM) and feats.dtype == np.float32 and feats.min() >= 0
-  np.testing.assert_array_equal(classifier.predict(variables, images), labels)
+  np.testing.assert_array_equal(predicted, labels)
   # Float images in their data range give the same features as their uint8 pixels.
   unit = input_pipeline.to_float(images, (0.0, 1.0))
-  np.testing.assert_allclose(classifier.features(variables, unit, data_range=(0.0, 1.0)), feats, rtol=1e-5,
-                             atol=1e-4)
+  np.testing.assert_allclose(classifier.predict_and_features(variables, unit, data_range=(0.0, 1.0))[1], feats,
+                             rtol=1e-5, atol=1e-4)
   with pytest.raises(errors.DataError, match=r'\[N, 28, 28, 1\]'):
-    classifier.features(variables, np.zeros((2, 32, 32, 3), np.uint8))
+    classifier.predict_and_features(variables, np.zeros((2, 32, 32, 3), np.uint8))
 
 
 def test_load_or_train_caches_and_reloads_identically(tmp_path, monkeypatch, trained):
@@ -128,7 +128,8 @@ def test_load_or_train_caches_and_reloads_identically(tmp_path, monkeypatch, tra
   second = classifier.load_or_train('tfds/mnist', images, labels, str(tmp_path))
   assert len(calls) == 1  # Loaded, not trained.
   chex.assert_trees_all_equal(jax.device_get(first), second)
-  np.testing.assert_array_equal(classifier.features(second, images), classifier.features(first, images))
+  np.testing.assert_array_equal(classifier.predict_and_features(second, images)[1],
+                                classifier.predict_and_features(first, images)[1])
   assert classifier.load(str(tmp_path / 'classifier_tfds_mnist.msgpack'))[1] == 1.0
 
 

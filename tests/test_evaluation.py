@@ -46,7 +46,7 @@ def test_real_images_scored_as_generated(variables, real):
 
 
 def test_data_range_zero_one_and_true_labels(variables, real):
-  labels = classifier.predict(variables, real)
+  labels = classifier.predict_and_features(variables, real)[0]
   evaluator = evaluation.Evaluator(variables, real, labels, num_classes=10, data_range=(0.0, 1.0))
   scores = evaluator.evaluate(input_pipeline.to_float(real, (0.0, 1.0)))
   assert scores['fid'] == pytest.approx(0.0, abs=1e-3)
