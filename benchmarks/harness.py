@@ -120,8 +120,12 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], align:
   if len(align) != len(headers) or any(len(row) != len(headers) for row in rows):
     raise ValueError('every row and `align` need one entry per header')
   rule = ['---:' if a == 'r' else '---' for a in align]
-  lines = [headers, rule, *rows]
-  return '\n'.join('| ' + ' | '.join(str(cell) for cell in line) + ' |' for line in lines)
+  return '\n'.join(markdown_row(line) for line in [headers, rule, *rows])
+
+
+def markdown_row(cells: Sequence[Any]) -> str:
+  """One Markdown table line, '| a | b |' (for tables printed row by row as results come in)."""
+  return '| ' + ' | '.join(str(cell) for cell in cells) + ' |'
 
 
 def command_line(script: str, argv: Sequence[str]) -> str:

@@ -65,6 +65,7 @@ def test_markdown_table_text():
   table = harness.markdown_table(['name', 'ms'], [['a', '1.0'], ['b', 2]], align='lr')
   assert table == '| name | ms |\n| --- | ---: |\n| a | 1.0 |\n| b | 2 |'
   assert harness.markdown_table(['x'], []) == '| x |\n| --- |'
+  assert harness.markdown_row(['a', 1.5]) == '| a | 1.5 |'
   with pytest.raises(ValueError):
     harness.markdown_table(['x', 'y'], [['only one']])
 
