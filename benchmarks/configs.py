@@ -26,7 +26,7 @@ import jax
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks import machine  # pylint: disable=g-import-not-at-top,wrong-import-position
+from benchmarks import harness  # pylint: disable=g-import-not-at-top,wrong-import-position
 from dcgan_jax import models  # pylint: disable=g-import-not-at-top,wrong-import-position
 from dcgan_jax import schedules  # pylint: disable=g-import-not-at-top,wrong-import-position
 from dcgan_jax import train  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -62,17 +62,16 @@ def measure(spec: str, num_steps: int) -> dict:
     indices = jax.device_put(np.arange(kind.rows * batch, dtype=np.int32).reshape(kind.rows, batch) % (4 * batch),
                              batch_sharding)
     extra = (heldout,) if kind.check == 'd_accuracy' else ()
-    start = time.perf_counter()
-    state, metrics = fn(state, data, indices, *extra)
-    jax.block_until_ready(metrics)
-    compile_s += time.perf_counter() - start
-    times = []
-    for _ in range(num_steps):
-      start = time.perf_counter()
-      state, metrics = fn(state, data, indices, *extra)
-      jax.block_until_ready(metrics)
-      times.append(time.perf_counter() - start)
-    per_kind[kind] = statistics.median(times)
+    seconds, (state, _) = harness.time_once(fn, state, data, indices, *extra)
+    compile_s += seconds
+    chain = {'state': state}
+
+    def step(fn=fn, indices=indices, extra=extra, chain=chain):
+      chain['state'], metrics = fn(chain['state'], data, indices, *extra)
+      return metrics
+
+    per_kind[kind] = harness.time_calls(step, warmup=0, repeats=num_steps).median
+    state = chain['state']
   return {'config': config, 'per_kind': per_kind, 'compile_s': compile_s,
           'g_params': models.count_params(state.g_params), 'd_params': models.count_params(state.d_params)}
 
@@ -100,25 +99,22 @@ def main(argv=None) -> None:
   args = parser.parse_args(argv)
   if args.steps < 1:
     parser.error('--steps must be >= 1')
-  load_start = os.getloadavg()[0]
+  load_start = harness.load_average()
   rows = []
   for spec in [s.strip() for s in args.configs.split(',') if s.strip()]:
     print(f'[{time.strftime("%H:%M:%S")}] {spec}', file=sys.stderr, flush=True)
     result = measure(spec, args.steps)
     config = result['config']
     images_per_s, steps = describe(result)
-    rows.append(f'| {spec} | {config.model.name} | {config.data.image_size}x{config.data.image_size}x'
-                f'{config.data.channels} | {config.batch_size} | {config.schedule} | {result["g_params"]:,} / '
-                f'{result["d_params"]:,} | {result["compile_s"]:.1f} | {steps} | {images_per_s} |')
-  command = 'python ' + ' '.join(['benchmarks/configs.py'] + list(argv))
-  print(f'Command: `{command}`  ')
-  print(f'Machine: {machine.cpu_model()}, {os.cpu_count()} cores; jax {jax.__version__} '
-        f'({jax.default_backend()}, {jax.device_count()} device(s)); 1-minute load average at start {load_start:.2f}, '
-        f'at end {os.getloadavg()[0]:.2f}  ')
+    size = config.data.image_size
+    rows.append([spec, config.model.name, f'{size}x{size}x{config.data.channels}', config.batch_size,
+                 config.schedule, f'{result["g_params"]:,} / {result["d_params"]:,}', f'{result["compile_s"]:.1f}',
+                 steps, images_per_s])
+  print(harness.header(__file__, argv,
+                       f'1-minute load average at start {load_start}, at end {harness.load_average()}'))
   print()
-  print('| config | family | image | batch | schedule | G / D parameters | compile s | s per step (kind) | real img/s |')
-  print('| --- | --- | --- | --- | --- | --- | --- | --- | --- |')
-  print('\n'.join(rows))
+  print(harness.markdown_table(['config', 'family', 'image', 'batch', 'schedule', 'G / D parameters', 'compile s',
+                                's per step (kind)', 'real img/s'], rows))
 
 
 if __name__ == '__main__':

@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
@@ -29,7 +27,7 @@ from jax import lax
 
 # Runnable as a plain script from the repository root without installing.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks import machine  # pylint: disable=g-import-not-at-top,wrong-import-position
+from benchmarks import harness  # pylint: disable=g-import-not-at-top,wrong-import-position
 from dcgan_jax import layers  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 _DN = ('NHWC', 'HWIO', 'NHWC')
@@ -77,15 +75,6 @@ _LAYERS = {
 }
 
 
-def _median_time(fn, args, reps: int) -> float:
-  times = []
-  for _ in range(reps):
-    start = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    times.append(time.perf_counter() - start)
-  return statistics.median(times)
-
-
 def _steps(conv_fn, stride: int, padding: str):
   """Jitted forward, input-gradient, kernel-gradient and fwd+bwd functions of one convolution."""
   strides = (stride, stride)
@@ -115,15 +104,26 @@ def time_layer(batch, in_shape, cout, k, stride, padding, reps, max_patch_mb):
   impls = {'xla': _steps(_xla, stride, padding)}
   if patch_mb <= max_patch_mb:
     impls['im2col'] = _steps(layers.conv_im2col, stride, padding)
-  for steps in impls.values():  # Compile + warm-up.
-    for fn, arg_kind in steps.values():
-      jax.block_until_ready(fn(*arg_sets[arg_kind]))
-  times = {impl: {part: [] for part in steps} for impl, steps in impls.items()}
-  for _ in range(reps):
-    for impl, steps in impls.items():
-      for part, (fn, arg_kind) in steps.items():
-        times[impl][part].append(_median_time(fn, arg_sets[arg_kind], 1))
-  return {impl: {part: statistics.median(t) for part, t in parts.items()} for impl, parts in times.items()}
+  fns = {(impl, part): (lambda fn=fn, args=arg_sets[arg_kind]: fn(*args))
+         for impl, steps in impls.items() for part, (fn, arg_kind) in steps.items()}
+  times = harness.time_alternating(fns, reps)  # One compile + warm-up call each, then alternating rounds.
+  return {impl: {part: times[(impl, part)].median for part in steps} for impl, steps in impls.items()}
+
+
+def _row(batch, in_shape, cout, k, stride, padding, args) -> list[str]:
+  """The table cells after `config` for one layer."""
+  t = time_layer(batch, in_shape, cout, k, stride, padding, args.reps, args.max_patch_mb)
+  h, w, cin = in_shape
+  rule = 'im2col' if layers.uses_im2col((h, w), (k, k), (stride, stride), padding) else 'xla'
+  name = f'{h}x{w}x{cin} -> {cout}, {k}x{k} s{stride} {padding}'
+  ms = lambda parts: ' / '.join(f'{parts[p] * 1e3:.1f}' for p in ('fwd', 'dx', 'dw'))
+  xla = t['xla']
+  cells = [str(batch), name, rule, ms(xla), f'{xla["all"] * 1e3:.1f}']
+  if 'im2col' not in t:
+    return cells + ['-', '-', '-', 'xla']
+  im = t['im2col']
+  best = 'im2col' if im['all'] < xla['all'] else 'xla'
+  return cells + [ms(im), f'{im["all"] * 1e3:.1f}', f'{xla["all"] / im["all"]:.2f}x', best]
 
 
 def main() -> None:
@@ -133,31 +133,17 @@ def main() -> None:
   parser.add_argument('--max-patch-mb', type=float, default=512.0)
   args = parser.parse_args()
 
-  command = 'python ' + ' '.join([os.path.relpath(__file__)] + sys.argv[1:])
-  print(f'Command: `{command}`  ')
-  print(f'Machine: {machine.cpu_model()}, {os.cpu_count()} cores, jax {jax.__version__} ({jax.default_backend()}), '
-        f'shared with other jobs  ')
+  print(harness.header(__file__, sys.argv[1:], 'shared with other jobs'))
   print(f'float32, ms, median of {args.reps} alternating calls. xla = lax.conv_general_dilated (flax.linen.Conv); '
         'im2col = layers.conv_im2col; all = fwd + both gradients; speedup = xla all / im2col all.')
   print()
-  print('| config | batch | layer | rule | xla fwd / dx / dw | xla all | im2col fwd / dx / dw | im2col all | '
-        'speedup | best |')
-  print('| --- | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | --- |')
+  headers = ['config', 'batch', 'layer', 'rule', 'xla fwd / dx / dw', 'xla all', 'im2col fwd / dx / dw', 'im2col all',
+             'speedup', 'best']
+  # The table is printed row by row as the layers finish: a long run shows its progress.
+  print(harness.markdown_table(headers, [], align='lrllrrrrrl'), flush=True)
   for config in args.configs.split(','):
-    for batch, in_shape, cout, k, stride, padding in _LAYERS[config]:
-      t = time_layer(batch, in_shape, cout, k, stride, padding, args.reps, args.max_patch_mb)
-      h, w, cin = in_shape
-      rule = 'im2col' if layers.uses_im2col((h, w), (k, k), (stride, stride), padding) else 'xla'
-      name = f'{h}x{w}x{cin} -> {cout}, {k}x{k} s{stride} {padding}'
-      ms = lambda parts: ' / '.join(f'{parts[p] * 1e3:.1f}' for p in ('fwd', 'dx', 'dw'))
-      xla = t['xla']
-      if 'im2col' in t:
-        im = t['im2col']
-        best = 'im2col' if im['all'] < xla['all'] else 'xla'
-        cells = f'{ms(im)} | {im["all"] * 1e3:.1f} | {xla["all"] / im["all"]:.2f}x | {best}'
-      else:
-        cells = '- | - | - | xla'
-      print(f'| {config} | {batch} | {name} | {rule} | {ms(xla)} | {xla["all"] * 1e3:.1f} | {cells} |', flush=True)
+    for layer in _LAYERS[config]:
+      print(harness.markdown_row([config, *_row(*layer, args)]), flush=True)
 
 
 if __name__ == '__main__':

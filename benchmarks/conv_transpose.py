@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
 
 import flax.linen as nn
 import jax
@@ -23,7 +21,7 @@ import jax.numpy as jnp
 
 # Runnable as a plain script from the repository root without installing.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks import machine  # pylint: disable=g-import-not-at-top,wrong-import-position
+from benchmarks import harness  # pylint: disable=g-import-not-at-top,wrong-import-position
 from dcgan_jax import layers  # pylint: disable=g-import-not-at-top
 
 # (name, input [H, W, Cin], Cout, kernel, stride, padding): the two stride-2
@@ -42,12 +40,6 @@ def _train_step(module: nn.Module):
     return jnp.sum(y * cotangent)
 
   return jax.jit(jax.grad(loss, argnums=(0, 1)))
-
-
-def _time_once(fn, *args) -> float:
-  start = time.perf_counter()
-  jax.block_until_ready(fn(*args))
-  return time.perf_counter() - start
 
 
 def main() -> None:
@@ -70,30 +62,19 @@ def main() -> None:
     cotangent = jax.random.normal(key_c, y_shape.shape, jnp.float32)
 
     steps = {'flax': _train_step(stock), 'ours': _train_step(ours)}
-    for step in steps.values():  # compile + warm-up
-      jax.block_until_ready(step(params, x, cotangent))
-    times = {impl: [] for impl in steps}
-    for _ in range(args.reps):
-      for impl, step in steps.items():
-        times[impl].append(_time_once(step, params, x, cotangent))
-    flax_s = statistics.median(times['flax'])
-    ours_s = statistics.median(times['ours'])
-    rows.append((name, flax_s, ours_s))
+    # One compile + warm-up call each, then alternating rounds of one call.
+    times = harness.time_alternating(
+        {impl: (lambda step=step: step(params, x, cotangent)) for impl, step in steps.items()}, args.reps)
+    flax_s, ours_s = times['flax'].median, times['ours'].median
+    rows.append([name, f'{flax_s:.3f}', f'{ours_s:.3f}', f'{flax_s / ours_s:.1f}x'])
 
-  command = 'python ' + ' '.join(
-      [os.path.relpath(__file__)] + sys.argv[1:])
-  print(f'Command: `{command}`  ')
-  print(f'Machine: {machine.cpu_model()}, {os.cpu_count()} cores, '
-        f'jax {jax.__version__} ({jax.default_backend()})  ')
+  print(harness.header(__file__, sys.argv[1:]))
   print(f'Forward+backward (grads w.r.t. params and input), float32, '
         f'batch {args.batch}, kernel 5x5, stride 2, SAME; '
         f'median of {args.reps} jitted calls.')
   print()
-  print('| layer | flax.linen.ConvTranspose (s) | dcgan_jax ConvTranspose (s) '
-        '| speed-up |')
-  print('| --- | ---: | ---: | ---: |')
-  for name, flax_s, ours_s in rows:
-    print(f'| {name} | {flax_s:.3f} | {ours_s:.3f} | {flax_s / ours_s:.1f}x |')
+  print(harness.markdown_table(
+      ['layer', 'flax.linen.ConvTranspose (s)', 'dcgan_jax ConvTranspose (s)', 'speed-up'], rows, align='lrrr'))
 
 
 if __name__ == '__main__':

@@ -18,10 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
-from typing import Callable
 
 import flax.linen as nn
 import jax
@@ -29,7 +26,7 @@ import jax.numpy as jnp
 
 # Runnable as a plain script from the repository root without installing.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks import machine  # pylint: disable=g-import-not-at-top,wrong-import-position
+from benchmarks import harness  # pylint: disable=g-import-not-at-top,wrong-import-position
 from dcgan_jax import layers  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # (name, transposed, input [H, W, Cin], Cout, kernel, stride, lax padding, torch (padding, output_padding))
@@ -50,18 +47,6 @@ _NORMS = [
 ]
 
 
-def _median_times(fns: dict[str, Callable[[], object]], reps: int) -> dict[str, float]:
-  for fn in fns.values():
-    fn()
-  times = {name: [] for name in fns}
-  for _ in range(reps):
-    for name, fn in fns.items():
-      start = time.perf_counter()
-      fn()
-      times[name].append(time.perf_counter() - start)
-  return {name: statistics.median(t) for name, t in times.items()}
-
-
 def _jax_conv_parts(batch, transposed, in_shape, cout, k, stride, padding):
   key_x, key_k, key_g = jax.random.split(jax.random.key(0), 3)
   x = jax.random.normal(key_x, (batch, *in_shape), jnp.float32)
@@ -74,9 +59,7 @@ def _jax_conv_parts(batch, transposed, in_shape, cout, k, stride, padding):
   fwd = jax.jit(f)
   dx = jax.jit(lambda x, w, g: jax.vjp(lambda x: f(x, w), x)[1](g))
   dw = jax.jit(lambda x, w, g: jax.vjp(lambda w: f(x, w), w)[1](g))
-  block = jax.block_until_ready
-  return {'fwd': lambda: block(fwd(x, kernel)), 'dx': lambda: block(dx(x, kernel, g)),
-          'dw': lambda: block(dw(x, kernel, g))}
+  return {'fwd': lambda: fwd(x, kernel), 'dx': lambda: dx(x, kernel, g), 'dw': lambda: dw(x, kernel, g)}
 
 
 def _torch_conv_parts(batch, transposed, in_shape, cout, k, stride, torch_pads):
@@ -118,9 +101,7 @@ def _jax_norm_parts(batch, shape):
   g = jax.random.normal(jax.random.key(2), x.shape, jnp.float32)
   fwd = jax.jit(f)
   both = jax.jit(lambda p, x, g: jax.vjp(f, p, x)[1](g))
-  block = jax.block_until_ready
-  return {'fwd': lambda: block(fwd(variables['params'], x)),
-          'fwd+bwd': lambda: block(both(variables['params'], x, g))}
+  return {'fwd': lambda: fwd(variables['params'], x), 'fwd+bwd': lambda: both(variables['params'], x, g)}
 
 
 def _torch_norm_parts(batch, shape):
@@ -141,6 +122,26 @@ def _torch_norm_parts(batch, shape):
   return {'fwd': fwd, 'fwd+bwd': both}
 
 
+def _medians(fns, reps: int) -> dict[tuple[str, str], float]:
+  """Median seconds of each function: one warm-up call each, then `reps` alternating rounds (harness-blocked)."""
+  return {name: timing.median for name, timing in harness.time_alternating(fns, reps).items()}
+
+
+def _table(rows) -> str:
+  """The per-part table, with a last row summing the convolutions' parts and BatchNorm's fwd+bwd."""
+  lines, total = [], {'ours': 0.0, 'torch': 0.0}
+  for name, parts, t in rows:
+    for part in parts:
+      ours, theirs = t[('ours', part)], t[('torch', part)]
+      if part != 'fwd' or not name.split()[1].startswith('BN'):
+        total['ours'] += ours
+        total['torch'] += theirs
+      lines.append([name, part, f'{ours * 1e3:.2f}', f'{theirs * 1e3:.2f}', f'{theirs / ours:.2f}x'])
+  lines.append(['sum (convs: all parts; BN: fwd+bwd)', '', f'{total["ours"] * 1e3:.1f}', f'{total["torch"] * 1e3:.1f}',
+                f'{total["torch"] / total["ours"]:.2f}x'])
+  return harness.markdown_table(['layer', 'part', 'ours (ms)', 'torch (ms)', 'ratio'], lines, align='llrrr')
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--reps', type=int, default=7)
@@ -153,31 +154,18 @@ def main() -> None:
     ours = _jax_conv_parts(args.batch, transposed, in_shape, cout, k, stride, padding)
     theirs = _torch_conv_parts(args.batch, transposed, in_shape, cout, k, stride, torch_pads)
     fns = {**{('ours', p): f for p, f in ours.items()}, **{('torch', p): f for p, f in theirs.items()}}
-    rows.append((name, ('fwd', 'dx', 'dw'), _median_times(fns, args.reps)))
+    rows.append((name, ('fwd', 'dx', 'dw'), _medians(fns, args.reps)))
   for name, shape in _NORMS:
     ours = _jax_norm_parts(args.batch, shape)
     theirs = _torch_norm_parts(args.batch, shape)
     fns = {**{('ours', p): f for p, f in ours.items()}, **{('torch', p): f for p, f in theirs.items()}}
-    rows.append((name, ('fwd', 'fwd+bwd'), _median_times(fns, args.reps)))
+    rows.append((name, ('fwd', 'fwd+bwd'), _medians(fns, args.reps)))
 
-  command = 'python ' + ' '.join([os.path.relpath(__file__)] + sys.argv[1:])
-  print(f'Command: `{command}`  ')
-  print(f'Machine: {machine.cpu_model()}, {os.cpu_count()} cores, jax {jax.__version__} ({jax.default_backend()}), '
-        f'torch {torch.__version__} ({torch.get_num_threads()} threads), shared with other jobs  ')
+  print(harness.header(__file__, sys.argv[1:], f'torch {torch.__version__} ({torch.get_num_threads()} threads)',
+                       'shared with other jobs'))
   print(f'float32, batch {args.batch}, ms, median of {args.reps} alternating calls; ratio = torch / ours.')
   print()
-  print('| layer | part | ours (ms) | torch (ms) | ratio |')
-  print('| --- | --- | ---: | ---: | ---: |')
-  total = {'ours': 0.0, 'torch': 0.0}
-  for name, parts, t in rows:
-    for part in parts:
-      ours, theirs = t[('ours', part)], t[('torch', part)]
-      if part != 'fwd' or not name.split()[1].startswith('BN'):
-        total['ours'] += ours
-        total['torch'] += theirs
-      print(f'| {name} | {part} | {ours * 1e3:.2f} | {theirs * 1e3:.2f} | {theirs / ours:.2f}x |')
-  print(f'| sum (convs: all parts; BN: fwd+bwd) | | {total["ours"] * 1e3:.1f} | {total["torch"] * 1e3:.1f} | '
-        f'{total["torch"] / total["ours"]:.2f}x |')
+  print(_table(rows))
 
 
 if __name__ == '__main__':

@@ -19,27 +19,27 @@ Each side is compiled and warmed up with one step, then timed over `--steps` ste
 import argparse
 import importlib
 import os
-import platform
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 import dcgan_jax  # pylint: disable=g-import-not-at-top,wrong-import-position
-from benchmarks import machine  # pylint: disable=g-import-not-at-top,wrong-import-position
+from benchmarks import harness  # pylint: disable=g-import-not-at-top,wrong-import-position
 from dcgan_jax import models  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def _time(step, state, batch, steps: int) -> float:
-  state, _ = step(state, batch)  # Compile and warm up.
-  jax.block_until_ready(state)
-  start = time.perf_counter()
-  for _ in range(steps):
-    state, metrics = step(state, batch)
-  jax.block_until_ready((state, metrics))
-  return (time.perf_counter() - start) / steps
+  """Seconds per step over `steps` steps chained from `state`, after one compile + warm-up step."""
+  _, (state, _) = harness.time_once(step, state, batch)
+  chain = {'state': state}
+
+  def one_step():
+    chain['state'], metrics = step(chain['state'], batch)
+    return chain['state'], metrics
+
+  return harness.time_calls(one_step, warmup=0, repeats=1, calls=steps).per_call
 
 
 def bench(name: str, members: int, steps: int, batch_size: int) -> tuple[float, float]:
@@ -75,15 +75,16 @@ def main() -> None:
   parser.add_argument('--steps', type=int, default=3)
   parser.add_argument('--batch', type=int, default=64)
   args = parser.parse_args()
-  print(f'machine: {machine.cpu_model()}, {os.cpu_count()} CPUs visible, {platform.system()}, '
-        f'jax {jax.__version__} on {jax.default_backend()} ({jax.device_count()} device)')
-  print(f'command: python benchmarks/population.py --configs {args.configs} --members {args.members} '
-        f'--steps {args.steps} --batch {args.batch}\n')
-  print(f'| config | members | batch | population s/step | separate s/step | separate / population |')
-  print('|---|---|---|---|---|---|')
+  argv = ['--configs', args.configs, '--members', str(args.members), '--steps', str(args.steps), '--batch',
+          str(args.batch)]
+  print(harness.header(__file__, argv) + '\n')
+  headers = ['config', 'members', 'batch', 'population s/step', 'separate s/step', 'separate / population']
+  # Printed row by row as the configs finish.
+  print(harness.markdown_table(headers, []), flush=True)
   for name in args.configs.split(','):
     pop, sep = bench(name, args.members, args.steps, args.batch)
-    print(f'| {name} | {args.members} | {args.batch} | {pop:.3f} | {sep:.3f} | {sep / pop:.2f}x |', flush=True)
+    print(harness.markdown_row([name, args.members, args.batch, f'{pop:.3f}', f'{sep:.3f}', f'{sep / pop:.2f}x']),
+          flush=True)
 
 
 if __name__ == '__main__':

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import math
 import os
 import statistics
@@ -36,7 +37,7 @@ import numpy as np
 
 # Runnable as a plain script from the repository root without installing.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks import machine  # pylint: disable=g-import-not-at-top,wrong-import-position
+from benchmarks import harness  # pylint: disable=g-import-not-at-top,wrong-import-position
 from dcgan_jax.configs import default  # pylint: disable=g-import-not-at-top,wrong-import-position
 from dcgan_jax.configs import fashion_mnist_mlp  # pylint: disable=g-import-not-at-top,wrong-import-position
 from dcgan_jax.configs import mnist  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -212,11 +213,10 @@ class TorchRunner:
     self.loss(d(fake), self.ones).backward()
     self.g_opt.step()
 
-  def run(self, steps: int) -> float:
-    start = time.perf_counter()
+  def run(self, steps: int) -> None:
+    """`steps` training steps (synchronous on the CPU; `harness.block` waits for a GPU)."""
     for _ in range(steps):
       self.step()
-    return time.perf_counter() - start
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -277,27 +277,20 @@ class OursRunner:
 
   def compile(self) -> CompileInfo:
     """Measures AOT compilation (and reads the FLOP count), then the cold first call the training loop sees."""
-    indices = self._next_indices()
-    start = time.perf_counter()
-    compiled = self.step_fn.lower(self.state, self.data, indices).compile()
-    aot_s = time.perf_counter() - start
+    aot_s, compiled = harness.compile_seconds(self.step_fn, self.state, self.data, self._next_indices())
     flops = _flops(compiled)
     # The jitted function could otherwise reuse what the AOT path just built; the first call should be cold.
     jax.clear_caches()
-    start = time.perf_counter()
-    self.state, self.metrics = self.step_fn(self.state, self.data, self._next_indices())
-    jax.block_until_ready((self.state, self.metrics))
-    first_call_s = time.perf_counter() - start
+    first_call_s, (self.state, self.metrics) = harness.time_once(self.step_fn, self.state, self.data,
+                                                                 self._next_indices())
     return CompileInfo(first_call_s, aot_s, flops)
 
-  def run(self, steps: int) -> float:
-    """Seconds for `steps` training steps (whole calls), waiting for the device at the end only, as the loop does."""
+  def run(self, steps: int) -> tuple[Any, Any]:
+    """`steps` training steps (whole calls), unblocked: the caller (the harness) waits at the end, as the loop does."""
     calls = -(-steps // self.steps_per_call)
-    start = time.perf_counter()
     for _ in range(calls):
       self.state, self.metrics = self.step_fn(self.state, self.data, self._next_indices())
-    jax.block_until_ready((self.state, self.metrics))
-    return time.perf_counter() - start
+    return self.state, self.metrics
 
 
 def _flops(compiled) -> Optional[float]:
@@ -319,26 +312,14 @@ def _flops(compiled) -> Optional[float]:
 def jax_matmul_gflops(n: int = _MATMUL_SIZE, reps: int = _MATMUL_REPS) -> float:
   a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
   b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
-  matmul = jax.jit(jnp.matmul)
-  jax.block_until_ready(matmul(a, b))
-  times = []
-  for _ in range(reps):
-    start = time.perf_counter()
-    jax.block_until_ready(matmul(a, b))
-    times.append(time.perf_counter() - start)
-  return 2 * n**3 / statistics.median(times) / 1e9
+  timing = harness.time_calls(jax.jit(jnp.matmul), a, b, warmup=1, repeats=reps)
+  return 2 * n**3 / timing.median / 1e9
 
 
 def torch_matmul_gflops(n: int = _MATMUL_SIZE, reps: int = _MATMUL_REPS) -> float:
   import torch  # pylint: disable=g-import-not-at-top
-  a, b = torch.randn(n, n), torch.randn(n, n)
-  torch.mm(a, b)
-  times = []
-  for _ in range(reps):
-    start = time.perf_counter()
-    torch.mm(a, b)
-    times.append(time.perf_counter() - start)
-  return 2 * n**3 / statistics.median(times) / 1e9
+  timing = harness.time_calls(torch.mm, torch.randn(n, n), torch.randn(n, n), warmup=1, repeats=reps)
+  return 2 * n**3 / timing.median / 1e9
 
 
 def _usable_cores() -> int:
@@ -346,13 +327,6 @@ def _usable_cores() -> int:
     return len(os.sched_getaffinity(0))
   except AttributeError:
     return os.cpu_count() or 1
-
-
-def _load_average() -> str:
-  try:
-    return f'{os.getloadavg()[0]:.2f}'
-  except OSError:
-    return 'n/a'
 
 
 def _torch_available() -> bool:
@@ -380,11 +354,9 @@ class Row:
 
 def _alternate(runners: dict[str, Any], steps: int, rounds: int, batch: int) -> dict[str, list[float]]:
   """Images/s of each runner in each of `rounds`, the runners taking turns within each round."""
-  ips = {name: [] for name in runners}
-  for _ in range(rounds):
-    for name, runner in runners.items():
-      ips[name].append(steps * batch / runner.run(steps))
-  return ips
+  timings = harness.time_alternating({name: functools.partial(runner.run, steps) for name, runner in runners.items()},
+                                     rounds, warmup=0)
+  return {name: timing.rates(steps * batch) for name, timing in timings.items()}
 
 
 def benchmark_model(name: str, steps: int, rounds: int, use_torch: bool, log) -> list[Row]:
@@ -396,13 +368,13 @@ def benchmark_model(name: str, steps: int, rounds: int, use_torch: bool, log) ->
   ours = OursRunner(config, steps_per_call=1)
   info = ours.compile()
   # A second call: any lazy allocation after compilation stays out of the timings.
-  step_s = ours.run(1)
+  step_s, _ = harness.time_once(ours.run, 1)
   runners: dict[str, Any] = {'ours': ours}
   if use_torch:
     log(f'{name}: building torch reference')
     ref = TorchRunner(config)
     ref.run(_TORCH_WARMUP_STEPS)
-    step_s = max(step_s, ref.run(1))
+    step_s = max(step_s, harness.time_once(ref.run, 1)[0])
   # A step that is far slower than expected (a regression, or a badly overloaded machine) would stretch the run
   # to hours; fewer steps (and if need be rounds) keep it bounded, and the table still shows the slowdown.
   note = None
@@ -425,7 +397,7 @@ def benchmark_model(name: str, steps: int, rounds: int, use_torch: bool, log) ->
       log(f'{name}: fused, steps_per_call={k}')
       fused = OursRunner(config, steps_per_call=k)
       fused_info = fused.compile()
-      fused.run(k)
+      harness.block(fused.run(k))
       fused_runners = {'ours': fused}
       if use_torch:
         fused_runners['torch'] = runners['torch']
@@ -444,9 +416,7 @@ def _fmt(value: Optional[float], spec: str, missing: str = 'n/a') -> str:
 
 
 def format_table(rows: list[Row], jax_peak: float) -> str:
-  lines = ['| model | batch | ours img/s | torch img/s | ours/torch | compile s | GFLOP/step '
-           '| ours GFLOP/s (% of peak) | torch GFLOP/s |',
-           '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |']
+  lines = []
   for r in rows:
     ours_ips = statistics.median(r.ours_ips)
     torch_ips = statistics.median(r.torch_ips) if r.torch_ips else None
@@ -457,10 +427,10 @@ def format_table(rows: list[Row], jax_peak: float) -> str:
     ours_cell = (f'{ours_gflops:.1f} ({100 * ours_gflops / jax_peak:.0f}%)' if ours_gflops else 'n/a')
     compile_cell = f'{r.compile_info.first_call_s:.1f} (AOT {r.compile_info.aot_s:.1f})'
     ratio_cell = f'{ratio:.2f}x' if ratio else 'n/a'
-    lines.append(
-        f'| {r.model} | {r.batch} | {ours_ips:.0f} | {_fmt(torch_ips, ".0f")} | {ratio_cell} '
-        f'| {compile_cell} | {_fmt(gflop, ".2f")} | {ours_cell} | {_fmt(torch_gflops, ".1f")} |')
-  return '\n'.join(lines)
+    lines.append([r.model, r.batch, f'{ours_ips:.0f}', _fmt(torch_ips, '.0f'), ratio_cell, compile_cell,
+                  _fmt(gflop, '.2f'), ours_cell, _fmt(torch_gflops, '.1f')])
+  return harness.markdown_table(['model', 'batch', 'ours img/s', 'torch img/s', 'ours/torch', 'compile s',
+                                 'GFLOP/step', 'ours GFLOP/s (% of peak)', 'torch GFLOP/s'], lines, align='lrrrrrrrr')
 
 
 def format_rounds(rows: list[Row]) -> str:
@@ -474,7 +444,8 @@ def format_rounds(rows: list[Row]) -> str:
   return '\n'.join(lines)
 
 
-def main(argv: Optional[list[str]] = None) -> None:
+def _parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
+  """The command line, checked; `names` holds the models to run."""
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--models', default=','.join(MODELS),
                       help=f'comma-separated subset of {",".join(MODELS)} (default: all)')
@@ -484,17 +455,23 @@ def main(argv: Optional[list[str]] = None) -> None:
                       ', '.join(f'{k} {v[1]}' for k, v in MODELS.items()) + ')')
   parser.add_argument('--no-torch', action='store_true', help='time ours only')
   args = parser.parse_args(argv)
-  names = [n.strip() for n in args.models.split(',') if n.strip()]
-  unknown = [n for n in names if n not in MODELS]
+  args.names = [n.strip() for n in args.models.split(',') if n.strip()]
+  unknown = [n for n in args.names if n not in MODELS]
   if unknown:
     parser.error(f'unknown model(s) {unknown}; choose from {list(MODELS)}')
   if args.rounds < 1 or (args.steps is not None and args.steps < 1):
     parser.error('--rounds and --steps must be >= 1')
+  return args
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+  args = _parse_args(argv)
+  names = args.names
   use_torch = not args.no_torch and _torch_available()
 
   # Progress goes to stderr so that stdout is the report alone.
   log = lambda msg: print(f'[{time.strftime("%H:%M:%S")}] {msg}', file=sys.stderr, flush=True)
-  load_start = _load_average()
+  load_start = harness.load_average()
   log('measuring matmul peaks')
   jax_peaks = [jax_matmul_gflops()]
   torch_peaks = [torch_matmul_gflops()] if use_torch else []
@@ -512,16 +489,13 @@ def main(argv: Optional[list[str]] = None) -> None:
   jax_peak = max(jax_peaks)
 
   import jaxlib  # pylint: disable=g-import-not-at-top
-  command = 'python ' + ' '.join([os.path.relpath(os.path.abspath(__file__))] + sys.argv[1:])
-  versions = (f'jax {jax.__version__}, jaxlib {jaxlib.__version__} '
-              f'({jax.default_backend()}, {jax.device_count()} device(s))')
+  details = [f'{_usable_cores()} of them usable', f'jaxlib {jaxlib.__version__}']
   if use_torch:
     import torch  # pylint: disable=g-import-not-at-top
-    versions += f', torch {torch.__version__} ({torch.get_num_threads()} threads)'
+    details.append(f'torch {torch.__version__} ({torch.get_num_threads()} threads)')
   else:
-    versions += ', torch not used' + ('' if args.no_torch else ' (not importable)')
-  print(f'Command: `{command}`  ')
-  print(f'Machine: {machine.cpu_model()}, {_usable_cores()} usable cores ({os.cpu_count()} online); {versions}  ')
+    details.append('torch not used' + ('' if args.no_torch else ' (not importable)'))
+  print(harness.header(__file__, sys.argv[1:], *details))
   print(f'XLA_FLAGS: `{os.environ["XLA_FLAGS"]}`  ' if os.environ.get('XLA_FLAGS') else 'XLA_FLAGS: not set  ')
   fmt_peaks = lambda peaks: ' / '.join(f'{p:.1f}' for p in peaks)
   peak_line = (f'float32 matmul peak ({_MATMUL_SIZE}x{_MATMUL_SIZE}, median of {_MATMUL_REPS}; at start / end): '
@@ -529,7 +503,7 @@ def main(argv: Optional[list[str]] = None) -> None:
   if torch_peaks:
     peak_line += f', torch {fmt_peaks(torch_peaks)} GFLOP/s'
   print(peak_line + '  ')
-  print(f'1-minute load average at start {load_start}, at end {_load_average()} (other processes share the cores)  ')
+  print(f'1-minute load average at start {load_start}, at end {harness.load_average()} (other processes share the cores)  ')
   steps_desc = str(args.steps) if args.steps else ', '.join(f'{n} {MODELS[n][1]}' for n in names)
   print(f'Median images/s over {args.rounds} alternating rounds (steps per round: {steps_desc}). '
         "Ours: the training loop's step function (`make_parallel_train_step`, dataset on device, one step per call "

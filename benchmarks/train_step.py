@@ -28,7 +28,6 @@ import importlib
 import os
 import statistics
 import sys
-import time
 from unittest import mock
 
 import flax.linen as nn
@@ -37,7 +36,7 @@ import jax.numpy as jnp
 
 # Runnable as a plain script from the repository root without installing.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks import machine  # pylint: disable=g-import-not-at-top,wrong-import-position
+from benchmarks import harness  # pylint: disable=g-import-not-at-top,wrong-import-position
 from dcgan_jax import conv_layers  # pylint: disable=g-import-not-at-top,wrong-import-position
 from dcgan_jax import layers  # pylint: disable=g-import-not-at-top,wrong-import-position
 from dcgan_jax import models  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -61,18 +60,23 @@ def _variant(name: str):
 
 
 def _compile(state, batch, variant: str):
+  """(seconds, compiled step) of `variant`."""
   # A fresh jit wrapper per variant: the two states are equal, so one wrapper would reuse the first trace.
   step = lambda s, b: train.train_step(s, b)  # pylint: disable=unnecessary-lambda
   with _variant(variant):
-    return jax.jit(step).lower(state, batch).compile()
+    return harness.compile_seconds(jax.jit(step), state, batch)
 
 
-def _run(step, state, batch, steps: int) -> float:
-  start = time.perf_counter()
-  for _ in range(steps):
-    state, metrics = step(state, batch)
-  jax.block_until_ready((state, metrics))
-  return time.perf_counter() - start
+def _steps(step, state, batch, steps: int):
+  """A function of no arguments that runs `steps` steps from `state` (the harness blocks on its result)."""
+
+  def run():
+    s, metrics = state, None
+    for _ in range(steps):
+      s, metrics = step(s, batch)
+    return s, metrics
+
+  return run
 
 
 def benchmark_config(name: str, rounds: int, steps: int, max_step_seconds: float, log) -> dict[str, object]:
@@ -84,19 +88,15 @@ def benchmark_config(name: str, rounds: int, steps: int, max_step_seconds: float
   batch = {'image': jax.random.uniform(jax.random.key(1), shape, jnp.float32, -1.0, 1.0)}
   compiled, warm = {}, {}
   for variant in _VARIANTS:
-    start = time.perf_counter()
-    compiled[variant] = _compile(state, batch, variant)
-    compile_s = time.perf_counter() - start
-    warm[variant] = _run(compiled[variant], state, batch, 1)
+    compile_s, compiled[variant] = _compile(state, batch, variant)
+    warm[variant], _ = harness.time_once(_steps(compiled[variant], state, batch, 1))
     log(f'{name} {variant}: compile {compile_s:.1f} s, warm-up step {warm[variant]:.2f} s')
   if max(warm.values()) > max_step_seconds:
     steps = 1
-  rates = {variant: [] for variant in _VARIANTS}
-  for _ in range(rounds):
-    for variant in _VARIANTS:
-      rates[variant].append(steps * config.batch_size / _run(compiled[variant], state, batch, steps))
+  timings = harness.time_alternating({v: _steps(compiled[v], state, batch, steps) for v in _VARIANTS}, rounds,
+                                     warmup=0)
   return {'batch': config.batch_size, 'shape': shape, 'steps': steps,
-          **{variant: statistics.median(r) for variant, r in rates.items()}}
+          **{v: statistics.median(t.rates(steps * config.batch_size)) for v, t in timings.items()}}
 
 
 def main() -> None:
@@ -110,17 +110,13 @@ def main() -> None:
   results = {name: benchmark_config(name, args.rounds, args.steps, args.max_step_seconds, log)
              for name in args.configs.split(',')}
 
-  command = 'python ' + ' '.join([os.path.relpath(__file__)] + sys.argv[1:])
-  print(f'Command: `{command}`  ')
-  print(f'Machine: {machine.cpu_model()}, {os.cpu_count()} cores, jax {jax.__version__} ({jax.default_backend()}), '
-        f'shared with other jobs  ')
+  print(harness.header(__file__, sys.argv[1:], 'shared with other jobs'))
   print(f'jit(train.train_step) images/s, median of {args.rounds} alternating rounds.')
   print()
-  print('| config | batch shape | steps/round | stock flax ops (img/s) | dcgan_jax.layers (img/s) | speedup |')
-  print('| --- | --- | ---: | ---: | ---: | ---: |')
-  for name, r in results.items():
-    print(f'| {name} | {"x".join(map(str, r["shape"]))} | {r["steps"]} | {r["stock"]:.1f} | {r["layers"]:.1f} | '
-          f'{r["layers"] / r["stock"]:.2f}x |')
+  rows = [[name, 'x'.join(map(str, r['shape'])), r['steps'], f'{r["stock"]:.1f}', f'{r["layers"]:.1f}',
+           f'{r["layers"] / r["stock"]:.2f}x'] for name, r in results.items()]
+  print(harness.markdown_table(['config', 'batch shape', 'steps/round', 'stock flax ops (img/s)',
+                                'dcgan_jax.layers (img/s)', 'speedup'], rows, align='llrrrr'))
 
 
 if __name__ == '__main__':
