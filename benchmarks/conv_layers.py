@@ -1,13 +1,13 @@
-"""Times XLA's convolution against im2col on every discriminator conv of the shipped configs (`layers.conv`'s rule).
+"""Times XLA's convolution against im2col on every discriminator conv of the shipped configs (`ops.conv`'s rule).
 
 Run from the repository root:
 
   python benchmarks/conv_layers.py [--reps 5] [--configs emnist_letters,mnist,folder,rock_paper_scissors,probe]
 
 For each layer (at its config's batch size) it times, as separate jitted functions: the forward pass, the input
-gradient and the kernel gradient, each for `lax.conv_general_dilated` ("xla") and for `layers.conv_im2col`
+gradient and the kernel gradient, each for `lax.conv_general_dilated` ("xla") and for `ops.conv_im2col`
 ("im2col"), then the three together (forward + both gradients of a quadratic loss). The "rule" column is what
-`layers.uses_im2col` picks; "best" names the faster of the two fwd+bwd times. The `probe` rows are shapes at the
+`ops.uses_im2col` picks; "best" names the faster of the two fwd+bwd times. The `probe` rows are shapes at the
 rule's boundary (kernel just larger / not larger than the input or the output).
 
 All variants of one layer are timed alternately in one process so that load from other jobs hits them alike; each
@@ -28,7 +28,7 @@ from jax import lax
 # Runnable as a plain script from the repository root without installing.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks import harness  # pylint: disable=g-import-not-at-top,wrong-import-position
-from dcgan_jax import layers  # pylint: disable=g-import-not-at-top,wrong-import-position
+from dcgan_jax import ops  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 _DN = ('NHWC', 'HWIO', 'NHWC')
 
@@ -103,7 +103,7 @@ def time_layer(batch, in_shape, cout, k, stride, padding, reps, max_patch_mb):
   patch_mb = y.size // cout * k * k * in_shape[-1] * 4 / 2**20
   impls = {'xla': _steps(_xla, stride, padding)}
   if patch_mb <= max_patch_mb:
-    impls['im2col'] = _steps(layers.conv_im2col, stride, padding)
+    impls['im2col'] = _steps(ops.conv_im2col, stride, padding)
   fns = {(impl, part): (lambda fn=fn, args=arg_sets[arg_kind]: fn(*args))
          for impl, steps in impls.items() for part, (fn, arg_kind) in steps.items()}
   times = harness.time_alternating(fns, reps)  # One compile + warm-up call each, then alternating rounds.
@@ -114,7 +114,7 @@ def _row(batch, in_shape, cout, k, stride, padding, args) -> list[str]:
   """The table cells after `config` for one layer."""
   t = time_layer(batch, in_shape, cout, k, stride, padding, args.reps, args.max_patch_mb)
   h, w, cin = in_shape
-  rule = 'im2col' if layers.uses_im2col((h, w), (k, k), (stride, stride), padding) else 'xla'
+  rule = 'im2col' if ops.uses_im2col((h, w), (k, k), (stride, stride), padding) else 'xla'
   name = f'{h}x{w}x{cin} -> {cout}, {k}x{k} s{stride} {padding}'
   ms = lambda parts: ' / '.join(f'{parts[p] * 1e3:.1f}' for p in ('fwd', 'dx', 'dw'))
   xla = t['xla']
@@ -135,7 +135,7 @@ def main() -> None:
 
   print(harness.header(__file__, sys.argv[1:], 'shared with other jobs'))
   print(f'float32, ms, median of {args.reps} alternating calls. xla = lax.conv_general_dilated (flax.linen.Conv); '
-        'im2col = layers.conv_im2col; all = fwd + both gradients; speedup = xla all / im2col all.')
+        'im2col = ops.conv_im2col; all = fwd + both gradients; speedup = xla all / im2col all.')
   print()
   headers = ['config', 'batch', 'layer', 'rule', 'xla fwd / dx / dw', 'xla all', 'im2col fwd / dx / dw', 'im2col all',
              'speedup', 'best']

@@ -1,4 +1,4 @@
-"""Times forward+backward of flax ConvTranspose vs dcgan_jax.layers.ConvTranspose.
+"""Times forward+backward of flax ConvTranspose vs dcgan_jax.ops.ConvTranspose.
 
 Run from the repository root:
 
@@ -22,7 +22,7 @@ import jax.numpy as jnp
 # Runnable as a plain script from the repository root without installing.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks import harness  # pylint: disable=g-import-not-at-top,wrong-import-position
-from dcgan_jax import layers  # pylint: disable=g-import-not-at-top
+from dcgan_jax import ops  # pylint: disable=g-import-not-at-top
 
 # (name, input [H, W, Cin], Cout, kernel, stride, padding): the two stride-2
 # upsampling layers of the MNIST DCGAN generator.
@@ -55,7 +55,7 @@ def main() -> None:
     kwargs = dict(features=features, kernel_size=(k, k), strides=(s, s),
                   padding=padding)
     stock = nn.ConvTranspose(**kwargs)
-    ours = layers.ConvTranspose(**kwargs)
+    ours = ops.ConvTranspose(**kwargs)
     # One params tree for both: the layers are parameter-compatible.
     params = stock.init(key_p, x)['params']
     y_shape = jax.eval_shape(lambda p: stock.apply({'params': p}, x), params)

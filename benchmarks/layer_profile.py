@@ -5,7 +5,7 @@ Run from the repository root:
   python benchmarks/layer_profile.py [--reps 7] [--batch 128]
 
 Each convolution and transposed convolution is split into its three parts: forward, input gradient ("dx") and
-weight gradient ("dw"). Ours are the layers the model runs (`layers.conv`, `layers.conv_transpose`), each part its
+weight gradient ("dw"). Ours are the layers the model runs (`ops.conv`, `ops.conv_transpose`), each part its
 own jitted function; PyTorch's are `F.conv2d` / `F.conv_transpose2d` (NCHW, its default layout) and
 `aten.convolution_backward` with one output mask at a time. "BN + LeakyReLU" is a training-mode BatchNorm
 (batch statistics) followed by LeakyReLU(0.2): forward, and forward + backward (gradients for the input, scale
@@ -27,7 +27,7 @@ import jax.numpy as jnp
 # Runnable as a plain script from the repository root without installing.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks import harness  # pylint: disable=g-import-not-at-top,wrong-import-position
-from dcgan_jax import layers  # pylint: disable=g-import-not-at-top,wrong-import-position
+from dcgan_jax import ops  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # (name, transposed, input [H, W, Cin], Cout, kernel, stride, lax padding, torch (padding, output_padding))
 _CONVS = [
@@ -52,9 +52,9 @@ def _jax_conv_parts(batch, transposed, in_shape, cout, k, stride, padding):
   x = jax.random.normal(key_x, (batch, *in_shape), jnp.float32)
   kernel = 0.05 * jax.random.normal(key_k, (k, k, in_shape[-1], cout), jnp.float32)
   if transposed:
-    f = lambda x, w: layers.conv_transpose(x, w, (stride, stride), padding)
+    f = lambda x, w: ops.conv_transpose(x, w, (stride, stride), padding)
   else:
-    f = lambda x, w: layers.conv(x, w, (stride, stride), padding)
+    f = lambda x, w: ops.conv(x, w, (stride, stride), padding)
   g = jax.random.normal(key_g, jax.eval_shape(f, x, kernel).shape, jnp.float32)
   fwd = jax.jit(f)
   dx = jax.jit(lambda x, w, g: jax.vjp(lambda x: f(x, w), x)[1](g))

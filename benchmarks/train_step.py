@@ -1,4 +1,4 @@
-"""Images/s of `jit(train.train_step)` per config: our `layers` ops against the stock flax/XLA ones.
+"""Images/s of `jit(train.train_step)` per config: our `dcgan_jax.ops` layers against the stock flax/XLA ones.
 
 Run from the repository root:
 
@@ -9,11 +9,11 @@ For each config: the state from `train.create_train_state(config, jax.random.key
 steps of the same function are compared:
 
 * "stock": the discriminator runs what `flax.linen.Conv` and `flax.linen.max_pool` run: every convolution is
-  XLA's (`layers.uses_im2col` patched to answer False while tracing), `layers.max_pool` is patched to
+  XLA's (`ops.uses_im2col` patched to answer False while tracing), `ops.max_pool` is patched to
   `flax.linen.max_pool` (XLA's `select_and_scatter` gradient), and the generator's 1x1 -> kxk transposed conv is
-  `lax.conv_transpose` (`layers.is_dense_transpose` patched to False);
-* "layers": as shipped: `layers.conv`'s rule (im2col for kernels larger than the input or output),
-  `layers.max_pool`'s elementwise backward, the 1x1 transposed conv as a matmul.
+  `lax.conv_transpose` (`ops.is_dense_transpose` patched to False);
+* "layers": as shipped: `ops.conv`'s rule (im2col for kernels larger than the input or output),
+  `ops.max_pool`'s elementwise backward, the 1x1 transposed conv as a matmul.
 
 The two are timed alternately in one process (`--rounds` rounds of `--steps` steps each, after a compile + warm-up
 step) so that load from other jobs hits both alike; the table reports the median images/s over rounds. A step
@@ -37,8 +37,9 @@ import jax.numpy as jnp
 # Runnable as a plain script from the repository root without installing.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks import harness  # pylint: disable=g-import-not-at-top,wrong-import-position
-from dcgan_jax import conv_layers  # pylint: disable=g-import-not-at-top,wrong-import-position
-from dcgan_jax import layers  # pylint: disable=g-import-not-at-top,wrong-import-position
+from dcgan_jax.ops import convolution as ops_convolution  # pylint: disable=g-import-not-at-top,wrong-import-position
+from dcgan_jax.ops import transposed as ops_transposed  # pylint: disable=g-import-not-at-top,wrong-import-position
+from dcgan_jax import ops  # pylint: disable=g-import-not-at-top,wrong-import-position
 from dcgan_jax import models  # pylint: disable=g-import-not-at-top,wrong-import-position
 from dcgan_jax import train  # pylint: disable=g-import-not-at-top,wrong-import-position
 
@@ -52,9 +53,9 @@ def _flax_max_pool(x, window):
 def _variant(name: str):
   if name == 'stock':
     stack = contextlib.ExitStack()
-    stack.enter_context(mock.patch.object(conv_layers, 'uses_im2col', lambda *args, **kwargs: False))
-    stack.enter_context(mock.patch.object(layers, 'max_pool', _flax_max_pool))
-    stack.enter_context(mock.patch.object(layers, 'is_dense_transpose', lambda *args, **kwargs: False))
+    stack.enter_context(mock.patch.object(ops_convolution, 'uses_im2col', lambda *args, **kwargs: False))
+    stack.enter_context(mock.patch.object(ops, 'max_pool', _flax_max_pool))
+    stack.enter_context(mock.patch.object(ops_transposed, 'is_dense_transpose', lambda *args, **kwargs: False))
     return stack
   return contextlib.nullcontext()
 
@@ -116,7 +117,7 @@ def main() -> None:
   rows = [[name, 'x'.join(map(str, r['shape'])), r['steps'], f'{r["stock"]:.1f}', f'{r["layers"]:.1f}',
            f'{r["layers"] / r["stock"]:.2f}x'] for name, r in results.items()]
   print(harness.markdown_table(['config', 'batch shape', 'steps/round', 'stock flax ops (img/s)',
-                                'dcgan_jax.layers (img/s)', 'speedup'], rows, align='llrrrr'))
+                                'dcgan_jax.ops (img/s)', 'speedup'], rows, align='llrrrr'))
 
 
 if __name__ == '__main__':

@@ -1,4 +1,4 @@
-"""Tests for dcgan_jax.layers: the custom-VJP transposed convolution and the im2col convolution.
+"""Tests for dcgan_jax.ops: the custom-VJP transposed convolution and the im2col convolution.
 
 The references are `lax.conv_transpose` / `flax.linen.ConvTranspose` and `lax.conv_general_dilated` /
 `flax.linen.Conv` with the same kernel; shapes are tiny because every case is an XLA compile.
@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from jax import lax
 
-from dcgan_jax import layers
+from dcgan_jax import ops
+from dcgan_jax.ops import transposed as ops_transposed
 
 _DN = ('NHWC', 'HWIO', 'NHWC')
 
@@ -80,7 +81,7 @@ def test_matches_lax_values_and_gradients(spatial, kernel_size, strides,
   x, kernel = _random_inputs(spatial, kernel_size)
 
   def ours(x, k):
-    return layers.conv_transpose(x, k, strides, padding)
+    return ops.conv_transpose(x, k, strides, padding)
 
   def reference(x, k):
     return lax.conv_transpose(x, k, strides, padding, dimension_numbers=_DN)
@@ -106,7 +107,7 @@ def test_output_shapes_of_dcgan_layers(spatial, kernel_size, strides, padding,
                                        expected):
   x, kernel = _random_inputs(spatial, kernel_size)
   out = jax.eval_shape(
-      lambda x, k: layers.conv_transpose(x, k, strides, padding), x, kernel)
+      lambda x, k: ops.conv_transpose(x, k, strides, padding), x, kernel)
   assert out.shape == (2, *expected, 3)
 
 
@@ -121,7 +122,7 @@ def test_backward_has_no_lhs_dilation_but_flax_does():
     return [tuple(e.params['lhs_dilation']) for e in eqns]
 
   ours = backward_dilations(
-      lambda x, k: layers.conv_transpose(x, k, (2, 2), 'SAME'))
+      lambda x, k: ops.conv_transpose(x, k, (2, 2), 'SAME'))
   flax_layer = nn.ConvTranspose(3, (5, 5), strides=(2, 2), use_bias=False)
   theirs = backward_dilations(
       lambda x, k: flax_layer.apply({'params': {'kernel': k}}, x))
@@ -140,7 +141,7 @@ def test_gradient_dtypes_follow_inputs(x_dtype, k_dtype):
   x, kernel = x.astype(x_dtype), kernel.astype(k_dtype)
 
   def ours(x, k):
-    return layers.conv_transpose(x, k, (2, 2), 'SAME')
+    return ops.conv_transpose(x, k, (2, 2), 'SAME')
 
   y, (dx, dk) = jax.jit(lambda x, k: _value_and_grads(ours, x, k))(x, kernel)
   assert y.dtype == jnp.result_type(x_dtype, k_dtype)
@@ -161,7 +162,7 @@ def test_gradient_dtypes_follow_inputs(x_dtype, k_dtype):
 def test_module_params_and_outputs_match_flax(in_shape, kernel_size, strides,
                                               padding):
   x = jax.random.normal(jax.random.key(0), in_shape)
-  ours = layers.ConvTranspose(3, kernel_size, strides=strides, padding=padding)
+  ours = ops.ConvTranspose(3, kernel_size, strides=strides, padding=padding)
   theirs = nn.ConvTranspose(3, kernel_size, strides=strides, padding=padding)
   params = ours.init(jax.random.key(1), x)['params']
   flax_params = theirs.init(jax.random.key(1), x)['params']
@@ -187,7 +188,7 @@ def test_module_params_and_outputs_match_flax(in_shape, kernel_size, strides,
 
 def test_module_bfloat16_computation_dtype():
   x = jnp.ones((2, 3, 3, 2), jnp.float32)
-  module = layers.ConvTranspose(4, (4, 4), strides=(2, 2),
+  module = ops.ConvTranspose(4, (4, 4), strides=(2, 2),
                                 dtype=jnp.bfloat16)
   params = module.init(jax.random.key(0), x)['params']
   assert params['kernel'].dtype == jnp.float32
@@ -203,7 +204,7 @@ def test_module_bfloat16_computation_dtype():
 def test_rejects_bad_padding():
   x, kernel = _random_inputs((3, 3), (3, 3))
   with pytest.raises(ValueError, match='padding'):
-    layers.conv_transpose(x, kernel, (2, 2), 'CIRCULAR')
+    ops.conv_transpose(x, kernel, (2, 2), 'CIRCULAR')
 
 
 # Conv / conv: the im2col convolution and the rule that picks it.
@@ -228,13 +229,13 @@ def _lax_conv(x, kernel, strides, padding):
 
 @pytest.mark.parametrize('spatial,kernel_size,strides,padding,by_rule', _CONV_CASES)
 def test_conv_matches_lax_values_and_gradients(spatial, kernel_size, strides, padding, by_rule):
-  assert layers.uses_im2col(spatial, kernel_size, strides, padding) == by_rule
+  assert ops.uses_im2col(spatial, kernel_size, strides, padding) == by_rule
   x, kernel = _random_inputs(spatial, kernel_size)
   reference = jax.jit(lambda x, k: _value_and_grads(lambda x, k: _lax_conv(x, k, strides, padding), x, k))
   y_ref, (dx_ref, dk_ref) = reference(x, kernel)
   for im2col in (None, True, False):
     ours = jax.jit(lambda x, k, im2col=im2col: _value_and_grads(
-        lambda x, k: layers.conv(x, k, strides, padding, im2col=im2col), x, k))
+        lambda x, k: ops.conv(x, k, strides, padding, im2col=im2col), x, k))
     y, (dx, dk) = ours(x, kernel)
     assert y.shape == y_ref.shape and dx.shape == x.shape and dk.shape == kernel.shape
     _assert_close(y, y_ref)
@@ -244,15 +245,15 @@ def test_conv_matches_lax_values_and_gradients(spatial, kernel_size, strides, pa
 
 def test_conv_im2col_has_no_convolution():
   x, kernel = _random_inputs((4, 4), (5, 5))
-  _, vjp = jax.vjp(lambda x, k: layers.conv(x, k, (1, 1), 'SAME'), x, kernel)
+  _, vjp = jax.vjp(lambda x, k: ops.conv(x, k, (1, 1), 'SAME'), x, kernel)
   assert not _conv_eqns(jax.make_jaxpr(vjp)(jnp.ones((2, 4, 4, 3))).jaxpr)
-  assert _conv_eqns(jax.make_jaxpr(lambda x, k: layers.conv(x, k, (1, 1), 'SAME', im2col=False))(x, kernel).jaxpr)
+  assert _conv_eqns(jax.make_jaxpr(lambda x, k: ops.conv(x, k, (1, 1), 'SAME', im2col=False))(x, kernel).jaxpr)
 
 
 def test_conv_dtypes_follow_inputs():
   x, kernel = _random_inputs((4, 4), (5, 5))
   x = x.astype(jnp.bfloat16)
-  y, (dx, dk) = jax.jit(lambda x, k: _value_and_grads(lambda x, k: layers.conv(x, k), x, k))(x, kernel)
+  y, (dx, dk) = jax.jit(lambda x, k: _value_and_grads(lambda x, k: ops.conv(x, k), x, k))(x, kernel)
   assert y.dtype == jnp.float32  # Promoted, as lax.
   assert dx.dtype == jnp.bfloat16 and dk.dtype == jnp.float32
 
@@ -265,7 +266,7 @@ def test_conv_dtypes_follow_inputs():
 ])
 def test_conv_module_params_and_outputs_match_flax(in_shape, kernel_size, strides, padding, use_bias):
   x = jax.random.normal(jax.random.key(0), in_shape)
-  ours = layers.Conv(3, kernel_size, strides=strides, padding=padding, use_bias=use_bias)
+  ours = ops.Conv(3, kernel_size, strides=strides, padding=padding, use_bias=use_bias)
   theirs = nn.Conv(3, kernel_size, strides=strides, padding=padding, use_bias=use_bias)
   params = ours.init(jax.random.key(1), x)['params']
   flax_params = theirs.init(jax.random.key(1), x)['params']
@@ -288,7 +289,7 @@ def test_conv_module_params_and_outputs_match_flax(in_shape, kernel_size, stride
 
 def test_conv_module_bfloat16_computation_dtype():
   x = jnp.ones((2, 3, 3, 2), jnp.float32)
-  module = layers.Conv(4, (4, 4), dtype=jnp.bfloat16)
+  module = ops.Conv(4, (4, 4), dtype=jnp.bfloat16)
   params = module.init(jax.random.key(0), x)['params']
   assert params['kernel'].dtype == jnp.float32
   assert module.apply({'params': params}, x).dtype == jnp.bfloat16
@@ -299,15 +300,15 @@ def test_conv_module_bfloat16_computation_dtype():
 def test_conv_rejects_bad_arguments():
   x, kernel = _random_inputs((3, 3), (3, 3))
   with pytest.raises(ValueError, match='padding'):
-    layers.conv(x, kernel, (1, 1), 'CIRCULAR')
+    ops.conv(x, kernel, (1, 1), 'CIRCULAR')
   with pytest.raises(ValueError, match='channels'):
-    layers.conv(x[..., :1], kernel)
+    ops.conv(x[..., :1], kernel)
 
 
 def test_dense_transpose_rule():
-  assert layers.is_dense_transpose((1, 1), (7, 7), layers._resolve_pads((7, 7), (1, 1), 'VALID'))
-  assert not layers.is_dense_transpose((1, 1), (7, 7), layers._resolve_pads((7, 7), (1, 1), 'SAME'))
-  assert not layers.is_dense_transpose((2, 2), (4, 4), layers._resolve_pads((4, 4), (1, 1), 'VALID'))
+  assert ops.is_dense_transpose((1, 1), (7, 7), ops_transposed._resolve_pads((7, 7), (1, 1), 'VALID'))
+  assert not ops.is_dense_transpose((1, 1), (7, 7), ops_transposed._resolve_pads((7, 7), (1, 1), 'SAME'))
+  assert not ops.is_dense_transpose((2, 2), (4, 4), ops_transposed._resolve_pads((4, 4), (1, 1), 'VALID'))
 
 
 # max_pool: flax.linen.max_pool's values and gradient, including which pixel of a tie gets it.
@@ -324,7 +325,7 @@ def test_max_pool_matches_flax_with_ties(shape, window):
   reference = lambda x: nn.max_pool(x, window, strides=window, padding='SAME')
   w = jax.random.normal(jax.random.key(1), reference(x).shape)
   value_and_grad = lambda pool: jax.jit(lambda x: (pool(x), jax.grad(lambda x: jnp.sum(pool(x) * w))(x)))
-  y, dx = value_and_grad(lambda x: layers.max_pool(x, window))(x)
+  y, dx = value_and_grad(lambda x: ops.max_pool(x, window))(x)
   y_ref, dx_ref = value_and_grad(reference)(x)
   np.testing.assert_array_equal(y, y_ref)
   np.testing.assert_array_equal(dx, dx_ref)

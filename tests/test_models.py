@@ -223,7 +223,7 @@ def _slow_xla_cpu_convs(jaxpr):
   """Convolutions, in `jaxpr` and its sub-jaxprs, whose kernel is larger than their (undilated) input.
 
   That form (a forward conv with a kernel larger than the input, or an input gradient whose output gradient is
-  smaller than the kernel) runs on XLA:CPU's slow path, 10-60x below its other convolutions (see dcgan_jax.conv_layers).
+  smaller than the kernel) runs on XLA:CPU's slow path, 10-60x below its other convolutions (see dcgan_jax.ops.convolution).
   """
   import jax.extend  # pylint: disable=g-import-not-at-top
   slow = []
@@ -244,7 +244,7 @@ def _slow_xla_cpu_convs(jaxpr):
 def test_discriminators_avoid_slow_xla_cpu_convolutions(name):
   import importlib  # pylint: disable=g-import-not-at-top
   from unittest import mock  # pylint: disable=g-import-not-at-top
-  from dcgan_jax import conv_layers  # pylint: disable=g-import-not-at-top
+  from dcgan_jax.ops import convolution as ops_convolution  # pylint: disable=g-import-not-at-top
   config = importlib.import_module(f'dcgan_jax.configs.{name}').get_config()
   _, d = models.build(config)
   size = models.output_size(config)
@@ -259,5 +259,5 @@ def test_discriminators_avoid_slow_xla_cpu_convolutions(name):
 
   assert not _slow_xla_cpu_convs(grads_jaxpr())
   if name == 'emnist_letters':  # Guards the check: with XLA convolutions only, the 4x4 blocks are slow.
-    with mock.patch.object(conv_layers, 'uses_im2col', lambda *args, **kwargs: False):
+    with mock.patch.object(ops_convolution, 'uses_im2col', lambda *args, **kwargs: False):
       assert _slow_xla_cpu_convs(grads_jaxpr())

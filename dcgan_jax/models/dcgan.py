@@ -16,7 +16,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from dcgan_jax import layers
+from dcgan_jax import ops
 from dcgan_jax.models import common
 
 Array = jax.Array
@@ -67,14 +67,14 @@ class DCGANGenerator(nn.Module):
     norm = lambda: common.batchnorm(train, self.bn_momentum, self.bn_epsilon, self.bn_axis_name, self.dtype)
     act = common.activation(self.activation, self.leaky_slope)
     x = z.reshape(z.shape[0], 1, 1, z.shape[-1])
-    x = layers.ConvTranspose(self.features[0], (self.start_size,) * 2, padding='VALID', use_bias=False,
+    x = ops.ConvTranspose(self.features[0], (self.start_size,) * 2, padding='VALID', use_bias=False,
                              dtype=self.dtype)(x)
     x = act(norm()(x))
     k = (self.kernel_size,) * 2
     for width in self.features[1:]:
-      x = layers.ConvTranspose(width, k, strides=(2, 2), padding='SAME', use_bias=False, dtype=self.dtype)(x)
+      x = ops.ConvTranspose(width, k, strides=(2, 2), padding='SAME', use_bias=False, dtype=self.dtype)(x)
       x = act(norm()(x))
-    x = layers.ConvTranspose(self.channels, k, strides=(2, 2), padding='SAME', use_bias=True,
+    x = ops.ConvTranspose(self.channels, k, strides=(2, 2), padding='SAME', use_bias=True,
                              dtype=self.dtype)(x)
     if 0 < self.output_size < x.shape[1]:
       x = common.center_crop(x, self.output_size)
@@ -117,11 +117,11 @@ class DCGANDiscriminator(nn.Module):
     for i, (width, stride) in enumerate(zip(self.features, strides)):
       use_bn = self.batchnorm and (i > 0 or self.first_batchnorm)
       conv_stride = 1 if self.pool == 'max' else stride
-      x = layers.Conv(width, k, strides=(conv_stride,) * 2, padding='SAME', use_bias=not use_bn, dtype=self.dtype)(x)
+      x = ops.Conv(width, k, strides=(conv_stride,) * 2, padding='SAME', use_bias=not use_bn, dtype=self.dtype)(x)
       if self.pool == 'max' and stride > 1:
-        x = layers.max_pool(x, (stride, stride))  # flax.linen.max_pool's values and gradient, faster backward.
+        x = ops.max_pool(x, (stride, stride))  # flax.linen.max_pool's values and gradient, faster backward.
       if use_bn:
         x = common.batchnorm(train, self.bn_momentum, self.bn_epsilon, self.bn_axis_name, self.dtype)(x)
       x = common.dropout(act(x), self.dropout, train, deterministic)
-    x = layers.Conv(1, x.shape[1:3], padding='VALID', dtype=self.dtype)(x)
+    x = ops.Conv(1, x.shape[1:3], padding='VALID', dtype=self.dtype)(x)
     return x.reshape(x.shape[0]).astype(jnp.float32)

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from dcgan_jax import errors
-from dcgan_jax import layers
+from dcgan_jax import ops
 from dcgan_jax.models import common
 
 Array = jax.Array
@@ -88,7 +88,7 @@ class UpsampleGenerator(nn.Module):
     for i, width in enumerate(widths):
       if i < self.upsamplings:
         x = common.upsample_nearest(x)
-      x = layers.ConvTranspose(width, k, padding='SAME', dtype=self.dtype)(x)
+      x = ops.ConvTranspose(width, k, padding='SAME', dtype=self.dtype)(x)
       if i < len(widths) - 1:
         x = norm()(act(x))
     return common.output_activation(self.output_activation)(x.astype(jnp.float32))

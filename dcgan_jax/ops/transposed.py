@@ -1,11 +1,4 @@
-"""Convolution and pooling layers that keep a GAN step on XLA:CPU's fast paths.
-
-XLA:CPU runs most 2-D convolutions at close to its matmul rate, but falls to a
-path one to two orders of magnitude slower for some forms that GANs hit every
-step. This module holds drop-in replacements for the flax ops involved; the
-layers keep flax's parameter names, shapes and initialisers, so a params dict of
-either works in the other, and every replacement equals the stock op in value
-and gradients (to float rounding; `max_pool` exactly).
+"""The transposed convolution with a fast backward pass on XLA:CPU: `ConvTranspose`, `conv_transpose`.
 
 `ConvTranspose` / `conv_transpose` (for `flax.linen.ConvTranspose`,
 `transpose_kernel=False`). Autodiff of `jax.lax.conv_transpose` computes the
@@ -32,11 +25,8 @@ configurations (kernel dilation, feature groups, `transpose_kernel`) are simply
 not exposed. One shape is a plain matmul instead (`is_dense_transpose`): a 1x1
 input whose output is the kernel's footprint, a DCGAN generator's first layer,
 where the convolution sits on the kernel-larger-than-input slow path (see
-`dcgan_jax.conv_layers`) (38 ms
+`dcgan_jax.ops.convolution`) (38 ms
 against 2.4 ms for PyTorch on the MNIST generator's 1x1x100 -> 7x7x256 layer).
-
-`Conv`, `conv`, `conv_im2col`, `uses_im2col` and `max_pool` live in `dcgan_jax.conv_layers` and are
-re-exported here, so that every layer is `layers.X`.
 """
 
 from __future__ import annotations
@@ -51,8 +41,6 @@ import jax.numpy as jnp
 from jax import lax
 
 from dcgan_jax import backend
-# Re-exported: every layer is `layers.X`.
-from dcgan_jax.conv_layers import Conv, conv, conv_im2col, max_pool, uses_im2col  # pylint: disable=unused-import
 
 Array = jax.Array
 Padding = str | Sequence[tuple[int, int]]
