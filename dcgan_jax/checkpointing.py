@@ -157,9 +157,9 @@ class Checkpointer:
         error and the fix.
     """
     step = int(state.step.addressable_data(0)) if isinstance(state.step, jax.Array) else int(state.step)
-    if step in self._manager.all_steps():
-      return
-    with self._write_errors():
+    with self._write_errors():  # Listing the steps can report the previous write's failure too.
+      if step in self._manager.all_steps():
+        return
       self._manager.save(step, args=ocp.args.StandardSave(state), custom_metadata={'sha256': checksum(state)})
 
   def restore(self, template: Any) -> Optional[Any]:

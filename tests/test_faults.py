@@ -467,7 +467,9 @@ def test_disk_full_stops_with_one_line_and_the_last_checkpoint_resumes(tmp_path,
             'exit $rc')
   proc = _run(['unshare', '--mount', '--map-root-user', 'sh', '-c', script, 'sh', *_args(tmp_path, idx_dir)])
   assert proc.returncode == 1, proc.stderr[-3000:]
-  [line] = [line for line in proc.stderr.splitlines() if line.startswith('Error: ')]
+  errors_printed = [line for line in proc.stderr.splitlines() if line.startswith('Error: ')]
+  assert len(errors_printed) == 1, proc.stderr[-5000:]
+  line = errors_printed[0]
   for fragment in (f'{tmp_path}/checkpoints', 'Free disk space', 'run the same command'):
     assert fragment in line, line
   assert 'No space left' in line or 'RESOURCE_EXHAUSTED' in line, line
