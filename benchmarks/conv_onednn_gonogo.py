@@ -3,7 +3,7 @@
 Run from the repository root (builds benchmarks/onednn/build/conv_bench first if it is missing; oneDNN from
 `pip install onednn-devel-cpu-gomp==2023.2.0 onednn-cpu-gomp==2023.2.0`, see benchmarks/onednn/build.sh):
 
-  python benchmarks/conv_onednn_gonogo.py [--reps 15] [--models mnist_dcgan,dcgan64] [--no-torch]
+  python benchmarks/conv_onednn_gonogo.py [--reps 11] [--models mnist_dcgan,dcgan64] [--no-torch]
                                           [--onednn-binary benchmarks/onednn/build/conv_bench]
 
 The layers are the largest by FLOPs (ties included) of the MNIST DCGAN and the 64x64 DCGAN of
@@ -14,16 +14,19 @@ transposed conv of that shape. For each shape and each pass (forward, backward-d
 
 - XLA: `jax.jit` of `lax.conv_general_dilated` (NHWC / HWIO / NHWC, 'SAME' pads) and of its `jax.vjp` in the
   input and in the kernel (each compiles to one convolution, checked), timed with benchmarks/harness.py
-  (`time_alternating`, median of `--reps` rounds of one call);
+  (`time_alternating` over the three passes);
 - oneDNN: the standalone benchmarks/onednn/conv_bench, primitives created with format_tag::any (oneDNN's own
   layouts) and every call timed *including* the reorders from the NHWC / HWIO tensors XLA would hand over and back
-  (median of `--reps` after 3 warm-up calls, OMP_NUM_THREADS = the number of cores); also the "plain" variant,
-  primitives created directly on nhwc / hwio (no reorders; oneDNN's fallback kernels where it has no fast one);
+  (OMP_NUM_THREADS = the number of cores); also the "nhwc" variant (activations nhwc as given, only the weights
+  reordered) and the "plain" one, primitives created directly on nhwc / hwio (no reorders; oneDNN's fallback kernels
+  where it has no fast one); "best" is the fastest of the three per pass, each with the reorders it needs;
 - torch (reference; torch's CPU convolutions are oneDNN's): `F.conv2d` on channels_last tensors and the two halves
-  of `aten.convolution_backward` (what its autograd calls), alternated with XLA's calls. torch pads symmetrically,
-  so an asymmetric 'SAME' (MNIST: 1 low, 2 high) becomes 2 on both sides: same output shape, same FLOP count.
+  of `aten.convolution_backward` (what its autograd calls). torch pads symmetrically, so an asymmetric 'SAME'
+  (MNIST: 1 low, 2 high) becomes 2 on both sides: same output shape, same FLOP count.
 
-GFLOP/s use the nominal 2 * N * OH * OW * OC * C * k * k FLOPs of every pass. The verdict: GO only if every layer's
+All three are timed in `--reps` rounds (XLA's passes, torch's, one conv_bench run of one timed call per pass and
+variant), each number the median over the rounds, so that load from other jobs hits them alike. GFLOP/s use the
+nominal 2 * N * OH * OW * OC * C * k * k FLOPs of every pass. The verdict: GO only if every layer's
 whole-layer ratio (XLA fwd + bwd-data + bwd-weights over oneDNN's, reorders included) is at least 1.4.
 """
 
@@ -32,6 +35,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import statistics
 import subprocess
 import sys
 
@@ -147,13 +151,13 @@ def torch_fns(shape, x, kernel, g):
   }
 
 
-def run_onednn(binary: str, shape, reps: int) -> tuple[dict, str]:
+def run_onednn(binary: str, shape, reps: int, warmup: int = 3) -> tuple[dict, str]:
   """{(variant, pass): {'total_ms', 'compute_ms', 'reorder_ms', 'impl'}} and the binary's INFO line."""
   n, h, w, c, oc, k = shape
   lo, hi = same_pads(shape)
   env = dict(os.environ, OMP_NUM_THREADS=os.environ.get('OMP_NUM_THREADS', str(os.cpu_count())))
   cmd = [binary, f'--n={n}', f'--h={h}', f'--w={w}', f'--c={c}', f'--oc={oc}', f'--kernel={k}', '--stride=2',
-         f'--pad-lo={lo}', f'--pad-hi={hi}', f'--reps={reps}', '--warmup=3']
+         f'--pad-lo={lo}', f'--pad-hi={hi}', f'--reps={reps}', f'--warmup={warmup}']
   out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
   results, info = {}, ''
   for line in out.splitlines():
@@ -179,28 +183,43 @@ def ensure_binary(path: str) -> str:
 
 
 def time_layer(shape, binary: str, reps: int, with_torch: bool):
-  """{pass: {'xla', 'torch', 'onednn', 'reorder', 'plain' (ms), 'impl'}} of one conv shape, and oneDNN's INFO."""
+  """{pass: {'xla', 'torch', 'any', 'nhwc', 'plain', 'reorder', 'best' (ms), 'impl'}} of one shape; oneDNN's INFO.
+
+  `reps` rounds; each round times every XLA pass once (alternating), then every torch pass, then runs conv_bench
+  for one timed call of each pass and variant (after one untimed call), so that load from other jobs hits all three
+  alike. The frameworks are not interleaved call by call: one's still-spinning worker threads (Eigen, OpenMP) would
+  compete with the other's next call. Every number is the median over the rounds.
+  """
   fns, out_shape = xla_fns(shape)
-  calls = {('xla', p): (lambda fn=fn, args=args: fn(*args)) for p, (fn, args) in fns.items()}
+  xla_calls = {('xla', p): (lambda fn=fn, args=args: fn(*args)) for p, (fn, args) in fns.items()}
+  torch_calls = {}
   if with_torch:
     x, kernel, g = fns['bwd_data'][1]
-    calls.update({('torch', p): fn for p, fn in torch_fns(shape, x, kernel, g).items()})
-  times = harness.time_alternating(calls, reps, warmup=2)
-  onednn, info = run_onednn(binary, shape, reps)
+    torch_calls = {('torch', p): fn for p, fn in torch_fns(shape, x, kernel, g).items()}
+  rounds: dict[tuple[str, str], list[float]] = {}
+  info, impls = '', {}
+  for r in range(reps):
+    for calls in (xla_calls, torch_calls):
+      if calls:
+        for key, timing in harness.time_alternating(calls, 1, warmup=2 if r == 0 else 0).items():
+          rounds.setdefault(key, []).append(timing.median * 1e3)
+    onednn, info = run_onednn(binary, shape, 1, warmup=2 if r == 0 else 1)
+    for (variant, p), result in onednn.items():
+      rounds.setdefault((variant, p), []).append(result['total_ms'])
+      if variant == 'any':
+        rounds.setdefault(('reorder', p), []).append(result['reorder_ms'])
+      impls[(variant, p)] = result['impl']
   expected = f'out={out_shape[1]}x{out_shape[2]}x{out_shape[3]}'
   if expected not in info:
     raise RuntimeError(f'oneDNN output shape differs from XLA {out_shape}: {info}')
+  median = lambda key: statistics.median(rounds[key]) if key in rounds else float('nan')
   table = {}
   for p in _PASSES:
-    variants = {v: onednn.get((v, p), {}) for v in _VARIANTS}
-    ms = {v: r.get('total_ms', float('nan')) for v, r in variants.items()}
+    ms = {v: median((v, p)) for v in _VARIANTS}
     table[p] = {
-        'xla': times[('xla', p)].median * 1e3,
-        'torch': times[('torch', p)].median * 1e3 if with_torch else float('nan'),
-        **ms,
-        'reorder': variants['any'].get('reorder_ms', float('nan')),
+        'xla': median(('xla', p)), 'torch': median(('torch', p)), **ms, 'reorder': median(('reorder', p)),
         'best': min(m for m in ms.values() if m == m),
-        'impl': ' / '.join(variants[v].get('impl', '-') for v in _VARIANTS),
+        'impl': ' / '.join(impls.get((v, p), '-') for v in _VARIANTS),
     }
   return table, info
 
@@ -229,7 +248,7 @@ def rows_for(shape, table, with_torch: bool):
 
 def main(argv=None) -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument('--reps', type=int, default=15)
+  parser.add_argument('--reps', type=int, default=11)
   parser.add_argument('--models', default='mnist_dcgan,dcgan64')
   parser.add_argument('--onednn-binary', default=_DEFAULT_BINARY)
   parser.add_argument('--no-torch', action='store_true')
