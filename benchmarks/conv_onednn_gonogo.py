@@ -4,6 +4,7 @@ Run from the repository root (builds benchmarks/onednn/build/conv_bench first if
 `pip install onednn-devel-cpu-gomp==2023.2.0 onednn-cpu-gomp==2023.2.0`, see benchmarks/onednn/build.sh):
 
   python benchmarks/conv_onednn_gonogo.py [--reps 11] [--models mnist_dcgan,dcgan64] [--no-torch]
+                                          [--variants any,nhwc,plain]
                                           [--onednn-binary benchmarks/onednn/build/conv_bench]
 
 The layers are the largest by FLOPs (ties included) of the MNIST DCGAN and the 64x64 DCGAN of
@@ -151,13 +152,13 @@ def torch_fns(shape, x, kernel, g):
   }
 
 
-def run_onednn(binary: str, shape, reps: int, warmup: int = 3) -> tuple[dict, str]:
+def run_onednn(binary: str, shape, reps: int, warmup: int = 3, variants: str = ','.join(_VARIANTS)) -> tuple[dict, str]:
   """{(variant, pass): {'total_ms', 'compute_ms', 'reorder_ms', 'impl'}} and the binary's INFO line."""
   n, h, w, c, oc, k = shape
   lo, hi = same_pads(shape)
   env = dict(os.environ, OMP_NUM_THREADS=os.environ.get('OMP_NUM_THREADS', str(os.cpu_count())))
   cmd = [binary, f'--n={n}', f'--h={h}', f'--w={w}', f'--c={c}', f'--oc={oc}', f'--kernel={k}', '--stride=2',
-         f'--pad-lo={lo}', f'--pad-hi={hi}', f'--reps={reps}', f'--warmup={warmup}']
+         f'--pad-lo={lo}', f'--pad-hi={hi}', f'--reps={reps}', f'--warmup={warmup}', f'--variants={variants}']
   out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
   results, info = {}, ''
   for line in out.splitlines():
@@ -182,7 +183,7 @@ def ensure_binary(path: str) -> str:
   return path
 
 
-def time_layer(shape, binary: str, reps: int, with_torch: bool):
+def time_layer(shape, binary: str, reps: int, with_torch: bool, variants: str):
   """{pass: {'xla', 'torch', 'any', 'nhwc', 'plain', 'reorder', 'best' (ms), 'impl'}} of one shape; oneDNN's INFO.
 
   `reps` rounds; each round times every XLA pass once (alternating), then every torch pass, then runs conv_bench
@@ -203,7 +204,7 @@ def time_layer(shape, binary: str, reps: int, with_torch: bool):
       if calls:
         for key, timing in harness.time_alternating(calls, 1, warmup=2 if r == 0 else 0).items():
           rounds.setdefault(key, []).append(timing.median * 1e3)
-    onednn, info = run_onednn(binary, shape, 1, warmup=2 if r == 0 else 1)
+    onednn, info = run_onednn(binary, shape, 1, warmup=2 if r == 0 else 1, variants=variants)
     for (variant, p), result in onednn.items():
       rounds.setdefault((variant, p), []).append(result['total_ms'])
       if variant == 'any':
@@ -252,6 +253,7 @@ def main(argv=None) -> None:
   parser.add_argument('--models', default='mnist_dcgan,dcgan64')
   parser.add_argument('--onednn-binary', default=_DEFAULT_BINARY)
   parser.add_argument('--no-torch', action='store_true')
+  parser.add_argument('--variants', default=','.join(_VARIANTS), help='conv_bench layout variants (any is needed)')
   args = parser.parse_args(argv)
   binary = ensure_binary(args.onednn_binary)
   with_torch = not args.no_torch
@@ -269,7 +271,7 @@ def main(argv=None) -> None:
     config = throughput.MODELS[model][0]()
     shapes = model_convs(config)
     for shape in largest(shapes):
-      table, info = time_layer(shape, binary, args.reps, with_torch)
+      table, info = time_layer(shape, binary, args.reps, with_torch, args.variants)
       layer_rows, ratio = rows_for(shape, table, with_torch)
       rows += layer_rows
       ratios.append(ratio)
