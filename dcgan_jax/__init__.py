@@ -18,6 +18,7 @@ from dcgan_jax.losses import GANLoss
 from dcgan_jax.population import create_population
 from dcgan_jax.population import member
 from dcgan_jax.sample import load
+from dcgan_jax.steps import all_finite
 from dcgan_jax.train import create_train_state
 from dcgan_jax.train import d_step
 from dcgan_jax.train import discriminate
@@ -28,6 +29,6 @@ from dcgan_jax.train import train_step
 from dcgan_jax.train import TrainState
 
 __version__ = "0.1.0"
-__all__ = ['GANLoss', 'TrainState', 'cpu_workarounds', 'create_population', 'create_train_state', 'd_step',
+__all__ = ['GANLoss', 'TrainState', 'all_finite', 'cpu_workarounds', 'create_population', 'create_train_state', 'd_step',
            'discriminate', 'export_generator', 'g_step', 'generate', 'load', 'member', 'sample_noise',
            'train_and_evaluate', 'train_step']

@@ -163,8 +163,9 @@ def train_step(state: TrainState, batch: dict[str, Array]) -> tuple[TrainState, 
   Returns:
     `(new_state, metrics)`; metrics are float32 scalars: `d_loss`, `g_loss`, `d_real` = mean D(x) and `d_fake` =
     mean D(G(z)) (sigmoid of the logits, before the D update), `d_acc_real`, `d_acc_fake` (D's accuracy on each),
-    `d_updates` and `g_updates` (1 and 1), `all_finite` (1.0 when the new state's parameters and optimizer states
-    are all finite).
+    `d_updates` and `g_updates` (1 and 1). A finite loss can still leave NaN or Inf parameters behind: check the
+    new state with `dcgan_jax.all_finite` where it matters (the training loop does before each log, evaluation
+    and checkpoint).
   """
   return steps.step(state, batch['image'][None], steps.ALTERNATING)
 

@@ -22,6 +22,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 import conftest
+import dcgan_jax
 from dcgan_jax import loop
 from dcgan_jax import checkpointing
 from dcgan_jax import config_validation
@@ -150,17 +151,29 @@ def test_skip_nonfinite_skips_updates_that_leave_nonfinite_parameters(tmp_path, 
   assert bool(steps.all_finite(ckpt.restore(initial)))
 
 
-def test_all_finite_metric_reports_a_nonfinite_update():
+def test_all_finite_tells_a_nonfinite_update_that_the_losses_do_not_show():
   state = train.create_train_state(conftest.tiny_config(), jax.random.key(0))
   batch = {'image': jnp.zeros((8, 28, 28, 1))}
-  _, metrics = jax.jit(train.train_step)(state, batch)
-  assert float(metrics['all_finite']) == 1.0
+  new, _ = jax.jit(train.train_step)(state, batch)
+  assert bool(jax.jit(dcgan_jax.all_finite)(new)) is True
   exploding = optax.chain(optax.adam(2e-4, b1=0.5), optax.scale(jnp.inf))  # Finite losses, Inf parameters after.
   state = train.create_train_state(conftest.tiny_config(), jax.random.key(0), g_optimizer=exploding)
   new, metrics = jax.jit(train.train_step)(state, batch)
   assert np.isfinite(float(metrics['g_loss']))
-  assert float(metrics['all_finite']) == 0.0
-  assert not bool(steps.all_finite(new))
+  assert bool(jax.jit(dcgan_jax.all_finite)(new)) is False
+
+
+def test_a_nonfinite_state_between_checks_names_the_steps_since_the_last_check(tmp_path, monkeypatch):
+  config = conftest.tiny_config()  # Logs and checkpoints every 2 steps.
+  config.num_train_steps = 4
+  config.steps_per_call = 2  # The first check of the state: after the first call, at step 2.
+  # Losses stay finite; the state check (the loop's, once per log/checkpoint) is what fails.
+  monkeypatch.setattr(steps, 'all_finite', lambda state: jnp.bool_(False))
+  with tfds.testing.mock_data(num_examples=32):
+    with pytest.raises(errors.TrainingDivergedError,
+                       match=r'at step 2 \(or a step since 1\); .*no checkpoint was written'):
+      loop.train_and_evaluate(config, str(tmp_path))
+  assert checkpointing.Checkpointer(str(tmp_path / 'checkpoints'), 3).all_steps() == []
 
 
 @pytest.mark.parametrize('field, value', [('g_optimizer.learning_rate', float('nan')),
