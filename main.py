@@ -1,6 +1,6 @@
 """Command line entry point: `python main.py --config=configs/mnist.py --workdir=DIR [--config.FIELD=VALUE ...]`.
 
-A thin shell over `dcgan_jax.loop.train_and_evaluate`: flags, device set-up, and one clear line for errors the
+A thin shell over `dcgan_jax.trainer.loop.train_and_evaluate`: flags, device set-up, and one clear line for errors the
 user can fix.
 """
 
@@ -16,9 +16,9 @@ import jax
 import ml_collections
 from ml_collections import config_flags
 
-from dcgan_jax import checkpointing
+from dcgan_jax.trainer import checkpointing
 from dcgan_jax import errors
-from dcgan_jax import loop
+from dcgan_jax.trainer import loop
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, samples and TensorBoard event files.')

@@ -28,7 +28,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks import harness  # pylint: disable=g-import-not-at-top,wrong-import-position
 from dcgan_jax import models  # pylint: disable=g-import-not-at-top,wrong-import-position
-from dcgan_jax import schedules  # pylint: disable=g-import-not-at-top,wrong-import-position
+from dcgan_jax.trainer import schedules  # pylint: disable=g-import-not-at-top,wrong-import-position
 from dcgan_jax import train  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 CONFIGS = ('mnist', 'fashion_mnist', 'mnist_mlp', 'fashion_mnist_mlp', 'mnist_fnn', 'emnist_letters', 'cifar10',

@@ -26,7 +26,7 @@ def get_config() -> ml_collections.ConfigDict:
   # for hinge and wgan_gp). 0 disables it.
   config.label_smoothing = 0.0
   config.gp_weight = 10.0  # wgan_gp: weight of the gradient penalty added to the critic's loss (the paper's 10).
-  # Training schedule (see dcgan_jax/schedules.py): 'alternating' (each step: d_steps D updates, each on its own
+  # Training schedule (see dcgan_jax/trainer/schedules.py): 'alternating' (each step: d_steps D updates, each on its own
   # real batch, then g_steps G updates), 'epoch_blocks' (each epoch: G for an epoch's worth of steps, then D over
   # the epoch's batches) or 'adaptive' (G until it fools D on g_target of a fresh batch, then D until its held-out
   # accuracy reaches d_target, each capped; one step per call).

@@ -13,7 +13,7 @@ The public API (docs/api.md):
 
 from dcgan_jax.backend import cpu_workarounds
 from dcgan_jax.export import export_generator
-from dcgan_jax.loop import train_and_evaluate
+from dcgan_jax.trainer.loop import train_and_evaluate
 from dcgan_jax.losses import GANLoss
 from dcgan_jax.population import create_population
 from dcgan_jax.population import member

@@ -9,12 +9,12 @@ import numbers
 
 import ml_collections
 
-from dcgan_jax import bundled
+from dcgan_jax.data import bundled
 from dcgan_jax import errors
-from dcgan_jax import input_pipeline
+from dcgan_jax.data import input_pipeline
 from dcgan_jax import losses
 from dcgan_jax import models
-from dcgan_jax import schedules
+from dcgan_jax.trainer import schedules
 
 SOURCES = input_pipeline.SOURCES
 NOISES = ('uniform', 'normal')

@@ -24,7 +24,7 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
-from dcgan_jax import checkpointing
+from dcgan_jax.trainer import checkpointing
 from dcgan_jax import errors
 from dcgan_jax import models
 from dcgan_jax import train
@@ -58,7 +58,7 @@ def load_run_config(workdir: str) -> ml_collections.ConfigDict:
   try:
     with open(path) as f:
       saved = _tuples(json.load(f))
-    saved.pop('history', None)  # Config changes made on resumes (dcgan_jax.workdir), not a config field.
+    saved.pop('history', None)  # Config changes made on resumes (dcgan_jax.trainer.workdir), not a config field.
   except FileNotFoundError:
     raise errors.CheckpointError(f'{path} is missing; --workdir must be a training run directory (main.py writes '
                                  'config.json there when it starts)') from None

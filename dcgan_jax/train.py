@@ -226,7 +226,7 @@ def make_parallel_train_step(mesh: jax.sharding.Mesh, sync_batchnorm: bool, data
   default on CPU) for networks with convolutions, where they are traced one after another.
   Cached: runs in one process with equal settings share one compiled function.
   """
-  from dcgan_jax import input_pipeline  # pylint: disable=g-import-not-at-top  (keeps tf out of train_step users)
+  from dcgan_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top  (keeps tf out of train_step users)
   with_heldout = kind.check == 'd_accuracy'
 
   def run(state, *inputs):

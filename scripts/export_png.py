@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from dcgan_jax import input_pipeline  # pylint: disable=g-import-not-at-top,wrong-import-position
+from dcgan_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def main() -> None:

@@ -13,10 +13,10 @@ import pytest
 import tensorflow_datasets as tfds
 
 import conftest
-from dcgan_jax import bundled
-from dcgan_jax import classifier
+from dcgan_jax.data import bundled
+from dcgan_jax.eval import classifier
 from dcgan_jax import errors
-from dcgan_jax import input_pipeline
+from dcgan_jax.data import input_pipeline
 
 # MNIST's test split: images per digit 0..9.
 MNIST_TEST_LABEL_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]

@@ -14,7 +14,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 import conftest
-from dcgan_jax import loop
+from dcgan_jax.trainer import loop
 from dcgan_jax import train
 from test_configs import CONFIG_NAMES
 

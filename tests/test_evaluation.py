@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 import conftest
-from dcgan_jax import classifier
+from dcgan_jax.eval import classifier
 from dcgan_jax import errors
-from dcgan_jax import evaluation
-from dcgan_jax import input_pipeline
+from dcgan_jax.eval import evaluation
+from dcgan_jax.data import input_pipeline
 
 
 @pytest.fixture(scope='module')

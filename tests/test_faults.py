@@ -23,16 +23,16 @@ import tensorflow_datasets as tfds
 
 import conftest
 import dcgan_jax
-from dcgan_jax import loop
-from dcgan_jax import checkpointing
+from dcgan_jax.trainer import loop
+from dcgan_jax.trainer import checkpointing
 from dcgan_jax import config_validation
 from dcgan_jax import errors
-from dcgan_jax import image_folder
+from dcgan_jax.data import image_folder
 from dcgan_jax import losses
 from dcgan_jax import sample
 from dcgan_jax import steps
 from dcgan_jax import train
-from dcgan_jax import workdir
+from dcgan_jax.trainer import workdir
 
 STEPS = 30  # 64 images, batch 8: 8 steps per epoch.
 

@@ -9,8 +9,8 @@ from PIL import Image
 import pytest
 
 from dcgan_jax import errors
-from dcgan_jax import image_folder
-from dcgan_jax import input_pipeline
+from dcgan_jax.data import image_folder
+from dcgan_jax.data import input_pipeline
 
 S = 8  # Target size.
 

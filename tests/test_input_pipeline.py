@@ -1,4 +1,4 @@
-"""Tests for dcgan_jax.input_pipeline: IDX reading, split lookup, TFDS loading, scaling and batching."""
+"""Tests for dcgan_jax.data.input_pipeline: IDX reading, split lookup, TFDS loading, scaling and batching."""
 
 import gzip
 import pathlib
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from dcgan_jax import errors
-from dcgan_jax import input_pipeline
+from dcgan_jax.data import input_pipeline
 
 
 def _idx_bytes(array: np.ndarray, dtype_code: int = 0x08) -> bytes:
@@ -170,7 +170,7 @@ def test_load_images_idx_empty_split(tmp_path):
 
 
 def test_load_images_real_mnist_test_set_through_the_idx_source():
-  from dcgan_jax import bundled  # pylint: disable=g-import-not-at-top
+  from dcgan_jax.data import bundled  # pylint: disable=g-import-not-at-top
   images = input_pipeline.load_images(_data_config(source='idx', path=bundled.DIRECTORY, split='test'))
   assert images.shape == (10000, 28, 28, 1) and images.dtype == np.uint8
   assert images.min() == 0 and images.max() == 255

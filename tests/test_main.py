@@ -10,7 +10,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 import conftest
-from dcgan_jax import loop
+from dcgan_jax.trainer import loop
 from dcgan_jax import train
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from dcgan_jax import metrics
+from dcgan_jax.eval import metrics
 
 
 def _scipy_frechet(mu1, s1, mu2, s2):

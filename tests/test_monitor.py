@@ -7,8 +7,8 @@ import pytest
 import tensorflow_datasets as tfds
 
 import conftest
-from dcgan_jax import loop
-from dcgan_jax import monitor as monitor_lib
+from dcgan_jax.trainer import loop
+from dcgan_jax.trainer import monitor as monitor_lib
 from dcgan_jax import sample
 from dcgan_jax import train
 

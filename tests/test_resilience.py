@@ -13,8 +13,8 @@ import pytest
 import tensorflow_datasets as tfds
 
 import conftest
-from dcgan_jax import loop
-from dcgan_jax import checkpointing
+from dcgan_jax.trainer import loop
+from dcgan_jax.trainer import checkpointing
 from dcgan_jax import errors
 from dcgan_jax import losses
 from dcgan_jax import train

@@ -13,7 +13,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 import conftest
-from dcgan_jax import loop
+from dcgan_jax.trainer import loop
 from dcgan_jax import errors
 from dcgan_jax import sample
 from dcgan_jax import train

@@ -11,8 +11,8 @@ import pytest
 
 import conftest
 from dcgan_jax import errors
-from dcgan_jax import loop
-from dcgan_jax import schedules
+from dcgan_jax.trainer import loop
+from dcgan_jax.trainer import schedules
 from dcgan_jax import steps
 from dcgan_jax import train
 
@@ -190,7 +190,7 @@ def test_resuming_with_another_schedule_is_refused(tmp_path, idx_dir):
 
 def test_hold_out_of_a_streamed_folder_keeps_the_training_part_streamed(tmp_path):
   from PIL import Image  # pylint: disable=g-import-not-at-top
-  from dcgan_jax import image_folder  # pylint: disable=g-import-not-at-top
+  from dcgan_jax.data import image_folder  # pylint: disable=g-import-not-at-top
   for i in range(6):
     Image.new('L', (4, 4), 40 * i).save(tmp_path / f'{i}.png')
   streamed = image_folder.load_folder(str(tmp_path), 4, 1, max_bytes=1)

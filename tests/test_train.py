@@ -13,8 +13,8 @@ import numpy as np
 import optax
 import pytest
 
-from dcgan_jax import input_pipeline
-from dcgan_jax import loop
+from dcgan_jax.data import input_pipeline
+from dcgan_jax.trainer import loop
 from dcgan_jax import train
 import conftest
 
@@ -126,7 +126,7 @@ _PARALLEL_SCRIPT = textwrap.dedent('''
     import jax, jax.numpy as jnp, numpy as np, optax
     sys.path.insert(0, 'tests')
     import conftest
-    from dcgan_jax import input_pipeline, steps, train
+    from dcgan_jax.data import input_pipeline, steps, train
     assert jax.device_count() == 4, jax.devices()
     state, images = conftest.sgd_state_and_images()
     out = {}

@@ -25,18 +25,18 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from dcgan_jax import besteffort
-from dcgan_jax import checkpointing
+from dcgan_jax.trainer import besteffort
+from dcgan_jax.trainer import checkpointing
 from dcgan_jax import config_validation
 from dcgan_jax import errors
-from dcgan_jax import input_pipeline
+from dcgan_jax.data import input_pipeline
 from dcgan_jax import models
-from dcgan_jax import monitor as monitor_lib
-from dcgan_jax import schedules
+from dcgan_jax.trainer import monitor as monitor_lib
+from dcgan_jax.trainer import schedules
 from dcgan_jax import steps
 from dcgan_jax import train
 from dcgan_jax import visualize
-from dcgan_jax import workdir as workdir_lib
+from dcgan_jax.trainer import workdir as workdir_lib
 
 
 def _format_time(seconds: float) -> str:

@@ -28,9 +28,9 @@ from absl import logging
 import ml_collections
 import numpy as np
 
-from dcgan_jax import bundled
+from dcgan_jax.data import bundled
 from dcgan_jax import errors
-from dcgan_jax import image_folder
+from dcgan_jax.data import image_folder
 
 SOURCES = ('auto', 'tfds', 'bundled', 'idx', 'folder')
 

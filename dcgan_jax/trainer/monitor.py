@@ -17,10 +17,10 @@ import ml_collections
 import numpy as np
 from orbax.checkpoint import multihost as ocp_multihost
 
-from dcgan_jax import besteffort
-from dcgan_jax import checkpointing
+from dcgan_jax.trainer import besteffort
+from dcgan_jax.trainer import checkpointing
 from dcgan_jax import errors
-from dcgan_jax import evaluation
+from dcgan_jax.eval import evaluation
 from dcgan_jax import train
 from dcgan_jax import visualize
 
@@ -46,7 +46,7 @@ def _write_json(path: str, value: Any) -> None:
 def write_summary(workdir: str) -> list[str]:
   """Writes `progress.gif` (the sample grids over training) and `curves.png` (losses, D(x), D(G(z)), FID over
   steps) into `workdir` from what a run left there; returns the paths written. Also the on-demand entry point:
-  `python -m dcgan_jax.monitor WORKDIR`."""
+  `python -m dcgan_jax.trainer.monitor WORKDIR`."""
   written = []
   grids = sorted(glob.glob(os.path.join(workdir, 'samples', 'step_*.png')))
   if grids:
@@ -210,6 +210,6 @@ def _all_agree(flag: bool) -> bool:
 if __name__ == '__main__':
   import sys  # pylint: disable=g-import-not-at-top
   if len(sys.argv) != 2:
-    sys.exit('usage: python -m dcgan_jax.monitor WORKDIR')
+    sys.exit('usage: python -m dcgan_jax.trainer.monitor WORKDIR')
   for written in write_summary(sys.argv[1]):
     print(written)

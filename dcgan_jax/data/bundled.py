@@ -11,7 +11,7 @@ import os
 from dcgan_jax import errors
 
 # The dataset names (TFDS spelling) that have a bundled copy, and the directory of its IDX files.
-DIRECTORY = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data', 'mnist')
+DIRECTORY = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'mnist')
 NAMES = ('mnist',)
 SPLIT = 'test'  # The bundled copy is MNIST's test split (the t10k files).
 NUM_IMAGES = 10_000

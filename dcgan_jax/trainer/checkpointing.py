@@ -217,7 +217,7 @@ class Checkpointer:
         except OSError as e:
           logging.warning('Could not move the damaged checkpoint %s aside (%s)', path, e)
     if jax.process_count() > 1:
-      multihost_utils.sync_global_devices('dcgan_jax.checkpointing.move_aside')
+      multihost_utils.sync_global_devices('dcgan_jax.trainer.checkpointing.move_aside')
     self._manager.reload()
 
   @staticmethod

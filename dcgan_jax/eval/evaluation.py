@@ -18,10 +18,10 @@ from absl import logging
 import ml_collections
 import numpy as np
 
-from dcgan_jax import classifier
+from dcgan_jax.eval import classifier
 from dcgan_jax import errors
-from dcgan_jax import input_pipeline
-from dcgan_jax import metrics
+from dcgan_jax.data import input_pipeline
+from dcgan_jax.eval import metrics
 from dcgan_jax import models
 
 PyTree = Any

@@ -13,7 +13,7 @@ the features; its predictions give the class histograms of mode coverage.
   files (`*-labels-idx1-ubyte[.gz]`) next to the images, or TFDS's 'label' feature.
 
 Command line (prints the held-out accuracy and writes the cache):
-  python -m dcgan_jax.classifier --data_source=idx --data_path=DIR --split=test --out=DIR
+  python -m dcgan_jax.eval.classifier --data_source=idx --data_path=DIR --split=test --out=DIR
 """
 
 import fnmatch
@@ -36,7 +36,7 @@ import numpy as np
 import optax
 
 from dcgan_jax import errors
-from dcgan_jax import input_pipeline
+from dcgan_jax.data import input_pipeline
 
 FEATURE_DIM = 128
 # Bumped whenever the architecture or the input scaling changes, so that stale cached parameters are retrained.
