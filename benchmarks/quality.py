@@ -1,0 +1,186 @@
+"""Sample quality side by side: our MNIST DCGAN against the PyTorch reference of the same networks, same steps.
+
+Run from the repository root:
+
+  python benchmarks/quality.py [--epochs 5] [--seeds 0,1,2] [--variants ours,ours_torch_init,torch] [--samples 10000]
+
+Every variant trains on the 10,000 MNIST test digits that ship with the package, with `configs/mnist.py`'s defaults
+(batch 128, two Adams at 2e-4 / beta1 0.5, uniform z, BatchNorm momentum and epsilon as configured), the same data
+order (one permutation per (seed, epoch), the last partial batch dropped) and the same number of steps:
+- `ours`: `dcgan_jax.train_step` under `jax.jit`, flax's default initialisation (`lecun_normal` kernels, zero biases).
+- `ours_torch_init`: the same, with every kernel and bias drawn as PyTorch initialises its layers (kaiming-uniform
+  with a=sqrt(5): uniform(+-1/sqrt(fan_in)), and PyTorch's fan-in of a transposed convolution, out_channels * kh *
+  kw), to isolate what initialisation alone explains.
+- `torch`: the PyTorch reference of benchmarks/throughput.py (`build_torch_models`, PyTorch's default init), one
+  D update on real then detached fake, then one G update on the same fake batch, as the PyTorch DCGAN example.
+Samples are drawn as the config samples (`model.sample_use_batch_stats`: BatchNorm over each batch of z), in
+batches of the training batch size, and scored against the real digits in our MNIST classifier's feature space
+(`dcgan_jax.eval.evaluation.Evaluator`: FID, classes covered, precision and recall). The table reports each seed and
+the mean over seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import statistics
+import sys
+import time
+from typing import Any, Callable, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+# Runnable as a plain script from the repository root without installing.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks import harness  # pylint: disable=g-import-not-at-top,wrong-import-position
+from benchmarks import throughput  # pylint: disable=g-import-not-at-top,wrong-import-position
+from dcgan_jax import models  # pylint: disable=g-import-not-at-top,wrong-import-position
+from dcgan_jax import train  # pylint: disable=g-import-not-at-top,wrong-import-position
+from dcgan_jax.configs import mnist  # pylint: disable=g-import-not-at-top,wrong-import-position
+from dcgan_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top,wrong-import-position
+from dcgan_jax.eval import evaluation  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+VARIANTS = ('ours', 'ours_torch_init', 'torch')
+_CACHE_DIR = os.path.join(os.path.expanduser('~'), '.cache', 'dcgan_jax')
+
+
+def batch_order(num_images: int, batch_size: int, seed: int, epochs: int) -> np.ndarray:
+  """int64 [epochs * (num_images // batch_size), batch_size]: image indices of every step, one permutation per
+  (seed, epoch), the last partial batch of each epoch dropped. Every variant reads the same batches."""
+  per_epoch = num_images // batch_size
+  order = [np.random.default_rng([seed, epoch]).permutation(num_images)[:per_epoch * batch_size]
+           for epoch in range(epochs)]
+  return np.concatenate(order).reshape(-1, batch_size)
+
+
+def torch_default_init(params: Any, key: jax.Array) -> Any:
+  """`params` (a generator's or discriminator's) redrawn as PyTorch initialises Linear/Conv/ConvTranspose layers:
+  kernels and biases uniform(-b, b), b = 1/sqrt(fan_in) (kaiming-uniform with a=sqrt(5)); fan_in is in * kh * kw
+  for Dense and Conv kernels `[.., in, out]` and, as PyTorch computes it for a transposed convolution's weight
+  `[in, out, kh, kw]`, out * kh * kw for ConvTranspose kernels. BatchNorm scales stay 1, offsets 0."""
+  flat = jax.tree_util.tree_flatten_with_path(params)[0]
+  fan_ins = {}
+  for path, leaf in flat:
+    names = [getattr(p, 'key', str(p)) for p in path]
+    if names[-1] == 'kernel':
+      receptive = math.prod(leaf.shape[:-2])
+      fan_ins[tuple(names[:-1])] = receptive * leaf.shape[-1 if 'ConvTranspose' in names[-2] else -2]
+  leaves = []
+  for i, (path, leaf) in enumerate(flat):
+    names = [getattr(p, 'key', str(p)) for p in path]
+    layer = tuple(names[:-1])
+    if layer in fan_ins and names[-1] in ('kernel', 'bias'):
+      bound = 1.0 / math.sqrt(fan_ins[layer])
+      leaf = jax.random.uniform(jax.random.fold_in(key, i), leaf.shape, leaf.dtype, -bound, bound)
+    leaves.append(leaf)
+  return jax.tree.unflatten(jax.tree.structure(params), leaves)
+
+
+def train_ours(config, images: np.ndarray, order: np.ndarray, torch_init: bool) -> Callable[[np.ndarray], np.ndarray]:
+  """Trains with `dcgan_jax.train_step`; returns a sampler z [N, latent] -> float32 images [N, H, W, C]."""
+  key = jax.random.key(config.seed)
+  state = train.create_train_state(config, key)
+  if torch_init:
+    g_key, d_key = jax.random.split(jax.random.fold_in(key, 1))
+    g_params, d_params = torch_default_init(state.g_params, g_key), torch_default_init(state.d_params, d_key)
+    state = state.replace(g_params=g_params, d_params=d_params, g_opt_state=state.g_tx.init(g_params),
+                          d_opt_state=state.d_tx.init(d_params))
+  real = jnp.asarray(input_pipeline.to_float(images, models.data_range(config)))
+  step = jax.jit(lambda s, idx: train.train_step(s, {'image': real[idx]}), donate_argnums=0)
+  for idx in order:
+    state, _ = step(state, jnp.asarray(idx))
+  use_batch_stats = bool(config.model.sample_use_batch_stats)
+  sample = jax.jit(lambda s, z: train.generate(s, z, use_batch_stats=use_batch_stats))
+  return lambda z: np.asarray(sample(state, jnp.asarray(z)))
+
+
+def train_torch(config, images: np.ndarray, order: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+  """Trains the PyTorch reference on the same batches; returns the same kind of sampler."""
+  import torch  # pylint: disable=g-import-not-at-top
+
+  runner = throughput.TorchRunner(config)  # Seeded with config.seed; default PyTorch init.
+  real = torch.from_numpy(np.ascontiguousarray(
+      input_pipeline.to_float(images, models.data_range(config)).transpose(0, 3, 1, 2)))
+  for idx in order:
+    runner.real = real[torch.from_numpy(idx)]
+    runner.step()
+  generator = runner.generator
+  if not config.model.sample_use_batch_stats:
+    generator.eval()
+
+  def sample(z: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+      return generator(torch.from_numpy(np.asarray(z))).numpy().transpose(0, 2, 3, 1)
+  return sample
+
+
+def _samples(sampler, num: int, batch: int, latent_dim: int, seed: int) -> np.ndarray:
+  z = np.random.default_rng([seed, 12345]).uniform(-1.0, 1.0, (num, latent_dim)).astype(np.float32)
+  return np.concatenate([sampler(z[i:i + batch]) for i in range(0, num, batch)])
+
+
+def run_variant(variant: str, seed: int, epochs: int, num_samples: int, images: np.ndarray,
+                evaluator: evaluation.Evaluator) -> dict[str, float]:
+  """Trains one variant for `epochs` epochs from `seed` and scores `num_samples` of its samples."""
+  config = mnist.get_config()
+  config.seed = seed
+  order = batch_order(images.shape[0], config.batch_size, seed, epochs)
+  start = time.perf_counter()
+  if variant == 'torch':
+    sampler = train_torch(config, images, order)
+  else:
+    sampler = train_ours(config, images, order, torch_init=variant == 'ours_torch_init')
+  seconds = time.perf_counter() - start
+  scores = evaluator.evaluate(_samples(sampler, num_samples, config.batch_size, config.latent_dim, seed))
+  return {**scores, 'steps': float(order.shape[0]), 'seconds': seconds}
+
+
+def _row(variant: str, seed: Any, r: dict[str, float]) -> list[str]:
+  return [variant, str(seed), f'{r["steps"]:.0f}', f'{r["fid"]:.1f}', f'{r["coverage"]:.0f}/10',
+          f'{r["precision"]:.3f}', f'{r["recall"]:.3f}', f'{r["seconds"]:.0f}']
+
+
+def _parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
+  parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+  parser.add_argument('--epochs', type=int, default=5, help='epochs over the 10,000 digits (78 steps each)')
+  parser.add_argument('--seeds', default='0,1,2', help='comma-separated seeds')
+  parser.add_argument('--variants', default=','.join(VARIANTS), help=f'comma-separated, of {", ".join(VARIANTS)}')
+  parser.add_argument('--samples', type=int, default=10000, help='generated images scored per run')
+  args = parser.parse_args(argv)
+  args.seeds = [int(s) for s in args.seeds.split(',') if s]
+  args.variants = [v for v in args.variants.split(',') if v]
+  unknown = sorted(set(args.variants) - set(VARIANTS))
+  if unknown:
+    parser.error(f'unknown --variants {", ".join(unknown)}; choose from {", ".join(VARIANTS)}')
+  if not args.seeds or args.epochs < 1 or args.samples < 10:
+    parser.error('give at least one seed, --epochs >= 1 and --samples >= 10')
+  return args
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+  args = _parse_args(argv)
+  import torch  # pylint: disable=g-import-not-at-top
+
+  config = mnist.get_config()
+  config.data.source = 'bundled'
+  images = input_pipeline.load_images(config.data)
+  evaluator = evaluation.build_evaluator(config, images, _CACHE_DIR)
+  print(harness.header(__file__, sys.argv[1:] if argv is None else argv, f'torch {torch.__version__}',
+                       f'load {harness.load_average()}'))
+  headers = ['variant', 'seed', 'steps', 'FID', 'classes', 'precision', 'recall', 'train s']
+  print(harness.markdown_row(headers) + '\n' + harness.markdown_row(['---'] * len(headers)), flush=True)
+  results: dict[str, list[dict[str, float]]] = {v: [] for v in args.variants}
+  for seed in args.seeds:
+    for variant in args.variants:  # Seed-major: drift of the shared machine hits every variant alike.
+      results[variant].append(run_variant(variant, seed, args.epochs, args.samples, images, evaluator))
+      print(harness.markdown_row(_row(variant, seed, results[variant][-1])), flush=True)
+  for variant, runs in results.items():
+    mean = {k: statistics.mean(r[k] for r in runs) for k in runs[0]}
+    print(harness.markdown_row(_row(f'**{variant}**', 'mean', mean)), flush=True)
+
+
+if __name__ == '__main__':
+  main()
