@@ -40,16 +40,25 @@ def test_every_config_validates_and_builds(name):
 @pytest.mark.parametrize('field,value,message', [
     ('loss', 'wgan', 'config.loss=.wgan.: must be one of hinge, lsgan, minimax, non_saturating, ragan, rpgan, wgan_gp'),
     ('data.source', 'lmdb', 'config.data.source=.lmdb.: must be one of auto, tfds, bundled, idx, folder'),
-    ('model.name', 'resnet', 'config.model.name=.resnet.: must be one of dcgan, upsample, mlp'),
-    ('model.d_pool', 'avg', 'config.model.d_pool'),
-    ('model.d_strides', (2, 2, 2), 'config.model.d_strides'),
-    ('model.d_dropout', 1.0, r'config.model.d_dropout=1.0: must be a number in \[0, 1\)'),
+    ('model.generator.family', 'resnet', 'config.model.generator.family=.resnet.: must be one of dcgan, upsample, mlp'),
+    ('model.discriminator.family', 'dcgan', 'config.model.discriminator.family=.dcgan.: must be one of conv, mlp'),
+    ('model.discriminator.pool', 'avg', 'config.model.discriminator.pool=.avg.: must be one of none, max'),
+    ('model.discriminator.strides', (2, 2, 2), r'config.model.discriminator.strides=\(2, 2, 2\): must be \(\) or one '
+     r'integer >= 1 per entry of model.discriminator.features \(2\)'),
+    ('model.discriminator.dropout', 1.0, r'config.model.discriminator.dropout=1.0: must be a number in \[0, 1\)'),
+    ('model.generator.features', (), r'config.model.generator.features=\(\): must be a non-empty list of integers > 0'),
+    ('model.generator.kernel_size', 0, 'config.model.generator.kernel_size=0: must be an integer > 0'),
+    ('model.generator.activation', 'gelu', "config.model.generator.activation='gelu': must be one of leaky_relu, relu"),
+    ('model.generator.output_activation', 'relu', "config.model.generator.output_activation='relu': must be one of "
+     'tanh, sigmoid'),
+    ('model.generator.bn_momentum', 1.0, r'config.model.generator.bn_momentum=1.0: must be a number in \[0, 1\)'),
+    ('model.discriminator.bn_epsilon', 0.0, 'config.model.discriminator.bn_epsilon=0.0: must be a finite number > 0'),
     ('label_smoothing', -0.1, 'config.label_smoothing'),
     ('d_steps', 0, 'config.d_steps=0: must be an integer > 0'),
     ('schedule', 'cyclic', 'config.schedule=.cyclic.: must be one of alternating, epoch_blocks, adaptive'),
     ('g_target', 1.5, r'config.g_target=1.5: must be a number in \[0, 1\]'),
     ('checkpoint_every_epochs', -1, 'config.checkpoint_every_epochs'),
-    ('model.g_start_size', -1, 'config.model.g_start_size'),
+    ('model.generator.start_size', -1, r'config.model.generator.start_size=-1: must be an integer >= 0 \(0 derives'),
     ('data.image_size', 30, 'config.data.image_size=30: the dcgan generator makes 28x28'),
 ])
 def test_bad_values_are_rejected(field, value, message):
@@ -69,9 +78,9 @@ def test_loss_options_are_checked_against_the_loss():
   with pytest.raises(errors.ConfigError, match='config.label_smoothing=0.1: loss hinge has no targets'):
     config_validation.validate(config)
   config.loss, config.label_smoothing = 'wgan_gp', 0.0
-  with pytest.raises(errors.ConfigError, match='config.model.d_batchnorm=True with loss=wgan_gp'):
+  with pytest.raises(errors.ConfigError, match='config.model.discriminator.batchnorm=True with loss=wgan_gp'):
     config_validation.validate(config)
-  config.model.d_batchnorm = False
+  config.model.discriminator.batchnorm = False
   config_validation.validate(config)
   config.gp_weight = -1.0
   with pytest.raises(errors.ConfigError, match='config.gp_weight=-1.0'):
@@ -82,13 +91,15 @@ def test_loss_options_are_checked_against_the_loss():
 
 def test_generator_sizes_are_checked_per_family():
   config = default.get_config()
-  config.model.g_start_size, config.model.g_features = 0, (8, 8, 8, 8, 8)  # 2**5 = 32 > 28.
-  with pytest.raises(errors.ConfigError, match='overshoot data.image_size=28'):
+  config.model.generator.start_size, config.model.generator.features = 0, (8, 8, 8, 8, 8)  # 2**5 = 32 > 28.
+  with pytest.raises(errors.ConfigError, match='config.model.generator.features has 5 entries: 5 doublings overshoot '
+                     'data.image_size=28'):
     config_validation.validate(config)
-  config.model.name, config.model.g_start_size = 'upsample', 6
-  with pytest.raises(errors.ConfigError, match='g_start_size=6'):
+  config.model.generator = models.network_config('generator', 'upsample', start_size=6, features=(8, 8, 8, 8, 8),
+                                                 kernel_size=5)
+  with pytest.raises(errors.ConfigError, match='config.model.generator.start_size=6 at most 5 times'):
     config_validation.validate(config)
-  config.model.g_start_size = 0
+  config.model.generator.start_size = 0
   config_validation.validate(config)
 
 
@@ -99,7 +110,7 @@ def test_generator_sizes_are_checked_per_family():
 def test_folder_config_takes_the_image_size_after_a_colon(size, g_features, d_features):
   config = importlib.import_module('dcgan_jax.configs.folder').get_config(size)
   assert config.data.image_size == int(size) and models.output_size(config) == int(size)
-  assert tuple(config.model.g_features) == g_features and tuple(config.model.d_features) == d_features
+  assert config.model.generator.features == g_features and config.model.discriminator.features == d_features
   config_validation.validate(config)
   with pytest.raises(ValueError, match='4 times a power of two'):
     importlib.import_module('dcgan_jax.configs.folder').get_config('96')

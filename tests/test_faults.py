@@ -44,8 +44,8 @@ def idx_dir(tmp_path_factory):
 def _args(workdir, idx_dir, *extra):
   return [sys.executable, 'main.py', '--config=configs/mnist_fnn.py', f'--workdir={workdir}',
           '--config.data.source=idx', f'--config.data.path={idx_dir}', '--config.data.split=test',
-          '--config.batch_size=8', '--config.latent_dim=8', '--config.model.g_features=(16,)',
-          '--config.model.d_features=(16,)', '--config.num_samples=4', '--config.log_every_steps=5',
+          '--config.batch_size=8', '--config.latent_dim=8', '--config.model.generator.features=(16,)',
+          '--config.model.discriminator.features=(16,)', '--config.num_samples=4', '--config.log_every_steps=5',
           '--config.eval_every_steps=-1', f'--config.num_train_steps={STEPS}', '--config.checkpoint_every_steps=10',
           *extra]
 
@@ -165,12 +165,17 @@ def test_all_finite_metric_reports_a_nonfinite_update():
 
 @pytest.mark.parametrize('field, value', [('g_optimizer.learning_rate', float('nan')),
                                           ('d_optimizer.learning_rate', float('inf')),
-                                          ('gp_weight', float('nan')), ('model.leaky_slope', float('inf'))])
+                                          ('gp_weight', float('nan')),
+                                          ('model.generator.leaky_slope', float('inf')),
+                                          ('model.discriminator.leaky_slope', float('nan'))])
 def test_nonfinite_rates_and_weights_fail_validation(field, value):
   config = conftest.tiny_config()
   if field == 'gp_weight':
-    config.loss, config.model.d_batchnorm = 'wgan_gp', False
-  parent, name = (config, field) if '.' not in field else (config[field.split('.')[0]], field.split('.')[1])
+    config.loss, config.model.discriminator.batchnorm = 'wgan_gp', False
+  *parents, name = field.split('.')
+  parent = config
+  for key in parents:
+    parent = parent[key]
   parent[name] = value
   with pytest.raises(errors.ConfigError, match=rf'config\.{field}={value!r}: must be a finite number'):
     config_validation.validate(config)

@@ -45,8 +45,8 @@ def test_generator_output_is_in_tanh_range(config):
 
 @pytest.mark.parametrize('start,features,size', [(4, (32, 16, 8), 32), (7, (16,), 14)])
 def test_widths_and_sizes_come_from_config(config, start, features, size):
-  config.model.g_start_size = start
-  config.model.g_features = features
+  config.model.generator.start_size = start
+  config.model.generator.features = features
   config.data.image_size = size
   g, _, gv, _ = _init(config)
   kernels = [v['kernel'].shape for k, v in sorted(gv['params'].items()) if k.startswith('ConvTranspose')]
@@ -131,7 +131,7 @@ def test_dcgan_derived_start_sizes(size, n, expected):
 
 def test_derived_start_crops_the_center_of_the_uncropped_generator(config):
   config.data.image_size = 10
-  config.model.g_start_size = 0  # ceil(10 / 4) = 3 -> 12, cropped to 10.
+  config.model.generator.start_size = 0  # ceil(10 / 4) = 3 -> 12, cropped to 10.
   g, _ = models.build(config)
   assert (g.start_size, g.output_size) == (3, 10)
   z = jax.random.normal(jax.random.key(1), (2, config.latent_dim))
@@ -150,17 +150,15 @@ def test_upsample_start_sizes(size, start, convs, expected):
 
 @pytest.mark.parametrize('start,convs', [(6, 4), (7, 1)])
 def test_upsample_impossible_start_is_a_config_error(start, convs):
-  with pytest.raises(errors.ConfigError, match='g_start_size'):
+  with pytest.raises(errors.ConfigError, match=f'config.model.generator.start_size={start} at most {convs} times'):
     models.upsample.generator_sizes(28, start, convs)
 
 
 def _tiny_upsample(config):
-  config.model.name = 'upsample'
-  config.model.g_features = (4, 3, 2)
-  config.model.g_dropout = 0.5
-  config.model.d_features = (2, 3)
-  config.model.d_dropout = 0.5
-  config.model.d_batchnorm = False
+  config.model.generator = models.network_config('generator', 'upsample', start_size=7, features=(4, 3, 2),
+                                                 kernel_size=5, dropout=0.5)
+  d = config.model.discriminator
+  d.features, d.dropout, d.batchnorm = (2, 3), 0.5, False
   return config
 
 
@@ -191,7 +189,7 @@ def test_deterministic_turns_dropout_off(config):
   """deterministic=True (and train=False) give exactly the network without dropout, whatever the dropout key."""
   g, d = models.build(_tiny_upsample(config))
   plain = _tiny_upsample(conftest.tiny_config())
-  plain.model.g_dropout = plain.model.d_dropout = 0.0
+  plain.model.generator.dropout = plain.model.discriminator.dropout = 0.0
   g_plain, d_plain = models.build(plain)
   z = jax.random.normal(jax.random.key(1), (2, config.latent_dim))
   images = jax.random.uniform(jax.random.key(4), (2, 28, 28, 1), minval=-1.0, maxval=1.0)
@@ -207,10 +205,9 @@ def test_deterministic_turns_dropout_off(config):
 
 def test_max_pool_discriminator_blocks(config):
   config.data.image_size = 10
-  config.model.g_start_size = 0
-  config.model.d_pool = 'max'
-  config.model.d_kernel_size = 3
-  config.model.d_batchnorm = False
+  config.model.generator.start_size = 0
+  d = config.model.discriminator
+  d.pool, d.kernel_size, d.batchnorm = 'max', 3, False
   _, dv, _, logit_shape = _shapes(config)
   params = dv['params']
   # Stride-1 3x3 convs with bias (no BatchNorm); 10 -> pool 5 -> pool 3, then a 3x3 'VALID' conv to the logit.

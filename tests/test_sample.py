@@ -32,7 +32,7 @@ def workdir(tmp_path_factory):
 
 def test_config_round_trips_through_json_with_tuples(workdir):
   config = sample.load_run_config(str(workdir))
-  assert config.model.g_features == (8, 4) and config.latent_dim == 8
+  assert config.model.generator.features == (8, 4) and config.latent_dim == 8
 
 
 def test_npy_samples_shape_range_and_determinism(workdir, tmp_path):
@@ -118,7 +118,7 @@ def test_a_config_for_another_model_is_refused(workdir, tmp_path):
   run = tmp_path / 'run'
   shutil.copytree(workdir, run)
   config = json.loads((run / 'config.json').read_text())
-  config['model']['g_features'] = [16, 4]
+  config['model']['generator']['features'] = [16, 4]
   (run / 'config.json').write_text(json.dumps(config))
   with pytest.raises(errors.CheckpointError, match=r'written for another model.*g_params/'):
     sample.run(str(run), str(tmp_path / 'x.npy'))
@@ -138,7 +138,7 @@ def test_sampling_leaves_a_checkpoint_being_written_alone(workdir, tmp_path):
 def test_load_returns_the_config_and_the_state_of_a_run(workdir):
   import dcgan_jax  # pylint: disable=g-import-not-at-top
   config, state = dcgan_jax.load(str(workdir))
-  assert config.model.g_features == (8, 4) and int(state.step) == 4
+  assert config.model.generator.features == (8, 4) and int(state.step) == 4
   _, second = dcgan_jax.load(str(workdir), checkpoint=2)
   assert int(second.step) == 2
   z = jax.numpy.zeros((2, config.latent_dim))
