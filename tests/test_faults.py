@@ -28,6 +28,7 @@ from dcgan_jax import config_validation
 from dcgan_jax import errors
 from dcgan_jax import image_folder
 from dcgan_jax import losses
+from dcgan_jax import models
 from dcgan_jax import sample
 from dcgan_jax import steps
 from dcgan_jax import train
@@ -343,6 +344,22 @@ def test_refused_resume_of_another_model_keeps_config_json(tmp_path):
     with pytest.raises(errors.CheckpointError, match='another model'):
       loop.train_and_evaluate(config, str(tmp_path))
   assert (tmp_path / 'config.json').read_text() == saved
+
+
+def test_network_changes_are_recorded_under_their_network(tmp_path):
+  """config.json's change list names each network's fields; a changed family shows every field that came or went.
+  None of model.* is in EXACT_RESUME_FIELDS: a network of other shapes is refused by the checkpoint restore (above),
+  one of the same shapes (dropout, activation, slope) resumes with the change logged and recorded."""
+  config = conftest.tiny_config()
+  workdir.write_record(str(tmp_path), config, [])
+  saved = workdir.read_record(str(tmp_path))
+  config.model.discriminator.dropout = 0.25
+  config.model.generator = models.network_config('generator', 'mlp', features=(8, 4))
+  changes = workdir.config_changes(saved, config)
+  assert changes == {'model.discriminator.dropout': (0.0, 0.25), 'model.generator.family': ('dcgan', 'mlp'),
+                     'model.generator.output_activation': ('tanh', 'sigmoid'), 'model.generator.batchnorm': (None, True),
+                     'model.generator.kernel_size': (5, None), 'model.generator.start_size': (7, None)}
+  assert not any(workdir.breaks_exact_resume(field) for field in changes)
 
 
 # 9. One line instead of a traceback, checked before any heavy work.

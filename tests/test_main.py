@@ -127,6 +127,14 @@ def test_misspelled_override_is_one_line_suggesting_the_field(tmp_path):
 
 
 @pytest.mark.slow
+def test_another_familys_field_on_the_command_line_is_one_line_naming_the_rule(tmp_path):
+  proc = _run_main(['--config=configs/mnist_mlp.py', f'--workdir={tmp_path / "w"}',
+                    '--config.model.generator.kernel_size=3'])
+  _assert_one_line_error(proc, "no field 'kernel_size' in this config's generator family",
+                         'start from a config of that family', 'docs/configuration.md')
+
+
+@pytest.mark.slow
 def test_batch_not_divisible_by_devices_names_both_numbers(tmp_path, idx_dir):
   proc = _run_main(['--config=configs/mnist.py', f'--workdir={tmp_path / "w"}', '--config.data.source=idx',
                     f'--config.data.path={idx_dir}', '--config.data.split=test', '--config.batch_size=7'],

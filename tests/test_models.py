@@ -258,3 +258,63 @@ def test_discriminators_avoid_slow_xla_cpu_convolutions(name):
   if name == 'emnist_letters':  # Guards the check: with XLA convolutions only, the 4x4 blocks are slow.
     with mock.patch.object(ops_convolution, 'uses_im2col', lambda *args, **kwargs: False):
       assert _slow_xla_cpu_convs(grads_jaxpr())
+
+
+# Every family is its module built from its config section: `Module(**fields)` plus what the builder passes.
+
+
+def test_config_fields_are_the_modules_attributes_less_what_the_builder_passes():
+  assert models.config_fields(models.DCGANGenerator) == (
+      'start_size', 'features', 'kernel_size', 'leaky_slope', 'bn_momentum', 'bn_epsilon', 'activation',
+      'output_activation')
+  assert models.config_fields(models.UpsampleGenerator) == (
+      'start_size', 'features', 'kernel_size', 'leaky_slope', 'bn_momentum', 'bn_epsilon', 'activation',
+      'output_activation', 'dropout')
+  assert models.config_fields(models.MLPGenerator) == (
+      'features', 'leaky_slope', 'bn_momentum', 'bn_epsilon', 'activation', 'output_activation', 'batchnorm')
+  assert models.config_fields(models.DCGANDiscriminator) == (
+      'features', 'kernel_size', 'leaky_slope', 'bn_momentum', 'bn_epsilon', 'first_batchnorm', 'batchnorm',
+      'strides', 'pool', 'dropout', 'activation')
+  assert models.config_fields(models.MLPDiscriminator) == ('features', 'leaky_slope', 'activation', 'dropout')
+
+
+# (network, family, the section's fields other than defaults, the module fields the builder derives for 28x28x1).
+_FAMILY_CASES = [
+    ('generator', 'dcgan', {'start_size': 0, 'features': (6, 4), 'kernel_size': 3, 'activation': 'relu'},
+     {'start_size': 7, 'channels': 1, 'output_size': 28}),
+    ('generator', 'upsample', {'start_size': 7, 'features': (6, 4, 2), 'kernel_size': 3, 'dropout': 0.25,
+                               'leaky_slope': 0.01}, {'start_size': 7, 'upsamplings': 2, 'channels': 1}),
+    ('generator', 'mlp', {'features': (6,), 'batchnorm': False, 'output_activation': 'tanh', 'bn_epsilon': 1e-5},
+     {'image_shape': (28, 28, 1)}),
+    ('discriminator', 'conv', {'features': (4, 8), 'kernel_size': 3, 'strides': (2, 1), 'pool': 'max',
+                               'first_batchnorm': False, 'bn_momentum': 0.9}, {}),
+    ('discriminator', 'mlp', {'features': (8, 4), 'dropout': 0.5, 'activation': 'relu'}, {}),
+]
+
+
+@pytest.mark.parametrize('network,family,fields,derived', _FAMILY_CASES, ids=[f'{c[0]}-{c[1]}' for c in _FAMILY_CASES])
+def test_each_family_is_built_from_its_fields(config, network, family, fields, derived):
+  config.dtype = 'bfloat16'
+  config.model[network] = models.network_config(network, family, **fields)
+  module = models.build_network(config, network)
+  assert type(module) is models.NETWORKS[network][family]
+  section = dict(config.model[network])
+  assert section.pop('family') == family
+  expected = {**section, **derived, 'dtype': jnp.bfloat16, 'bn_axis_name': None}
+  assert {name: getattr(module, name) for name in expected} == expected
+  assert {name: section[name] for name in fields} == fields
+  if network == 'generator':
+    z = jax.ShapeDtypeStruct((2, config.latent_dim), jnp.float32)
+    gv = jax.eval_shape(lambda z: module.init(jax.random.key(0), z, train=False), z)
+    images = jax.eval_shape(lambda v, z: module.apply(v, z, train=False), gv, z)
+    assert images.shape == (2, 28, 28, 1) and images.dtype == jnp.float32
+
+
+def test_a_generator_module_passed_in_is_used_whatever_the_config_section(config):
+  """create_train_state builds only what is not passed: a researcher's generator needs no valid section."""
+  import dcgan_jax  # pylint: disable=g-import-not-at-top
+  config.model.generator.family = 'mine'  # Not a family: never built.
+  generator = models.MLPGenerator(features=(4,), image_shape=(28, 28, 1))
+  state = jax.eval_shape(lambda: dcgan_jax.create_train_state(config, jax.random.key(0), generator=generator))
+  assert state.generator is generator and type(state.discriminator) is models.DCGANDiscriminator
+  assert models.count_params(state.g_params) == (8 * 4 + 4) + 2 * 4 + (4 * 784 + 784)

@@ -124,6 +124,38 @@ def test_a_config_for_another_model_is_refused(workdir, tmp_path):
     sample.run(str(run), str(tmp_path / 'x.npy'))
 
 
+def test_a_run_config_of_another_family_loads_as_saved(tmp_path):
+  """The saved network sections replace the default's (an mlp run is not merged with the dcgan fields); fields a
+  module gained since are filled with its default."""
+  from dcgan_jax.configs import mnist_fnn  # pylint: disable=g-import-not-at-top
+  saved = json.loads(mnist_fnn.get_config().to_json_best_effort())
+  del saved['model']['discriminator']['dropout']  # As if the field were added after the run.
+  (tmp_path / 'config.json').write_text(json.dumps(saved))
+  config = sample.load_run_config(str(tmp_path))
+  assert dict(config.model.generator) == {'family': 'mlp', 'features': (128,), 'leaky_slope': 0.2,
+                                          'bn_momentum': 0.99, 'bn_epsilon': 1e-3, 'activation': 'relu',
+                                          'output_activation': 'tanh', 'batchnorm': False}
+  assert dict(config.model.discriminator) == {'family': 'mlp', 'features': (128,), 'leaky_slope': 0.2,
+                                              'activation': 'relu', 'dropout': 0.0}
+  assert config.to_dict() == mnist_fnn.get_config().to_dict()
+
+
+def test_a_run_config_with_the_flat_model_of_0_1_is_one_line(tmp_path):
+  path = tmp_path / 'config.json'
+  path.write_text(json.dumps({'seed': 0, 'model': {'name': 'dcgan', 'g_features': [256, 128]}}))
+  with pytest.raises(errors.CheckpointError) as raised:
+    sample.load_run_config(str(tmp_path))
+  assert str(raised.value) == (
+      f'{path} has a flat config.model (model.name, model.g_features, ...): the run was trained by dcgan_jax 0.1, '
+      'whose checkpoints do not restore in this version; retrain it (its settings now live under '
+      'config.model.generator and config.model.discriminator, see docs/configuration.md)')
+  path.write_text(json.dumps({'model': {'generator': {'family': 'dcgan', 'features': [8], 'kernel_size': 3,
+                                                      'start_size': 7, 'width': 2}}}))
+  with pytest.raises(errors.CheckpointError, match=r'describes a model this version cannot build: '
+                                                   r'config.model.generator.width: the dcgan generator'):
+    sample.load_run_config(str(tmp_path))
+
+
 def test_sampling_leaves_a_checkpoint_being_written_alone(workdir, tmp_path):
   """A run still training may be writing step 6 into a temporary directory: sampling reads step 4, deletes nothing."""
   run = tmp_path / 'run'

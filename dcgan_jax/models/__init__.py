@@ -73,8 +73,8 @@ def field_problems(network: str, section: Mapping[str, Any]) -> list[str]:
   for name in section:
     if name != 'family' and name not in valid:
       owners = [f for f, m in families.items() if name in config_fields(m)]
-      hint = (f' ({name} is a field of the {" and ".join(owners)} {network}: switch families with a config of that '
-              'family, see docs/configuration.md)' if owners else '')
+      hint = (f' ({name} belongs to the {" and ".join(owners)} {network}{"s" if len(owners) > 1 else ""}; to change '
+              'family, start from a config of that family: docs/configuration.md)' if owners else '')
       problems.append(f'{where}.{name}: the {family} {network} ({module.__name__}) has no field {name}; its fields: '
                       f'family, {", ".join(valid)}{hint}')
   missing = [name for name in _required(module) if name not in section]
