@@ -1,4 +1,5 @@
-"""Every config field, defined once with its meaning. Variants import `get_config()` and override what differs.
+"""Every config field, defined once with its meaning (the networks' fields on their modules in dcgan_jax/models).
+Variants import `get_config()` and override what differs.
 
 The defaults are the TensorFlow DCGAN for MNIST (28x28x1, data in [-1, 1]).
 """

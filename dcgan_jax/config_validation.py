@@ -129,9 +129,10 @@ def _is_int(value, minimum):
   return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= minimum
 
 
-def _is_number(value, low, high, high_open=True):
-  return (isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value) and low <= value
-          and (value < high if high_open else value <= high))
+def _is_number(value, low, high):
+  """A finite real number (not a bool) in [low, high)."""
+  return (isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+          and low <= value < high)
 
 
 # Range checks of the network fields, by field name, for whichever family has the field: (accepts, what it accepts).
