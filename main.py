@@ -146,7 +146,12 @@ def _parse_flags(argv):
     # ml_collections says e.g. "'lossy'\nDid you mean "loss" instead of "lossy"?" (quoted, escaped).
     lines = [line.strip().strip('\'"') for line in message.strip('\'"').splitlines() if line.strip()] or ['?']
     message = f'no field {lines[0]!r}' + ''.join(f'; {line}' for line in lines[1:])
-    sys.exit(f'Error: bad --config override: {message}. Every field is listed in configs/default.py and docs/configuration.md')
+    network = next((n for n in ('generator', 'discriminator')
+                    if any(a.startswith(f'--config.model.{n}.{lines[0]}=') for a in argv)), None)
+    if network:
+      message += (f' in this config\'s {network} family (a network\'s fields are its family\'s module fields; to '
+                  'change family, start from a config of that family)')
+    sys.exit(f'Error: bad --config override: {message}. Every field is listed in docs/configuration.md')
 
 
 if __name__ == '__main__':

@@ -107,9 +107,9 @@ def main(argv=None) -> None:
     config = result['config']
     images_per_s, steps = describe(result)
     size = config.data.image_size
-    rows.append([spec, config.model.name, f'{size}x{size}x{config.data.channels}', config.batch_size,
-                 config.schedule, f'{result["g_params"]:,} / {result["d_params"]:,}', f'{result["compile_s"]:.1f}',
-                 steps, images_per_s])
+    family = f'{config.model.generator.family} / {config.model.discriminator.family}'
+    rows.append([spec, family, f'{size}x{size}x{config.data.channels}', config.batch_size, config.schedule,
+                 f'{result["g_params"]:,} / {result["d_params"]:,}', f'{result["compile_s"]:.1f}', steps, images_per_s])
   print(harness.header(__file__, argv,
                        f'1-minute load average at start {load_start}, at end {harness.load_average()}'))
   print()

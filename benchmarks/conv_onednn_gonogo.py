@@ -61,20 +61,20 @@ GO_RATIO = 1.4
 def model_convs(config) -> dict[tuple[int, int, int, int, int, int], list[str]]:
   """(batch, H, W, C, OC, kernel) of each stride-2 conv shape of a dcgan config -> the layers it stands for.
 
-  D: one stride-2 conv per `d_features` entry from the image. G: per later `g_features` entry and the output
-  channels, a stride-2 transposed conv doubling the size, i.e. the backward-data pass of the conv from its output
-  shape to its input shape.
+  D: one stride-2 conv per `model.discriminator.features` entry from the image. G: per later
+  `model.generator.features` entry and the output channels, a stride-2 transposed conv doubling the size, i.e. the
+  backward-data pass of the conv from its output shape to its input shape.
   """
-  m, n = config.model, config.batch_size
+  g, d, n = config.model.generator, config.model.discriminator, config.batch_size
   shapes: dict[tuple[int, int, int, int, int, int], list[str]] = {}
   size, cin = config.data.image_size, config.data.channels
-  for i, f in enumerate(m.d_features):
-    shapes.setdefault((n, size, size, cin, f, m.d_kernel_size), []).append(
+  for i, f in enumerate(d.features):
+    shapes.setdefault((n, size, size, cin, f, d.kernel_size), []).append(
         f'D conv{i + 1} {size}x{size}x{cin}->{size // 2}x{size // 2}x{f}')
     size, cin = size // 2, f
-  size, cin = m.g_start_size, m.g_features[0]
-  for i, f in enumerate((*m.g_features[1:], config.data.channels)):
-    shapes.setdefault((n, 2 * size, 2 * size, f, cin, m.g_kernel_size), []).append(
+  size, cin = g.start_size, g.features[0]
+  for i, f in enumerate((*g.features[1:], config.data.channels)):
+    shapes.setdefault((n, 2 * size, 2 * size, f, cin, g.kernel_size), []).append(
         f'G tconv{i + 1} {size}x{size}x{cin}->{2 * size}x{2 * size}x{f}')
     size, cin = 2 * size, f
   return shapes

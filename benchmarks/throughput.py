@@ -68,13 +68,14 @@ def dcgan64_config() -> ml_collections.ConfigDict:
   """The 64x64 RGB DCGAN of Radford et al. (4x4 kernels, ReLU generator, no BatchNorm on D's first layer)."""
   config = default.get_config()
   config.batch_size = 64
-  config.model.g_start_size = 4
-  config.model.g_features = (512, 256, 128, 64)
-  config.model.g_kernel_size = 4
-  config.model.g_activation = 'relu'
-  config.model.d_features = (64, 128, 256, 512)
-  config.model.d_kernel_size = 4
-  config.model.d_first_batchnorm = False
+  g, d = config.model.generator, config.model.discriminator
+  g.start_size = 4
+  g.features = (512, 256, 128, 64)
+  g.kernel_size = 4
+  g.activation = 'relu'
+  d.features = (64, 128, 256, 512)
+  d.kernel_size = 4
+  d.first_batchnorm = False
   config.data.image_size = 64
   config.data.channels = 3
   return config
@@ -116,59 +117,59 @@ def build_torch_models(config: ml_collections.ConfigDict):
   """
   from torch import nn  # pylint: disable=g-import-not-at-top
 
-  m = config.model
+  g, d = config.model.generator, config.model.discriminator
   size, channels = models.output_size(config), config.data.channels
 
-  def act(name):
+  def act(name, slope):
     # In place, as the PyTorch DCGAN example does: it saves a pass over the activations.
-    return nn.LeakyReLU(m.leaky_slope, inplace=True) if name == 'leaky_relu' else nn.ReLU(inplace=True)
+    return nn.LeakyReLU(slope, inplace=True) if name == 'leaky_relu' else nn.ReLU(inplace=True)
 
-  def bn2d(width):
-    return nn.BatchNorm2d(width, eps=m.bn_epsilon, momentum=1.0 - m.bn_momentum)
+  def bn2d(width, net):
+    return nn.BatchNorm2d(width, eps=net.bn_epsilon, momentum=1.0 - net.bn_momentum)
 
-  out_act = nn.Tanh() if m.output_activation == 'tanh' else nn.Sigmoid()
+  out_act = nn.Tanh() if g.output_activation == 'tanh' else nn.Sigmoid()
 
-  if m.name == 'dcgan':
-    k = m.g_kernel_size
+  if (g.family, d.family) == ('dcgan', 'conv'):
+    k = g.kernel_size
     pad, out_pad = _same_transpose_padding(k)
-    widths = list(m.g_features)
+    widths = list(g.features)
     g_layers = [nn.Unflatten(1, (config.latent_dim, 1, 1)),
-                nn.ConvTranspose2d(config.latent_dim, widths[0], m.g_start_size, 1, 0, bias=False),
-                bn2d(widths[0]), act(m.g_activation)]
+                nn.ConvTranspose2d(config.latent_dim, widths[0], g.start_size, 1, 0, bias=False),
+                bn2d(widths[0], g), act(g.activation, g.leaky_slope)]
     for prev, width in zip(widths, widths[1:]):
-      g_layers += [nn.ConvTranspose2d(prev, width, k, 2, pad, out_pad, bias=False), bn2d(width),
-                   act(m.g_activation)]
+      g_layers += [nn.ConvTranspose2d(prev, width, k, 2, pad, out_pad, bias=False), bn2d(width, g),
+                   act(g.activation, g.leaky_slope)]
     g_layers += [nn.ConvTranspose2d(widths[-1], channels, k, 2, pad, out_pad, bias=True), out_act]
 
-    kd = m.d_kernel_size
+    kd = d.kernel_size
     d_layers, prev, side = [], channels, size
-    for i, width in enumerate(m.d_features):
-      use_bn = i > 0 or m.d_first_batchnorm
+    for i, width in enumerate(d.features):
+      use_bn = i > 0 or d.first_batchnorm
       d_layers.append(nn.Conv2d(prev, width, kd, 2, _same_conv_padding(kd), bias=not use_bn))
       if use_bn:
-        d_layers.append(bn2d(width))
-      d_layers.append(act('leaky_relu'))
+        d_layers.append(bn2d(width, d))
+      d_layers.append(act('leaky_relu', d.leaky_slope))
       prev, side = width, math.ceil(side / 2)
     d_layers += [nn.Conv2d(prev, 1, side, 1, 0, bias=True), nn.Flatten(0)]
     return nn.Sequential(*g_layers), nn.Sequential(*d_layers)
 
-  if m.name == 'mlp':
+  if (g.family, d.family) == ('mlp', 'mlp'):
     g_layers, prev = [], config.latent_dim
-    for width in m.g_features:
+    for width in g.features:
       # Dense, activation, then BatchNorm: the order of our MLP generator.
-      g_layers += [nn.Linear(prev, width), act(m.g_activation)]
-      if m.g_batchnorm:
-        g_layers.append(nn.BatchNorm1d(width, eps=m.bn_epsilon, momentum=1.0 - m.bn_momentum))
+      g_layers += [nn.Linear(prev, width), act(g.activation, g.leaky_slope)]
+      if g.batchnorm:
+        g_layers.append(nn.BatchNorm1d(width, eps=g.bn_epsilon, momentum=1.0 - g.bn_momentum))
       prev = width
     g_layers += [nn.Linear(prev, size * size * channels), out_act, nn.Unflatten(1, (channels, size, size))]
     d_layers, prev = [nn.Flatten()], size * size * channels
-    for width in m.d_features:
-      d_layers += [nn.Linear(prev, width), act(m.d_activation)]
+    for width in d.features:
+      d_layers += [nn.Linear(prev, width), act(d.activation, d.leaky_slope)]
       prev = width
     d_layers += [nn.Linear(prev, 1), nn.Flatten(0)]
     return nn.Sequential(*g_layers), nn.Sequential(*d_layers)
 
-  raise ValueError(f'unknown model.name {m.name!r}')
+  raise ValueError(f'no PyTorch reference for the {g.family} generator with the {d.family} discriminator')
 
 
 class TorchRunner:

@@ -15,13 +15,14 @@ def get_config():
   config.data.image_size = 32
   config.data.channels = 3
   config.noise = 'normal'
-  config.model.g_start_size = 4
-  config.model.g_features = (256, 128, 64)
-  config.model.g_kernel_size = 4
-  config.model.g_activation = 'relu'
-  config.model.d_features = (64, 128, 256)
-  config.model.d_kernel_size = 4
-  config.model.d_first_batchnorm = False
-  config.model.bn_momentum = 0.9
-  config.model.bn_epsilon = 1e-5
+  g, d = config.model.generator, config.model.discriminator
+  g.start_size = 4
+  g.features = (256, 128, 64)
+  g.kernel_size = 4
+  g.activation = 'relu'
+  d.features = (64, 128, 256)
+  d.kernel_size = 4
+  d.first_batchnorm = False
+  g.bn_momentum = d.bn_momentum = 0.9
+  g.bn_epsilon = d.bn_epsilon = 1e-5
   return config

@@ -1,9 +1,12 @@
-"""Every config field, defined once with its meaning. Variants import `get_config()` and override what differs.
+"""Every config field, defined once with its meaning (the networks' fields on their modules in dcgan_jax/models).
+Variants import `get_config()` and override what differs.
 
 The defaults are the TensorFlow DCGAN for MNIST (28x28x1, data in [-1, 1]).
 """
 
 import ml_collections
+
+from dcgan_jax import models
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -64,41 +67,22 @@ def get_config() -> ml_collections.ConfigDict:
   # its files when used) instead of held in memory. 0 means half of this machine's memory.
   config.data.max_host_bytes = 0
 
-  # Model: the DCGAN family. Widths and kernels come from here, never from literals in the modules.
+  # Model: one section per network, `family` and exactly that family's fields, named as the module's attributes
+  # and built as `Module(**fields)` (dcgan_jax/models; every family and field is in docs/configuration.md, each
+  # field's meaning is also commented on its module). `models.network_config` fills in the module's defaults, so a
+  # new module field is a config field at once. The image size and channels (`data`), `dtype` and `latent_dim` are
+  # not per network: the builder passes them. Here: the TensorFlow MNIST DCGAN, a 'dcgan' generator (z as 1x1 ->
+  # transposed conv 'VALID' to start_size -> one stride-2 transposed conv per later entry of features -> stride-2
+  # transposed conv to the channels -> tanh; start_size 0 derives it from data.image_size) and a 'conv'
+  # discriminator (one stride-2 conv block per entry of features, then a 'VALID' conv to 1 logit).
+  # The command line sets a section's fields but cannot switch its family (ml_collections refuses the other
+  # family's fields): start from a config of that family (configs/emnist_letters.py: upsample generator;
+  # configs/mnist_mlp.py: mlp generator and discriminator), or write a config file that sets the section, e.g.
+  # `config.model.generator = models.network_config('generator', 'mlp', features=(256, 512))`.
   config.model = ml_collections.ConfigDict()
-  # Network family: 'dcgan' (strided transposed convs), 'upsample' (Dense, then upsampling + stride-1 transposed
-  # convs; the dcgan discriminator) or 'mlp' (dense layers).
-  config.model.name = 'dcgan'
-  # dcgan generator: z as 1x1 -> transposed conv 'VALID' to g_start_size -> one stride-2 transposed conv per entry
-  # of g_features (each doubles the size) -> stride-2 transposed conv to `channels`, with bias -> tanh.
-  # upsample generator: Dense to g_start_size^2 * g_features[0] -> per later entry, [x2 upsampling] + stride-1
-  # transposed conv -> the same to `channels` (the first log2(image_size / g_start_size) convs upsample).
-  # Spatial size after the first generator layer. 0 derives it from data.image_size: dcgan, ceil(image_size /
-  # 2**len(g_features)), the output center-cropped to image_size when that is not exact; upsample, the smallest
-  # start >= 3 with image_size = start * 2**k, k <= len(g_features).
-  config.model.g_start_size = 7
-  config.model.g_features = (256, 128)  # Widths: first entry at g_start_size, then one per later generator layer.
-  config.model.g_kernel_size = 5  # Kernel of the generator's transposed convs after the first layer.
-  # Discriminator (dcgan, upsample): one stride-2 conv per entry of d_features, then a 'VALID' conv over what is
-  # left to 1 logit.
-  # (mlp family: g_features and d_features are the hidden Dense widths.)
-  config.model.d_features = (128, 256)
-  config.model.d_kernel_size = 5
-  config.model.d_first_batchnorm = True  # BatchNorm after the first D conv (the MNIST DCGAN has it).
-  config.model.d_batchnorm = True  # dcgan/upsample D: any BatchNorm at all (False for a WGAN-GP critic).
-  config.model.d_strides = ()  # dcgan/upsample D: downsampling factor of each d_features block; () means 2 each.
-  # dcgan/upsample D downsampling: 'none' (strided convs) or 'max' (stride-1 convs, each followed by a max-pool).
-  config.model.d_pool = 'none'
-  config.model.d_dropout = 0.0  # Dropout rate after each hidden D activation (all families); 0 means none.
-  config.model.g_dropout = 0.0  # upsample G: dropout rate after the Dense projection; 0 means none.
-  config.model.leaky_slope = 0.2  # LeakyReLU negative slope, both networks.
-  config.model.g_activation = 'leaky_relu'  # Generator hidden layers: 'leaky_relu' or 'relu'.
-  config.model.d_activation = 'leaky_relu'  # Discriminator hidden layers (all families): 'leaky_relu' or 'relu'.
-  # Generator output: 'tanh' (real images scaled to [-1, 1]) or 'sigmoid' (real images scaled to [0, 1]).
-  config.model.output_activation = 'tanh'
-  config.model.g_batchnorm = True  # BatchNorm in the generator's hidden layers (mlp family; dcgan always has it).
-  config.model.bn_momentum = 0.99  # BatchNorm running-average momentum (Keras default).
-  config.model.bn_epsilon = 1e-3  # BatchNorm epsilon (Keras default).
+  config.model.generator = models.network_config('generator', 'dcgan', start_size=7, features=(256, 128),
+                                                 kernel_size=5)
+  config.model.discriminator = models.network_config('discriminator', 'conv', features=(128, 256), kernel_size=5)
   config.model.sync_batchnorm = True  # BatchNorm statistics over the global batch (True) or per device (False).
   # Sampling (grids, `generate`): normalize with the batch's statistics, as the original did, or running averages.
   config.model.sample_use_batch_stats = True

@@ -8,6 +8,7 @@ GAN setting; batch 128; normal noise. Schedule: adaptive, as the write-up traine
 fresh batch, then D until its accuracy reaches 50%.
 """
 
+from dcgan_jax import models
 from dcgan_jax.configs import default
 
 
@@ -16,16 +17,15 @@ def get_config():
   config.data.name = 'emnist/letters'
   config.data.transpose = True  # EMNIST stores its characters transposed.
   config.noise = 'normal'
-  config.model.name = 'upsample'
-  config.model.g_start_size = 7
-  config.model.g_features = (256, 128, 64, 32)
-  config.model.g_kernel_size = 5
-  config.model.g_dropout = 0.4
-  config.model.d_features = (64, 128, 256, 512)
-  config.model.d_strides = (2, 2, 2, 1)
-  config.model.d_kernel_size = 5
-  config.model.d_batchnorm = False
-  config.model.d_dropout = 0.4
-  config.model.leaky_slope = 0.01
+  config.model.generator = models.network_config(
+      'generator', 'upsample', start_size=7, features=(256, 128, 64, 32), kernel_size=5, dropout=0.4,
+      leaky_slope=0.01)
+  d = config.model.discriminator  # The conv discriminator of default.py.
+  d.features = (64, 128, 256, 512)
+  d.strides = (2, 2, 2, 1)
+  d.kernel_size = 5
+  d.batchnorm = False
+  d.dropout = 0.4
+  d.leaky_slope = 0.01
   config.schedule = 'adaptive'  # g_target 0.2 and d_target 0.5 are the defaults.
   return config

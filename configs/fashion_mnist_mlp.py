@@ -4,6 +4,7 @@ G: 100 -> Dense 256, LeakyReLU, BatchNorm -> 512 -> 1024 (same) -> Dense 784, si
 (LeakyReLU) -> 1. Batch 64.
 """
 
+from dcgan_jax import models
 from dcgan_jax.configs import default
 
 
@@ -12,8 +13,7 @@ def get_config():
   config.data.name = 'fashion_mnist'
   config.batch_size = 64
   config.noise = 'normal'
-  config.model.name = 'mlp'
-  config.model.g_features = (256, 512, 1024)
-  config.model.d_features = (512, 256)
-  config.model.output_activation = 'sigmoid'
+  config.model.generator = models.network_config('generator', 'mlp', features=(256, 512, 1024),
+                                                 output_activation='sigmoid')
+  config.model.discriminator = models.network_config('discriminator', 'mlp', features=(512, 256))
   return config

@@ -2,7 +2,7 @@
 (any 4 * 2**n) makes the same family at that size.
 
 G at 128: z -> 4x4x512 -> stride-2 transposed convs (4x4 kernels) 256, 128, 64, 32 -> 3 at 128x128 (BatchNorm,
-LeakyReLU(model.leaky_slope), tanh). D mirrors it: stride-2 convs 32, 64, 128, 256, 512 (BatchNorm except on the
+LeakyReLU(leaky_slope), tanh). D mirrors it: stride-2 convs 32, 64, 128, 256, 512 (BatchNorm except on the
 first), LeakyReLU -> a 4x4 'VALID' conv to the logit. At any size S = 4 * 2**n both start at (end at) 4x4x512 and
 halve (double) the width per doubling of the size, so 64 gives the PyTorch DCGAN example's 512-256-128-64 G and
 64-128-256-512 D. Adam b1 0.5, G 2e-4 and D 5e-5 (a slower D for small data),
@@ -27,12 +27,13 @@ def get_config(size: str = '128'):
   config.data.channels = 3
   config.batch_size = 32
   config.num_epochs = 500
-  config.model.g_start_size = 4
-  config.model.g_features = widths
-  config.model.g_kernel_size = 4
-  config.model.d_features = widths[::-1]
-  config.model.d_kernel_size = 4
-  config.model.d_first_batchnorm = False
+  g, d = config.model.generator, config.model.discriminator
+  g.start_size = 4
+  g.features = widths
+  g.kernel_size = 4
+  d.features = widths[::-1]
+  d.kernel_size = 4
+  d.first_batchnorm = False
   config.g_optimizer.learning_rate = 2e-4
   config.d_optimizer.learning_rate = 5e-5
   config.num_samples = 9

@@ -18,14 +18,15 @@ def get_config():
   config.batch_size = 32
   config.num_epochs = 100
   config.noise = 'normal'
-  config.model.g_start_size = 0  # Derived: ceil(300 / 2**5) = 10, 320 cropped to 300.
-  config.model.g_features = (256, 128, 64, 32, 16)
-  config.model.g_kernel_size = 4
-  config.model.d_features = (64, 64, 128, 128)
-  config.model.d_kernel_size = 3
-  config.model.d_pool = 'max'
-  config.model.d_batchnorm = False
-  config.model.d_dropout = 0.3
+  g, d = config.model.generator, config.model.discriminator
+  g.start_size = 0  # Derived: ceil(300 / 2**5) = 10, 320 cropped to 300.
+  g.features = (256, 128, 64, 32, 16)
+  g.kernel_size = 4
+  d.features = (64, 64, 128, 128)
+  d.kernel_size = 3
+  d.pool = 'max'
+  d.batchnorm = False
+  d.dropout = 0.3
   config.num_samples = 16
   config.schedule = 'epoch_blocks'
   return config

@@ -1,7 +1,10 @@
 """Checks every config field before any data is read or anything is compiled.
 
 ml_collections already rejects unknown override keys and wrong types on the command line; this adds ranges and
-names, and reports every problem at once, one line each, naming the field and what it accepts.
+names, and reports every problem at once, one line each, naming the field and what it accepts. The networks'
+sections (`config.model.generator`, `config.model.discriminator`) are checked against their module's own fields
+(`models.field_problems`: an unknown family or field, a required one missing), then by field name
+(`_FIELD_CHECKS`, for whichever family has the field).
 """
 
 import math
@@ -21,11 +24,8 @@ NOISES = ('uniform', 'normal')
 # Built-in losses whose G loss reads D's logits of the real batch.
 RELATIVISTIC_LOSSES = ('rpgan', 'ragan')
 DTYPES = ('float32', 'bfloat16')
-MODELS = models.FAMILIES
 ACTIVATIONS = models.common.ACTIVATIONS
 OUTPUT_ACTIVATIONS = tuple(models.common.OUTPUT_RANGES)
-# Families whose discriminator is the conv one, with its BatchNorm/stride/pool options.
-_CONV_D_FAMILIES = ('dcgan', 'upsample')
 
 
 def _positive_int(config, name, problems, allow_zero=False):
@@ -81,13 +81,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _choice(config, 'dtype', DTYPES, problems)
   _choice(config, 'loss', tuple(sorted(losses.LOSSES)), problems)
   _choice(config, 'data.source', SOURCES, problems)
-  _choice(config, 'model.name', MODELS, problems)
-  _choice(config, 'model.g_activation', ACTIVATIONS, problems)
-  _choice(config, 'model.d_activation', ACTIVATIONS, problems)
-  _choice(config, 'model.output_activation', OUTPUT_ACTIVATIONS, problems)
-  _choice(config, 'model.d_pool', models.POOLS, problems)
-  for name in ('label_smoothing', 'model.d_dropout', 'model.g_dropout'):
-    _rate(config, name, problems)
+  _rate(config, 'label_smoothing', problems)
   _check_loss_options(config, problems)
   if config.data.source == 'bundled' and not bundled.has_copy(config.data.name):
     problems.append(f'config.data.name={config.data.name!r}: source=bundled has only '
@@ -104,25 +98,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     for k, v in (('b1', b1), ('b2', b2)):
       if not isinstance(v, numbers.Real) or not 0 <= v < 1:
         problems.append(f'config.{opt}.{k}={v!r}: must be in [0, 1)')
-  m = config.model
-  problems_before_model = len(problems)
-  for name in ('g_features', 'd_features'):
-    widths = m[name]
-    if not widths or not all(isinstance(w, numbers.Integral) and w > 0 for w in widths):
-      problems.append(f'config.model.{name}={widths!r}: must be a non-empty list of integers > 0')
-  if m.name in _CONV_D_FAMILIES:
-    _positive_int(config, 'model.g_start_size', problems, allow_zero=True)
-    for name in ('g_kernel_size', 'd_kernel_size'):
-      _positive_int(config, f'model.{name}', problems)
-    strides = m.d_strides
-    if not all(isinstance(s, numbers.Integral) and s >= 1 for s in strides) or (
-        strides and len(strides) != len(m.d_features)):
-      problems.append(f'config.model.d_strides={strides!r}: must be () or one integer >= 1 per entry of '
-                      f'model.d_features ({len(m.d_features)})')
-    if len(problems) == problems_before_model:
-      _check_generator_size(config, problems)
-  if not isinstance(m.leaky_slope, numbers.Real) or not math.isfinite(m.leaky_slope) or m.leaky_slope < 0:
-    problems.append(f'config.model.leaky_slope={m.leaky_slope!r}: must be a finite number >= 0')
+  _check_model(config, problems)
   if problems:
     raise errors.ConfigError('invalid config:\n  ' + '\n  '.join(problems))
 
@@ -144,23 +120,79 @@ def _check_loss_options(config, problems):
     weight = config.gp_weight
     if isinstance(weight, bool) or not isinstance(weight, numbers.Real) or not math.isfinite(weight) or weight < 0:
       problems.append(f'config.gp_weight={weight!r}: must be a finite number >= 0')
-    if config.model.name in _CONV_D_FAMILIES and config.model.d_batchnorm:
-      problems.append(f'config.model.d_batchnorm=True with loss={config.loss}: the gradient penalty needs a critic '
-                      'that scores each example on its own; set --config.model.d_batchnorm=False')
+    if config.model.get('discriminator', {}).get('batchnorm', False) is True:
+      problems.append(f'config.model.discriminator.batchnorm=True with loss={config.loss}: the gradient penalty needs '
+                      'a critic that scores each example on its own; set --config.model.discriminator.batchnorm=False')
+
+
+def _is_int(value, minimum):
+  return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= minimum
+
+
+def _is_number(value, low, high):
+  """A finite real number (not a bool) in [low, high)."""
+  return (isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+          and low <= value < high)
+
+
+# Range checks of the network fields, by field name, for whichever family has the field: (accepts, what it accepts).
+# A field not named here is checked only by its type (ml_collections).
+_FIELD_CHECKS = {
+    'features': (lambda v: bool(v) and all(_is_int(w, 1) for w in v), 'must be a non-empty list of integers > 0'),
+    'kernel_size': (lambda v: _is_int(v, 1), 'must be an integer > 0'),
+    'start_size': (lambda v: _is_int(v, 0), 'must be an integer >= 0 (0 derives it from data.image_size)'),
+    'leaky_slope': (lambda v: _is_number(v, 0, math.inf), 'must be a finite number >= 0'),
+    'bn_momentum': (lambda v: _is_number(v, 0, 1), 'must be a number in [0, 1)'),
+    'bn_epsilon': (lambda v: _is_number(v, 0, math.inf) and v > 0, 'must be a finite number > 0'),
+    'dropout': (lambda v: _is_number(v, 0, 1), 'must be a number in [0, 1)'),
+    'activation': (lambda v: v in ACTIVATIONS, f'must be one of {", ".join(ACTIVATIONS)}'),
+    'output_activation': (lambda v: v in OUTPUT_ACTIVATIONS, f'must be one of {", ".join(OUTPUT_ACTIVATIONS)}'),
+    'pool': (lambda v: v in models.POOLS, f'must be one of {", ".join(models.POOLS)}'),
+}
+MODEL_KEYS = ('generator', 'discriminator', 'sync_batchnorm', 'sample_use_batch_stats')
+
+
+def _check_model(config, problems):
+  """`config.model`: its keys, each network's family and fields (named after its module's), their ranges, and
+  whether the generator reaches `data.image_size`."""
+  before = len(problems)
+  for key in config.model:
+    if key not in MODEL_KEYS:
+      problems.append(f'config.model.{key}: not a field; config.model has {", ".join(MODEL_KEYS)} (the networks\' '
+                      'fields are under model.generator and model.discriminator, see docs/configuration.md)')
+  for network in ('generator', 'discriminator'):
+    if network not in config.model:
+      problems.append(f'config.model.{network} is missing: set it with models.network_config (see configs/default.py)')
+      continue
+    section = config.model[network]
+    structural = models.field_problems(network, section)
+    problems.extend(structural)
+    if structural:
+      continue
+    for name, value in section.items():
+      accepts, needs = _FIELD_CHECKS.get(name, (lambda v: True, ''))
+      if not accepts(value):
+        problems.append(f'config.model.{network}.{name}={value!r}: {needs}')
+    strides = section.get('strides', ())
+    if not all(_is_int(s, 1) for s in strides) or (strides and len(strides) != len(section.features)):
+      problems.append(f'config.model.{network}.strides={strides!r}: must be () or one integer >= 1 per entry of '
+                      f'model.{network}.features ({len(section.features)})')
+  if len(problems) == before:
+    _check_generator_size(config, problems)
 
 
 def _check_generator_size(config, problems):
-  m, size = config.model, config.data.image_size
-  if m.name == 'dcgan':
-    n = len(m.g_features)
-    if m.g_start_size <= 0 and 2 ** n > size:
-      problems.append(f'config.model.g_features has {n} entries: {n} doublings overshoot data.image_size={size} even '
-                      'from a 1x1 start; use fewer widths')
+  g, size = config.model.generator, config.data.image_size
+  if g.family == 'dcgan':
+    n = len(g.features)
+    if g.start_size <= 0 and 2 ** n > size:
+      problems.append(f'config.model.generator.features has {n} entries: {n} doublings overshoot '
+                      f'data.image_size={size} even from a 1x1 start; use fewer widths')
     elif models.output_size(config) != size:
       out = models.output_size(config)
       problems.append(
-          f'config.data.image_size={size}: the dcgan generator makes {out}x{out} images (g_start_size='
-          f'{m.g_start_size} doubled {n} times); change model.g_start_size (0 derives it) or model.g_features')
+          f'config.data.image_size={size}: the dcgan generator makes {out}x{out} images (start_size={g.start_size} '
+          f'doubled {n} times); change model.generator.start_size (0 derives it) or model.generator.features')
     return
   try:
     models.output_size(config)

@@ -47,10 +47,12 @@ def load_run_config(workdir: str) -> ml_collections.ConfigDict:
   """The config a run was trained with, from `workdir/config.json` (lists read back as tuples).
 
   Fields that a newer version of the code added are filled with their defaults (`configs/default.py`, when it is
-  importable), so that runs written before them still load.
+  importable; a network's fields from its module, `models.network_config`), so that runs written before them still
+  load.
 
   Raises:
-    errors.CheckpointError: the workdir or its config.json is missing or unreadable.
+    errors.CheckpointError: the workdir or its config.json is missing or unreadable, or was written with the flat
+      `config.model` of version 0.1 (whose checkpoints do not restore), or names a network field that is gone.
   """
   if not os.path.isdir(workdir):
     raise errors.CheckpointError(f'--workdir={workdir} does not exist; pass the directory a training run wrote to')
@@ -65,14 +67,37 @@ def load_run_config(workdir: str) -> ml_collections.ConfigDict:
   except (OSError, ValueError) as e:
     raise errors.CheckpointError(
         f'cannot read {path} ({type(e).__name__}: {e}); restore it from the run or retrain') from None
+  model = saved.pop('model', {})
+  networks = _network_sections(path, model)
   try:
     from dcgan_jax.configs import default  # pylint: disable=g-import-not-at-top
     config = default.get_config()
     config.update(saved)
+    for name, section in networks.items():
+      config.model[name] = section  # Replaced, not merged: the run's family may differ from the default's.
+    config.model.update({k: v for k, v in model.items() if k not in networks})
     return config
   except (ImportError, TypeError, ValueError, KeyError):
     # Without the defaults (installed package) or if a saved value no longer fits a field's type: as saved.
-    return ml_collections.ConfigDict(saved)
+    return ml_collections.ConfigDict({**saved, 'model': {**model, **networks}})
+
+
+def _network_sections(path: str, model: dict[str, Any]) -> dict[str, ml_collections.ConfigDict]:
+  """The saved `model.generator` and `model.discriminator` (those present) with the fields added since filled in
+  from their modules."""
+  if any(key == 'name' or key.startswith(('g_', 'd_')) for key in model):
+    raise errors.CheckpointError(
+        f'{path} has a flat config.model (model.name, model.g_features, ...): the run was trained by dcgan_jax '
+        '0.1, whose checkpoints do not restore in this version; retrain it (its settings now live under '
+        'config.model.generator and config.model.discriminator, see docs/configuration.md)')
+  sections = {}
+  for network in (name for name in models.NETWORKS if name in model):
+    fields = dict(model[network])
+    try:
+      sections[network] = models.network_config(network, fields.pop('family', None), **fields)
+    except errors.ConfigError as e:
+      raise errors.CheckpointError(f'{path} describes a model this version cannot build: {e}') from None
+  return sections
 
 
 def abstract_state(config: ml_collections.ConfigDict) -> train.TrainState:

@@ -105,8 +105,9 @@ def create_train_state(config: ml_collections.ConfigDict, rng: Array, *, generat
     generator: any `flax.linen` module called as `generator(z, train: bool)`: z float32 [B, latent_dim] -> images
       [B, H, W, C]. Optional, detected: a `bn_axis_name` field (synchronised BatchNorm in the loop's multi-device
       step), a `deterministic` call argument (switches dropout off when sampling with batch statistics). Default:
-      `models.build(config)`.
+      built from `config.model.generator` (`models.build_network`).
     discriminator: any `flax.linen` module called as `discriminator(x, train: bool)` -> logits [B] or [B, 1].
+      Default: built from `config.model.discriminator`.
     g_optimizer: any `optax.GradientTransformation`. Default: Adam from `config.g_optimizer`, its learning rate an
       injected hyperparameter (data in `g_opt_state`, so populations can differ in it).
     d_optimizer: the same for D (`config.d_optimizer`).
@@ -117,10 +118,8 @@ def create_train_state(config: ml_collections.ConfigDict, rng: Array, *, generat
   """
   rng = _key_data(rng)
   g_key, d_key, state_key = jax.random.split(rng, 3)
-  if generator is None or discriminator is None:
-    built_g, built_d = models.build(config)
-    generator = built_g if generator is None else generator
-    discriminator = built_d if discriminator is None else discriminator
+  generator = models.build_network(config, 'generator') if generator is None else generator
+  discriminator = models.build_network(config, 'discriminator') if discriminator is None else discriminator
   sample, g_vars = _init_fn(generator)(g_key, jnp.zeros((1, config.latent_dim), jnp.float32))
   _, d_vars = _init_fn(discriminator)(d_key, jnp.zeros(sample.shape, jnp.float32))
   g_tx = g_optimizer if g_optimizer is not None else _adam(config.g_optimizer.b1, config.g_optimizer.b2)

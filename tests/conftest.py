@@ -35,8 +35,8 @@ def tiny_config():
   config = default.get_config()
   config.latent_dim = 8
   config.batch_size = 8
-  config.model.g_features = (8, 4)
-  config.model.d_features = (4, 8)
+  config.model.generator.features = (8, 4)
+  config.model.discriminator.features = (4, 8)
   config.num_samples = 4
   config.log_every_steps = 2
   config.checkpoint_every_steps = 2

@@ -97,8 +97,8 @@ def test_batch_statistics_normalize_a_single_z_of_a_dense_generator_away():
   """Why running averages are the default: with batch statistics a dense generator's output ignores a lone z."""
   from dcgan_jax.configs import mnist_mlp  # pylint: disable=g-import-not-at-top
   config = mnist_mlp.get_config()
-  config.model.g_features = (16,)
-  config.model.d_features = (16,)
+  config.model.generator.features = (16,)
+  config.model.discriminator.features = (16,)
   state = dcgan_jax.create_train_state(config, jax.random.key(0))
   z = jnp.full((1, config.latent_dim), 0.3)
   loss = lambda z, **kw: jnp.sum(dcgan_jax.generate(state, z, **kw))
@@ -135,8 +135,8 @@ def test_population_members_equal_the_single_runs():
 
 
 def test_population_refuses_a_field_that_changes_the_program():
-  with pytest.raises(ValueError, match=r'model.g_features is not data'):
-    dcgan_jax.create_population(conftest.tiny_config(), [0, 1], **{'model.g_features': [(8, 4), (4, 4)]})
+  with pytest.raises(ValueError, match=r'model.generator.features is not data'):
+    dcgan_jax.create_population(conftest.tiny_config(), [0, 1], **{'model.generator.features': [(8, 4), (4, 4)]})
   with pytest.raises(ValueError, match=r'label_smoothing has 1 values for 2 seeds'):
     dcgan_jax.create_population(conftest.tiny_config(), [0, 1], label_smoothing=[0.1])
   assert population_lib.SWEEPABLE == ('g_optimizer.learning_rate', 'd_optimizer.learning_rate', 'label_smoothing',
@@ -173,8 +173,8 @@ def test_exported_generator_runs_in_a_process_that_imports_only_jax(config, tmp_
 @pytest.mark.parametrize('force', ['1', '0'])
 def test_backend_paths_give_the_same_step_on_cpu(force, monkeypatch):
   config = conftest.tiny_config()
-  config.model.d_pool = 'max'
-  config.model.d_strides = (1, 1)
+  config.model.discriminator.pool = 'max'
+  config.model.discriminator.strides = (1, 1)
   state = dcgan_jax.create_train_state(config, jax.random.key(0))
   batch = {'image': _images()}
   monkeypatch.setenv('DCGAN_JAX_CPU_WORKAROUNDS', force)

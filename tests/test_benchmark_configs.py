@@ -12,7 +12,7 @@ def test_table_row_states_the_config_and_its_measured_rate(capsys):
   out = capsys.readouterr().out
   assert 'Command: `python benchmarks/configs.py --configs mnist_fnn --steps 1`' in out
   row = next(line for line in out.splitlines() if line.startswith('| mnist_fnn |'))
-  assert '| mlp | 28x28x1 | 128 | alternating | 114,064 / 100,609 |' in row
+  assert '| mlp / mlp | 28x28x1 | 128 | alternating | 114,064 / 100,609 |' in row
   assert float(row.rstrip(' |').split('|')[-1]) > 0
 
 

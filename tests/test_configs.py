@@ -40,16 +40,25 @@ def test_every_config_validates_and_builds(name):
 @pytest.mark.parametrize('field,value,message', [
     ('loss', 'wgan', 'config.loss=.wgan.: must be one of hinge, lsgan, minimax, non_saturating, ragan, rpgan, wgan_gp'),
     ('data.source', 'lmdb', 'config.data.source=.lmdb.: must be one of auto, tfds, bundled, idx, folder'),
-    ('model.name', 'resnet', 'config.model.name=.resnet.: must be one of dcgan, upsample, mlp'),
-    ('model.d_pool', 'avg', 'config.model.d_pool'),
-    ('model.d_strides', (2, 2, 2), 'config.model.d_strides'),
-    ('model.d_dropout', 1.0, r'config.model.d_dropout=1.0: must be a number in \[0, 1\)'),
+    ('model.generator.family', 'resnet', 'config.model.generator.family=.resnet.: must be one of dcgan, upsample, mlp'),
+    ('model.discriminator.family', 'dcgan', 'config.model.discriminator.family=.dcgan.: must be one of conv, mlp'),
+    ('model.discriminator.pool', 'avg', 'config.model.discriminator.pool=.avg.: must be one of none, max'),
+    ('model.discriminator.strides', (2, 2, 2), r'config.model.discriminator.strides=\(2, 2, 2\): must be \(\) or one '
+     r'integer >= 1 per entry of model.discriminator.features \(2\)'),
+    ('model.discriminator.dropout', 1.0, r'config.model.discriminator.dropout=1.0: must be a number in \[0, 1\)'),
+    ('model.generator.features', (), r'config.model.generator.features=\(\): must be a non-empty list of integers > 0'),
+    ('model.generator.kernel_size', 0, 'config.model.generator.kernel_size=0: must be an integer > 0'),
+    ('model.generator.activation', 'gelu', "config.model.generator.activation='gelu': must be one of leaky_relu, relu"),
+    ('model.generator.output_activation', 'relu', "config.model.generator.output_activation='relu': must be one of "
+     'tanh, sigmoid'),
+    ('model.generator.bn_momentum', 1.0, r'config.model.generator.bn_momentum=1.0: must be a number in \[0, 1\)'),
+    ('model.discriminator.bn_epsilon', 0.0, 'config.model.discriminator.bn_epsilon=0.0: must be a finite number > 0'),
     ('label_smoothing', -0.1, 'config.label_smoothing'),
     ('d_steps', 0, 'config.d_steps=0: must be an integer > 0'),
     ('schedule', 'cyclic', 'config.schedule=.cyclic.: must be one of alternating, epoch_blocks, adaptive'),
     ('g_target', 1.5, r'config.g_target=1.5: must be a number in \[0, 1\]'),
     ('checkpoint_every_epochs', -1, 'config.checkpoint_every_epochs'),
-    ('model.g_start_size', -1, 'config.model.g_start_size'),
+    ('model.generator.start_size', -1, r'config.model.generator.start_size=-1: must be an integer >= 0 \(0 derives'),
     ('data.image_size', 30, 'config.data.image_size=30: the dcgan generator makes 28x28'),
 ])
 def test_bad_values_are_rejected(field, value, message):
@@ -69,9 +78,9 @@ def test_loss_options_are_checked_against_the_loss():
   with pytest.raises(errors.ConfigError, match='config.label_smoothing=0.1: loss hinge has no targets'):
     config_validation.validate(config)
   config.loss, config.label_smoothing = 'wgan_gp', 0.0
-  with pytest.raises(errors.ConfigError, match='config.model.d_batchnorm=True with loss=wgan_gp'):
+  with pytest.raises(errors.ConfigError, match='config.model.discriminator.batchnorm=True with loss=wgan_gp'):
     config_validation.validate(config)
-  config.model.d_batchnorm = False
+  config.model.discriminator.batchnorm = False
   config_validation.validate(config)
   config.gp_weight = -1.0
   with pytest.raises(errors.ConfigError, match='config.gp_weight=-1.0'):
@@ -82,13 +91,15 @@ def test_loss_options_are_checked_against_the_loss():
 
 def test_generator_sizes_are_checked_per_family():
   config = default.get_config()
-  config.model.g_start_size, config.model.g_features = 0, (8, 8, 8, 8, 8)  # 2**5 = 32 > 28.
-  with pytest.raises(errors.ConfigError, match='overshoot data.image_size=28'):
+  config.model.generator.start_size, config.model.generator.features = 0, (8, 8, 8, 8, 8)  # 2**5 = 32 > 28.
+  with pytest.raises(errors.ConfigError, match='config.model.generator.features has 5 entries: 5 doublings overshoot '
+                     'data.image_size=28'):
     config_validation.validate(config)
-  config.model.name, config.model.g_start_size = 'upsample', 6
-  with pytest.raises(errors.ConfigError, match='g_start_size=6'):
+  config.model.generator = models.network_config('generator', 'upsample', start_size=6, features=(8, 8, 8, 8, 8),
+                                                 kernel_size=5)
+  with pytest.raises(errors.ConfigError, match='config.model.generator.start_size=6 at most 5 times'):
     config_validation.validate(config)
-  config.model.g_start_size = 0
+  config.model.generator.start_size = 0
   config_validation.validate(config)
 
 
@@ -99,7 +110,7 @@ def test_generator_sizes_are_checked_per_family():
 def test_folder_config_takes_the_image_size_after_a_colon(size, g_features, d_features):
   config = importlib.import_module('dcgan_jax.configs.folder').get_config(size)
   assert config.data.image_size == int(size) and models.output_size(config) == int(size)
-  assert tuple(config.model.g_features) == g_features and tuple(config.model.d_features) == d_features
+  assert config.model.generator.features == g_features and config.model.discriminator.features == d_features
   config_validation.validate(config)
   with pytest.raises(ValueError, match='4 times a power of two'):
     importlib.import_module('dcgan_jax.configs.folder').get_config('96')
@@ -120,3 +131,110 @@ def test_relativistic_losses_need_the_alternating_schedule(schedule):
   config.loss, config.schedule = 'rpgan', schedule
   with pytest.raises(errors.ConfigError, match=f"config.loss='rpgan': a relativistic loss .* schedule '{schedule}'"):
     config_validation.validate(config)
+
+
+# The networks' sections: `family` and the module's own fields.
+
+_DCGAN_G_FIELDS = 'family, start_size, features, kernel_size, leaky_slope, bn_momentum, bn_epsilon, activation, ' \
+                  'output_activation'
+
+
+def _problems(config):
+  with pytest.raises(errors.ConfigError) as raised:
+    config_validation.validate(config)
+  lines = str(raised.value).splitlines()
+  assert lines[0] == 'invalid config:'
+  return [line.strip() for line in lines[1:]]
+
+
+def test_default_sections_hold_exactly_the_modules_fields():
+  config = default.get_config()
+  assert dict(config.model.generator) == {
+      'family': 'dcgan', 'start_size': 7, 'features': (256, 128), 'kernel_size': 5, 'leaky_slope': 0.2,
+      'bn_momentum': 0.99, 'bn_epsilon': 1e-3, 'activation': 'leaky_relu', 'output_activation': 'tanh'}
+  assert dict(config.model.discriminator) == {
+      'family': 'conv', 'features': (128, 256), 'kernel_size': 5, 'leaky_slope': 0.2, 'bn_momentum': 0.99,
+      'bn_epsilon': 1e-3, 'first_batchnorm': True, 'batchnorm': True, 'strides': (), 'pool': 'none', 'dropout': 0.0,
+      'activation': 'leaky_relu'}
+  assert sorted(config.model) == ['discriminator', 'generator', 'sample_use_batch_stats', 'sync_batchnorm']
+
+
+def test_a_misspelt_network_field_is_one_line_naming_the_valid_fields():
+  config = default.get_config()
+  config.model.generator.kernel_sizes = 3
+  assert _problems(config) == [
+      'config.model.generator.kernel_sizes: the dcgan generator (DCGANGenerator) has no field kernel_sizes; its '
+      f'fields: {_DCGAN_G_FIELDS}']
+
+
+def test_another_familys_fields_name_the_family_rule():
+  config = default.get_config()
+  config.model.discriminator.family = 'mlp'  # As --config.model.discriminator.family=mlp would.
+  hint = '; to change family, start from a config of that family: docs/configuration.md)'
+  fields = 'family, features, leaky_slope, activation, dropout'
+  assert _problems(config) == [
+      f'config.model.discriminator.{name}: the mlp discriminator (MLPDiscriminator) has no field {name}; its fields: '
+      f'{fields} ({name} belongs to the conv discriminator{hint}'
+      for name in sorted(('kernel_size', 'bn_momentum', 'bn_epsilon', 'first_batchnorm', 'batchnorm', 'strides',
+                          'pool'))]  # ConfigDict iterates its keys sorted.
+
+
+def test_a_missing_required_field_and_a_flat_model_field_are_rejected():
+  config = default.get_config()
+  del config.model.generator['features']
+  config.model.g_features = (256, 128)  # The flat layout of 0.1.
+  assert _problems(config) == [
+      'config.model.g_features: not a field; config.model has generator, discriminator, sync_batchnorm, '
+      "sample_use_batch_stats (the networks' fields are under model.generator and model.discriminator, see "
+      'docs/configuration.md)',
+      'config.model.generator: the dcgan generator (DCGANGenerator) needs features']
+
+
+def test_network_config_fills_the_module_defaults_and_refuses_unknown_fields():
+  section = models.network_config('discriminator', 'mlp', features=(8,))
+  assert dict(section) == {'family': 'mlp', 'features': (8,), 'leaky_slope': 0.2, 'activation': 'leaky_relu',
+                           'dropout': 0.0}
+  with pytest.raises(errors.ConfigError, match=r'^config.model.discriminator.pool: the mlp discriminator '
+                                               r'\(MLPDiscriminator\) has no field pool;'):
+    models.network_config('discriminator', 'mlp', features=(8,), pool='max')
+  with pytest.raises(errors.ConfigError, match=r'^config.model.generator: the upsample generator \(UpsampleGenerator\) '
+                                               'needs start_size, kernel_size$'):
+    models.network_config('generator', 'upsample', features=(8,))
+
+
+def test_a_new_module_field_is_a_config_field(monkeypatch):
+  """One field on the module is all a new option needs: configs carry it, validation accepts it, build passes it."""
+
+  class WiderGenerator(models.MLPGenerator):
+    width_multiplier: int = 1
+
+  monkeypatch.setitem(models.GENERATORS, 'mlp', WiderGenerator)
+  config = default.get_config()
+  config.model.generator = models.network_config('generator', 'mlp', features=(8,))
+  assert config.model.generator.width_multiplier == 1
+  config.model.generator.width_multiplier = 3
+  config_validation.validate(config)
+  assert models.build_network(config, 'generator').width_multiplier == 3
+
+
+def test_command_line_sets_network_fields_within_the_configs_family():
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+  root = pathlib.Path(__file__).resolve().parents[1]
+
+  def parse(name, *overrides):
+    argv = [__file__, f'--config={root / "configs" / name}.py', *overrides]
+    values = flags.FlagValues()
+    config_flags.DEFINE_config_file('config', flag_values=values, sys_argv=argv)
+    values(argv)
+    return values.config
+
+  config = parse('mnist', '--config.model.generator.features=(8,4)', '--config.model.discriminator.pool=max',
+                 '--config.model.generator.leaky_slope=0.1')
+  assert config.model.generator.features == (8, 4) and config.model.generator.leaky_slope == 0.1
+  assert config.model.discriminator.pool == 'max'
+  config_validation.validate(config)
+  config = parse('mnist_mlp', '--config.model.generator.batchnorm=False', '--config.model.discriminator.dropout=0.3')
+  assert (config.model.generator.batchnorm, config.model.discriminator.dropout) == (False, 0.3)
+  with pytest.raises(AttributeError, match='kernel_size'):  # main.py reports it in one line (tests/test_main.py).
+    parse('mnist_mlp', '--config.model.generator.kernel_size=3')  # Not an mlp generator's field.

@@ -26,8 +26,8 @@ def _free_port():
 def _args(workdir, idx_dir, steps):
   return [sys.executable, 'main.py', '--config=configs/mnist.py', f'--workdir={workdir}',
           '--config.data.source=idx', f'--config.data.path={idx_dir}', '--config.data.split=test',
-          '--config.batch_size=8', '--config.latent_dim=8', '--config.model.g_features=(8,4)',
-          '--config.model.d_features=(4,8)', '--config.num_samples=4', '--config.log_every_steps=4',
+          '--config.batch_size=8', '--config.latent_dim=8', '--config.model.generator.features=(8,4)',
+          '--config.model.discriminator.features=(4,8)', '--config.num_samples=4', '--config.log_every_steps=4',
           f'--config.num_train_steps={steps}', '--config.checkpoint_every_steps=8']
 
 

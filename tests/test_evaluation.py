@@ -85,7 +85,7 @@ def test_build_evaluator_reads_labels_and_caches_the_classifier(variables, real,
   _write_idx(tmp_path / 'train-labels-idx1-ubyte.gz', np.arange(60) % 10)
   config = conftest.tiny_config()
   config.data.source, config.data.path = 'idx', str(tmp_path)
-  config.model.output_activation = 'sigmoid'
+  config.model.generator.output_activation = 'sigmoid'
   trained_on = []
   monkeypatch.setattr(classifier, 'train_classifier',
                       lambda images, labels, **kw: trained_on.append(labels) or (variables, 0.5, []))

@@ -29,6 +29,7 @@ from dcgan_jax import config_validation
 from dcgan_jax import errors
 from dcgan_jax.data import image_folder
 from dcgan_jax import losses
+from dcgan_jax import models
 from dcgan_jax import sample
 from dcgan_jax import steps
 from dcgan_jax import train
@@ -45,8 +46,8 @@ def idx_dir(tmp_path_factory):
 def _args(workdir, idx_dir, *extra):
   return [sys.executable, 'main.py', '--config=configs/mnist_fnn.py', f'--workdir={workdir}',
           '--config.data.source=idx', f'--config.data.path={idx_dir}', '--config.data.split=test',
-          '--config.batch_size=8', '--config.latent_dim=8', '--config.model.g_features=(16,)',
-          '--config.model.d_features=(16,)', '--config.num_samples=4', '--config.log_every_steps=5',
+          '--config.batch_size=8', '--config.latent_dim=8', '--config.model.generator.features=(16,)',
+          '--config.model.discriminator.features=(16,)', '--config.num_samples=4', '--config.log_every_steps=5',
           '--config.eval_every_steps=-1', f'--config.num_train_steps={STEPS}', '--config.checkpoint_every_steps=10',
           *extra]
 
@@ -178,12 +179,17 @@ def test_a_nonfinite_state_between_checks_names_the_steps_since_the_last_check(t
 
 @pytest.mark.parametrize('field, value', [('g_optimizer.learning_rate', float('nan')),
                                           ('d_optimizer.learning_rate', float('inf')),
-                                          ('gp_weight', float('nan')), ('model.leaky_slope', float('inf'))])
+                                          ('gp_weight', float('nan')),
+                                          ('model.generator.leaky_slope', float('inf')),
+                                          ('model.discriminator.leaky_slope', float('nan'))])
 def test_nonfinite_rates_and_weights_fail_validation(field, value):
   config = conftest.tiny_config()
   if field == 'gp_weight':
-    config.loss, config.model.d_batchnorm = 'wgan_gp', False
-  parent, name = (config, field) if '.' not in field else (config[field.split('.')[0]], field.split('.')[1])
+    config.loss, config.model.discriminator.batchnorm = 'wgan_gp', False
+  *parents, name = field.split('.')
+  parent = config
+  for key in parents:
+    parent = parent[key]
   parent[name] = value
   with pytest.raises(errors.ConfigError, match=rf'config\.{field}={value!r}: must be a finite number'):
     config_validation.validate(config)
@@ -351,6 +357,23 @@ def test_refused_resume_of_another_model_keeps_config_json(tmp_path):
     with pytest.raises(errors.CheckpointError, match='another model'):
       loop.train_and_evaluate(config, str(tmp_path))
   assert (tmp_path / 'config.json').read_text() == saved
+
+
+def test_network_changes_are_recorded_under_their_network(tmp_path):
+  """config.json's change list names each network's fields; a changed family shows every field that came or went.
+  None of model.* is in EXACT_RESUME_FIELDS: a network of other shapes is refused by the checkpoint restore (above),
+  one of the same shapes (dropout, activation, slope) resumes with the change logged and recorded."""
+  config = conftest.tiny_config()
+  workdir.write_record(str(tmp_path), config, [])
+  saved = workdir.read_record(str(tmp_path))
+  config.model.discriminator.dropout = 0.25
+  config.model.generator = models.network_config('generator', 'mlp', features=(8, 4))
+  changes = workdir.config_changes(saved, config)
+  assert changes == {'model.discriminator.dropout': (0.0, 0.25), 'model.generator.family': ('dcgan', 'mlp'),
+                     'model.generator.output_activation': ('tanh', 'sigmoid'),
+                     'model.generator.batchnorm': (None, True), 'model.generator.kernel_size': (5, None),
+                     'model.generator.start_size': (7, None)}
+  assert not any(workdir.breaks_exact_resume(field) for field in changes)
 
 
 # 9. One line instead of a traceback, checked before any heavy work.

@@ -19,8 +19,8 @@ def _run_main(args, num_devices=1):
                         env=conftest.subprocess_env(num_devices), cwd=conftest.ROOT, timeout=300)
 
 
-TINY_FLAGS = ['--config.latent_dim=8', '--config.model.g_features=(8,4)', '--config.model.d_features=(4,8)',
-              '--config.num_samples=4', '--config.log_every_steps=1']
+TINY_FLAGS = ['--config.latent_dim=8', '--config.model.generator.features=(8,4)',
+              '--config.model.discriminator.features=(4,8)', '--config.num_samples=4', '--config.log_every_steps=1']
 
 
 def test_train_and_evaluate_writes_outputs_and_resumes_exactly(tmp_path):
@@ -127,6 +127,14 @@ def test_misspelled_override_is_one_line_suggesting_the_field(tmp_path):
 
 
 @pytest.mark.slow
+def test_another_familys_field_on_the_command_line_is_one_line_naming_the_rule(tmp_path):
+  proc = _run_main(['--config=configs/mnist_mlp.py', f'--workdir={tmp_path / "w"}',
+                    '--config.model.generator.kernel_size=3'])
+  _assert_one_line_error(proc, "no field 'kernel_size' in this config's generator family",
+                         'start from a config of that family', 'docs/configuration.md')
+
+
+@pytest.mark.slow
 def test_batch_not_divisible_by_devices_names_both_numbers(tmp_path, idx_dir):
   proc = _run_main(['--config=configs/mnist.py', f'--workdir={tmp_path / "w"}', '--config.data.source=idx',
                     f'--config.data.path={idx_dir}', '--config.data.split=test', '--config.batch_size=7'],
@@ -140,7 +148,7 @@ def test_checkpoint_of_another_model_is_refused_with_the_differences(tmp_path, i
             f'--config.data.path={idx_dir}', '--config.data.split=test', '--config.num_epochs=1',
             '--config.batch_size=8', *TINY_FLAGS]
   assert _run_main(common).returncode == 0
-  proc = _run_main(common + ['--config.model.d_features=(4,16)'])
+  proc = _run_main(common + ['--config.model.discriminator.features=(4,16)'])
   _assert_one_line_error(proc, 'another model', 'd_params/', 'new --workdir')
 
 

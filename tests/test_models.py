@@ -45,8 +45,8 @@ def test_generator_output_is_in_tanh_range(config):
 
 @pytest.mark.parametrize('start,features,size', [(4, (32, 16, 8), 32), (7, (16,), 14)])
 def test_widths_and_sizes_come_from_config(config, start, features, size):
-  config.model.g_start_size = start
-  config.model.g_features = features
+  config.model.generator.start_size = start
+  config.model.generator.features = features
   config.data.image_size = size
   g, _, gv, _ = _init(config)
   kernels = [v['kernel'].shape for k, v in sorted(gv['params'].items()) if k.startswith('ConvTranspose')]
@@ -131,7 +131,7 @@ def test_dcgan_derived_start_sizes(size, n, expected):
 
 def test_derived_start_crops_the_center_of_the_uncropped_generator(config):
   config.data.image_size = 10
-  config.model.g_start_size = 0  # ceil(10 / 4) = 3 -> 12, cropped to 10.
+  config.model.generator.start_size = 0  # ceil(10 / 4) = 3 -> 12, cropped to 10.
   g, _ = models.build(config)
   assert (g.start_size, g.output_size) == (3, 10)
   z = jax.random.normal(jax.random.key(1), (2, config.latent_dim))
@@ -150,17 +150,15 @@ def test_upsample_start_sizes(size, start, convs, expected):
 
 @pytest.mark.parametrize('start,convs', [(6, 4), (7, 1)])
 def test_upsample_impossible_start_is_a_config_error(start, convs):
-  with pytest.raises(errors.ConfigError, match='g_start_size'):
+  with pytest.raises(errors.ConfigError, match=f'config.model.generator.start_size={start} at most {convs} times'):
     models.upsample.generator_sizes(28, start, convs)
 
 
 def _tiny_upsample(config):
-  config.model.name = 'upsample'
-  config.model.g_features = (4, 3, 2)
-  config.model.g_dropout = 0.5
-  config.model.d_features = (2, 3)
-  config.model.d_dropout = 0.5
-  config.model.d_batchnorm = False
+  config.model.generator = models.network_config('generator', 'upsample', start_size=7, features=(4, 3, 2),
+                                                 kernel_size=5, dropout=0.5)
+  d = config.model.discriminator
+  d.features, d.dropout, d.batchnorm = (2, 3), 0.5, False
   return config
 
 
@@ -191,7 +189,7 @@ def test_deterministic_turns_dropout_off(config):
   """deterministic=True (and train=False) give exactly the network without dropout, whatever the dropout key."""
   g, d = models.build(_tiny_upsample(config))
   plain = _tiny_upsample(conftest.tiny_config())
-  plain.model.g_dropout = plain.model.d_dropout = 0.0
+  plain.model.generator.dropout = plain.model.discriminator.dropout = 0.0
   g_plain, d_plain = models.build(plain)
   z = jax.random.normal(jax.random.key(1), (2, config.latent_dim))
   images = jax.random.uniform(jax.random.key(4), (2, 28, 28, 1), minval=-1.0, maxval=1.0)
@@ -207,10 +205,9 @@ def test_deterministic_turns_dropout_off(config):
 
 def test_max_pool_discriminator_blocks(config):
   config.data.image_size = 10
-  config.model.g_start_size = 0
-  config.model.d_pool = 'max'
-  config.model.d_kernel_size = 3
-  config.model.d_batchnorm = False
+  config.model.generator.start_size = 0
+  d = config.model.discriminator
+  d.pool, d.kernel_size, d.batchnorm = 'max', 3, False
   _, dv, _, logit_shape = _shapes(config)
   params = dv['params']
   # Stride-1 3x3 convs with bias (no BatchNorm); 10 -> pool 5 -> pool 3, then a 3x3 'VALID' conv to the logit.
@@ -261,3 +258,63 @@ def test_discriminators_avoid_slow_xla_cpu_convolutions(name):
   if name == 'emnist_letters':  # Guards the check: with XLA convolutions only, the 4x4 blocks are slow.
     with mock.patch.object(ops_convolution, 'uses_im2col', lambda *args, **kwargs: False):
       assert _slow_xla_cpu_convs(grads_jaxpr())
+
+
+# Every family is its module built from its config section: `Module(**fields)` plus what the builder passes.
+
+
+def test_config_fields_are_the_modules_attributes_less_what_the_builder_passes():
+  assert models.config_fields(models.DCGANGenerator) == (
+      'start_size', 'features', 'kernel_size', 'leaky_slope', 'bn_momentum', 'bn_epsilon', 'activation',
+      'output_activation')
+  assert models.config_fields(models.UpsampleGenerator) == (
+      'start_size', 'features', 'kernel_size', 'leaky_slope', 'bn_momentum', 'bn_epsilon', 'activation',
+      'output_activation', 'dropout')
+  assert models.config_fields(models.MLPGenerator) == (
+      'features', 'leaky_slope', 'bn_momentum', 'bn_epsilon', 'activation', 'output_activation', 'batchnorm')
+  assert models.config_fields(models.DCGANDiscriminator) == (
+      'features', 'kernel_size', 'leaky_slope', 'bn_momentum', 'bn_epsilon', 'first_batchnorm', 'batchnorm',
+      'strides', 'pool', 'dropout', 'activation')
+  assert models.config_fields(models.MLPDiscriminator) == ('features', 'leaky_slope', 'activation', 'dropout')
+
+
+# (network, family, the section's fields other than defaults, the module fields the builder derives for 28x28x1).
+_FAMILY_CASES = [
+    ('generator', 'dcgan', {'start_size': 0, 'features': (6, 4), 'kernel_size': 3, 'activation': 'relu'},
+     {'start_size': 7, 'channels': 1, 'output_size': 28}),
+    ('generator', 'upsample', {'start_size': 7, 'features': (6, 4, 2), 'kernel_size': 3, 'dropout': 0.25,
+                               'leaky_slope': 0.01}, {'start_size': 7, 'upsamplings': 2, 'channels': 1}),
+    ('generator', 'mlp', {'features': (6,), 'batchnorm': False, 'output_activation': 'tanh', 'bn_epsilon': 1e-5},
+     {'image_shape': (28, 28, 1)}),
+    ('discriminator', 'conv', {'features': (4, 8), 'kernel_size': 3, 'strides': (2, 1), 'pool': 'max',
+                               'first_batchnorm': False, 'bn_momentum': 0.9}, {}),
+    ('discriminator', 'mlp', {'features': (8, 4), 'dropout': 0.5, 'activation': 'relu'}, {}),
+]
+
+
+@pytest.mark.parametrize('network,family,fields,derived', _FAMILY_CASES, ids=[f'{c[0]}-{c[1]}' for c in _FAMILY_CASES])
+def test_each_family_is_built_from_its_fields(config, network, family, fields, derived):
+  config.dtype = 'bfloat16'
+  config.model[network] = models.network_config(network, family, **fields)
+  module = models.build_network(config, network)
+  assert type(module) is models.NETWORKS[network][family]
+  section = dict(config.model[network])
+  assert section.pop('family') == family
+  expected = {**section, **derived, 'dtype': jnp.bfloat16, 'bn_axis_name': None}
+  assert {name: getattr(module, name) for name in expected} == expected
+  assert {name: section[name] for name in fields} == fields
+  if network == 'generator':
+    z = jax.ShapeDtypeStruct((2, config.latent_dim), jnp.float32)
+    gv = jax.eval_shape(lambda z: module.init(jax.random.key(0), z, train=False), z)
+    images = jax.eval_shape(lambda v, z: module.apply(v, z, train=False), gv, z)
+    assert images.shape == (2, 28, 28, 1) and images.dtype == jnp.float32
+
+
+def test_a_generator_module_passed_in_is_used_whatever_the_config_section(config):
+  """create_train_state builds only what is not passed: a researcher's generator needs no valid section."""
+  import dcgan_jax  # pylint: disable=g-import-not-at-top
+  config.model.generator.family = 'mine'  # Not a family: never built.
+  generator = models.MLPGenerator(features=(4,), image_shape=(28, 28, 1))
+  state = jax.eval_shape(lambda: dcgan_jax.create_train_state(config, jax.random.key(0), generator=generator))
+  assert state.generator is generator and type(state.discriminator) is models.DCGANDiscriminator
+  assert models.count_params(state.g_params) == (8 * 4 + 4) + 2 * 4 + (4 * 784 + 784)

@@ -1,10 +1,12 @@
 """The README and docs stay true: every config field is documented, the README is short and names only paths in
 the repository, and its test command is the one CI runs."""
 
+import importlib
 import pathlib
 import re
 import subprocess
 
+from dcgan_jax import models
 from dcgan_jax.configs import default
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -22,11 +24,30 @@ def _fields(config, prefix=''):
 def test_every_config_field_is_in_the_configuration_reference():
   reference = (ROOT / 'docs' / 'configuration.md').read_text()
   optimizer_rows = ('g_optimizer.', 'd_optimizer.')
-  missing = [f for f in _fields(default.get_config())
-             if f'| `{f}` |' not in reference and not f.startswith(optimizer_rows)]
+  shipped = [importlib.import_module(f'dcgan_jax.configs.{p.stem}').get_config()
+             for p in sorted((ROOT / 'configs').glob('*.py')) if p.stem != '__init__']
+  fields = {f for config in [default.get_config(), *shipped] for f in _fields(config)}
+  missing = sorted(f for f in fields if f'| `{f}` |' not in reference and not f.startswith(optimizer_rows))
   assert not missing, f'config fields missing from docs/configuration.md: {missing}'
   for prefix in optimizer_rows:
     assert f'| `{prefix}learning_rate`, `.b1`, `.b2` |' in reference
+
+
+def test_every_network_field_is_documented_with_its_families():
+  """Each module field a config sets has a row `model.<network>.<field>` whose families column names exactly the
+  families whose module has it."""
+  reference = (ROOT / 'docs' / 'configuration.md').read_text()
+  for network, families in models.NETWORKS.items():
+    owners = {}
+    for family, module in families.items():
+      for field in models.config_fields(module):
+        owners.setdefault(field, []).append(family)
+    for field, expected in owners.items():
+      row = re.search(rf'^\| `model\.{network}\.{field}` \| ([^|]*) \|', reference, re.MULTILINE)
+      assert row, f'model.{network}.{field} has no row in docs/configuration.md'
+      assert row.group(1).strip().split(', ') == expected, (network, field)
+    for family in families:
+      assert f'| {network} | `{family}` |' in reference
 
 
 def test_ci_runs_the_readme_test_command():

@@ -30,8 +30,8 @@ def idx_dir(tmp_path_factory):
 def _args(workdir, idx_dir, *extra):
   return [sys.executable, 'main.py', '--config=configs/mnist.py', f'--workdir={workdir}',
           '--config.data.source=idx', f'--config.data.path={idx_dir}', '--config.data.split=test',
-          '--config.batch_size=8', '--config.latent_dim=8', '--config.model.g_features=(8,4)',
-          '--config.model.d_features=(4,8)', '--config.num_samples=4', '--config.log_every_steps=1',
+          '--config.batch_size=8', '--config.latent_dim=8', '--config.model.generator.features=(8,4)',
+          '--config.model.discriminator.features=(4,8)', '--config.num_samples=4', '--config.log_every_steps=1',
           f'--config.num_train_steps={TOTAL_STEPS}', '--config.checkpoint_every_steps=10', *extra]
 
 

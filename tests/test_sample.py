@@ -32,7 +32,7 @@ def workdir(tmp_path_factory):
 
 def test_config_round_trips_through_json_with_tuples(workdir):
   config = sample.load_run_config(str(workdir))
-  assert config.model.g_features == (8, 4) and config.latent_dim == 8
+  assert config.model.generator.features == (8, 4) and config.latent_dim == 8
 
 
 def test_npy_samples_shape_range_and_determinism(workdir, tmp_path):
@@ -118,10 +118,42 @@ def test_a_config_for_another_model_is_refused(workdir, tmp_path):
   run = tmp_path / 'run'
   shutil.copytree(workdir, run)
   config = json.loads((run / 'config.json').read_text())
-  config['model']['g_features'] = [16, 4]
+  config['model']['generator']['features'] = [16, 4]
   (run / 'config.json').write_text(json.dumps(config))
   with pytest.raises(errors.CheckpointError, match=r'written for another model.*g_params/'):
     sample.run(str(run), str(tmp_path / 'x.npy'))
+
+
+def test_a_run_config_of_another_family_loads_as_saved(tmp_path):
+  """The saved network sections replace the default's (an mlp run is not merged with the dcgan fields); fields a
+  module gained since are filled with its default."""
+  from dcgan_jax.configs import mnist_fnn  # pylint: disable=g-import-not-at-top
+  saved = json.loads(mnist_fnn.get_config().to_json_best_effort())
+  del saved['model']['discriminator']['dropout']  # As if the field were added after the run.
+  (tmp_path / 'config.json').write_text(json.dumps(saved))
+  config = sample.load_run_config(str(tmp_path))
+  assert dict(config.model.generator) == {'family': 'mlp', 'features': (128,), 'leaky_slope': 0.2,
+                                          'bn_momentum': 0.99, 'bn_epsilon': 1e-3, 'activation': 'relu',
+                                          'output_activation': 'tanh', 'batchnorm': False}
+  assert dict(config.model.discriminator) == {'family': 'mlp', 'features': (128,), 'leaky_slope': 0.2,
+                                              'activation': 'relu', 'dropout': 0.0}
+  assert config.to_dict() == mnist_fnn.get_config().to_dict()
+
+
+def test_a_run_config_with_the_flat_model_of_0_1_is_one_line(tmp_path):
+  path = tmp_path / 'config.json'
+  path.write_text(json.dumps({'seed': 0, 'model': {'name': 'dcgan', 'g_features': [256, 128]}}))
+  with pytest.raises(errors.CheckpointError) as raised:
+    sample.load_run_config(str(tmp_path))
+  assert str(raised.value) == (
+      f'{path} has a flat config.model (model.name, model.g_features, ...): the run was trained by dcgan_jax 0.1, '
+      'whose checkpoints do not restore in this version; retrain it (its settings now live under '
+      'config.model.generator and config.model.discriminator, see docs/configuration.md)')
+  path.write_text(json.dumps({'model': {'generator': {'family': 'dcgan', 'features': [8], 'kernel_size': 3,
+                                                      'start_size': 7, 'width': 2}}}))
+  with pytest.raises(errors.CheckpointError, match=r'describes a model this version cannot build: '
+                                                   r'config.model.generator.width: the dcgan generator'):
+    sample.load_run_config(str(tmp_path))
 
 
 def test_sampling_leaves_a_checkpoint_being_written_alone(workdir, tmp_path):
@@ -138,7 +170,7 @@ def test_sampling_leaves_a_checkpoint_being_written_alone(workdir, tmp_path):
 def test_load_returns_the_config_and_the_state_of_a_run(workdir):
   import dcgan_jax  # pylint: disable=g-import-not-at-top
   config, state = dcgan_jax.load(str(workdir))
-  assert config.model.g_features == (8, 4) and int(state.step) == 4
+  assert config.model.generator.features == (8, 4) and int(state.step) == 4
   _, second = dcgan_jax.load(str(workdir), checkpoint=2)
   assert int(second.step) == 2
   z = jax.numpy.zeros((2, config.latent_dim))

@@ -217,7 +217,7 @@ def test_bfloat16_compute_keeps_float32_state_and_finite_losses():
 def test_wgan_gp_with_a_batchnorm_free_critic_trains_finitely():
   config = conftest.tiny_config()
   config.loss = 'wgan_gp'
-  config.model.d_batchnorm = False
+  config.model.discriminator.batchnorm = False
   state = train.create_train_state(config, jax.random.key(0))
   images = jax.random.uniform(jax.random.key(1), (8, 28, 28, 1), minval=-1, maxval=1)
   step = jax.jit(train.train_step)

@@ -127,7 +127,7 @@ def build_evaluator(config: ml_collections.ConfigDict, images: np.ndarray, cache
   """An `Evaluator` for a training run: labels read, classifier loaded from `cache_dir` or trained and cached.
 
   Args:
-    config: the run's config (`config.data` names the dataset, `config.model.output_activation` the range).
+    config: the run's config (`config.data` names the dataset, `config.model.generator.output_activation` the range).
     images: uint8 [N, 28, 28, 1], the run's training images (`input_pipeline.load_images(config.data)`).
     cache_dir: where classifiers are cached, one file per dataset (e.g. `~/.cache/dcgan_jax`).
     **evaluator_kwargs: passed to `Evaluator` (max_real, k, seed).

@@ -1,8 +1,8 @@
 """The convolutional family: the DCGAN generator, and the strided-conv discriminator that every conv family shares.
 
-Generator sizes. The generator doubles its start size once per entry of `g_features` (the first entry is the width
+Generator sizes. The generator doubles its start size once per entry of `features` (the first entry is the width
 at the start size, each further entry and the output layer are stride-2 transposed convs), so it makes
-`start * 2**n` images, `n = len(g_features)`. With `model.g_start_size = 0` the start is derived from
+`start * 2**n` images, `n = len(features)`. With `model.generator.start_size = 0` the start is derived from
 `data.image_size`: `start = ceil(image_size / 2**n)`. When `image_size` is a multiple of `2**n` that is exact
 (128 with five widths: 4 -> 8 -> ... -> 128). Otherwise the last layer makes the next multiple of `2**n` and the
 generator returns its central `image_size` window, cutting fewer than `2**n` rows and columns (300 with five widths:
@@ -28,8 +28,8 @@ def generator_sizes(image_size: int, start_size: int, num_upsamplings: int) -> t
 
   Args:
     image_size: the wanted output size (`data.image_size`), > 0.
-    start_size: `model.g_start_size`; 0 derives the start from `image_size` (see the module docstring).
-    num_upsamplings: n = `len(model.g_features)` stride-2 doublings.
+    start_size: `model.generator.start_size`; 0 derives the start from `image_size` (see the module docstring).
+    num_upsamplings: n = `len(model.generator.features)` stride-2 doublings.
 
   Returns:
     `(start, start * 2**n)`; with `start_size > 0`, `start == start_size`, and the generator makes `full` x `full`
@@ -48,16 +48,16 @@ class DCGANGenerator(nn.Module):
   have no bias (BatchNorm's offset replaces it), BatchNorm and the activation. S = start_size * 2**len(features),
   or `output_size` when that is set and smaller (the central window; see the module docstring).
   """
-  start_size: int
-  features: Sequence[int]
-  kernel_size: int
-  channels: int
-  leaky_slope: float
-  bn_momentum: float
-  bn_epsilon: float
-  activation: str = 'leaky_relu'
-  output_activation: str = 'tanh'
-  output_size: int = 0  # > 0: crop the last layer's output to this size; 0: no crop.
+  start_size: int  # Size after the first layer; in a config 0 derives it from data.image_size (see above).
+  features: Sequence[int]  # Widths: the first at start_size, then one per stride-2 layer.
+  kernel_size: int  # Kernel of the stride-2 transposed convs.
+  channels: int  # Output channels (the builder passes data.channels).
+  leaky_slope: float = 0.2  # LeakyReLU negative slope.
+  bn_momentum: float = 0.99  # BatchNorm running-average momentum (Keras's default).
+  bn_epsilon: float = 1e-3  # BatchNorm epsilon (Keras's default).
+  activation: str = 'leaky_relu'  # Hidden layers: 'leaky_relu' or 'relu'.
+  output_activation: str = 'tanh'  # 'tanh' (images in [-1, 1]) or 'sigmoid' ([0, 1]).
+  output_size: int = 0  # > 0: crop the last layer's output to this size; 0: no crop (the builder derives it).
   bn_axis_name: Optional[str] = None  # Set to the device axis for BatchNorm statistics over the global batch.
   dtype: Any = jnp.float32  # Computation dtype (bfloat16 for mixed precision); parameters stay float32.
 
@@ -90,17 +90,17 @@ class DCGANDiscriminator(nn.Module):
   and dropout of rate `dropout`. Convs followed by BatchNorm have no bias (its offset replaces it). A final 'VALID'
   conv as large as what is left gives one logit (the same as flatten + Dense(1), parameter for parameter).
   """
-  features: Sequence[int]
-  kernel_size: int
-  leaky_slope: float
-  bn_momentum: float
-  bn_epsilon: float
-  first_batchnorm: bool = True
+  features: Sequence[int]  # One conv block per entry.
+  kernel_size: int  # Kernel of the blocks' convs.
+  leaky_slope: float = 0.2  # LeakyReLU negative slope.
+  bn_momentum: float = 0.99  # BatchNorm running-average momentum (Keras's default).
+  bn_epsilon: float = 1e-3  # BatchNorm epsilon (Keras's default).
+  first_batchnorm: bool = True  # BatchNorm after the first block's conv (the MNIST DCGAN has it).
   batchnorm: bool = True  # False: no BatchNorm at all (a WGAN-GP critic must score each example on its own).
   strides: Sequence[int] = ()  # Per-block downsampling factor; () means 2 for every block.
   pool: str = 'none'  # 'none': strided convs; 'max': stride-1 convs, each followed by a max-pool.
   dropout: float = 0.0  # Dropout rate after each block's activation; 0 means none.
-  activation: str = 'leaky_relu'
+  activation: str = 'leaky_relu'  # Hidden layers: 'leaky_relu' or 'relu'.
   bn_axis_name: Optional[str] = None
   dtype: Any = jnp.float32
 

@@ -15,14 +15,14 @@ Array = jax.Array
 class MLPGenerator(nn.Module):
   """z [B, latent] -> images float32 [B, S, S, C]: Dense layers of `features` (each Dense, activation, then
   BatchNorm if `batchnorm`), a Dense to S*S*C, the output activation, reshaped."""
-  features: Sequence[int]
-  image_shape: tuple[int, int, int]
-  leaky_slope: float
-  bn_momentum: float
-  bn_epsilon: float
-  activation: str = 'leaky_relu'
-  output_activation: str = 'sigmoid'
-  batchnorm: bool = True
+  features: Sequence[int]  # Hidden Dense widths.
+  image_shape: tuple[int, int, int]  # (S, S, C) (the builder passes data.image_size and data.channels).
+  leaky_slope: float = 0.2  # LeakyReLU negative slope.
+  bn_momentum: float = 0.99  # BatchNorm running-average momentum (Keras's default).
+  bn_epsilon: float = 1e-3  # BatchNorm epsilon (Keras's default).
+  activation: str = 'leaky_relu'  # Hidden layers: 'leaky_relu' or 'relu'.
+  output_activation: str = 'sigmoid'  # 'sigmoid' (images in [0, 1]) or 'tanh' ([-1, 1]).
+  batchnorm: bool = True  # BatchNorm after each hidden layer.
   bn_axis_name: Optional[str] = None
   dtype: Any = jnp.float32
 
@@ -42,9 +42,9 @@ class MLPGenerator(nn.Module):
 class MLPDiscriminator(nn.Module):
   """images float32 [B, H, W, C] -> logits float32 [B]: flatten, Dense+activation (+dropout) per `features`,
   Dense to 1."""
-  features: Sequence[int]
-  leaky_slope: float
-  activation: str = 'leaky_relu'
+  features: Sequence[int]  # Hidden Dense widths.
+  leaky_slope: float = 0.2  # LeakyReLU negative slope.
+  activation: str = 'leaky_relu'  # Hidden layers: 'leaky_relu' or 'relu'.
   dropout: float = 0.0  # Dropout rate after each hidden activation; 0 means none.
   bn_axis_name: Optional[str] = None  # Unused (no BatchNorm); present so every discriminator clones alike.
   dtype: Any = jnp.float32

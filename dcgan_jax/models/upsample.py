@@ -7,7 +7,7 @@ convolutions (e.g. the EMNIST-letters GAN, `configs/emnist_letters.py`). Its dis
 Sizes. `features[0]` is the width of the Dense projection at `start x start`; each later entry, then the output
 layer, is a stride-1 'SAME' transposed conv. The first `n` of those convs are preceded by an x2 upsampling, with
 `n = log2(image_size / start)`; so `image_size / start` must be a power of two no larger than `2**len(features)`.
-`model.g_start_size = 0` picks the smallest start >= 3 that works (28 -> 7 with two upsamplings).
+`model.generator.start_size = 0` picks the smallest start >= 3 that works (28 -> 7 with two upsamplings).
 """
 
 from typing import Any, Optional, Sequence
@@ -29,8 +29,9 @@ def generator_sizes(image_size: int, start_size: int, num_convs: int) -> tuple[i
 
   Args:
     image_size: `data.image_size`, > 0.
-    start_size: `model.g_start_size`; 0 picks the smallest start >= 3 (or `image_size` itself if smaller).
-    num_convs: transposed convs in the generator (`len(model.g_features)`), each may be preceded by an upsampling.
+    start_size: `model.generator.start_size`; 0 picks the smallest start >= 3 (or `image_size` itself if smaller).
+    num_convs: transposed convs in the generator (`len(model.generator.features)`), each may be preceded by an
+      upsampling.
 
   Returns:
     `(start, n)` with `start * 2**n == image_size` and `n <= num_convs`.
@@ -48,8 +49,8 @@ def generator_sizes(image_size: int, start_size: int, num_convs: int) -> tuple[i
   n = ratio.bit_length() - 1
   if rest or ratio != 2 ** n or n > num_convs:
     raise errors.ConfigError(
-        f'config.data.image_size={image_size}: the upsample generator doubles config.model.g_start_size='
-        f'{start_size} at most {num_convs} times (len(g_features)) and cannot make {image_size}; set g_start_size '
+        f'config.data.image_size={image_size}: the upsample generator doubles config.model.generator.start_size='
+        f'{start_size} at most {num_convs} times (len(features)) and cannot make {image_size}; set start_size '
         f'to {image_size} / 2**k (k <= {num_convs}) or 0 (automatic)')
   return start_size, n
 
@@ -62,16 +63,16 @@ class UpsampleGenerator(nn.Module):
   as Keras's default) -> activation -> BatchNorm -> output: [upsampling] -> transposed conv to C -> output
   activation. The first `upsamplings` convs get the upsampling.
   """
-  start_size: int
-  upsamplings: int
-  features: Sequence[int]
-  kernel_size: int
-  channels: int
-  leaky_slope: float
-  bn_momentum: float
-  bn_epsilon: float
-  activation: str = 'leaky_relu'
-  output_activation: str = 'tanh'
+  start_size: int  # Size of the Dense projection; in a config 0 picks the smallest start >= 3 (see above).
+  upsamplings: int  # How many convs get an x2 upsampling (the builder derives it from data.image_size).
+  features: Sequence[int]  # Widths: the projection's, then one per stride-1 transposed conv.
+  kernel_size: int  # Kernel of the transposed convs.
+  channels: int  # Output channels (the builder passes data.channels).
+  leaky_slope: float = 0.2  # LeakyReLU negative slope.
+  bn_momentum: float = 0.99  # BatchNorm running-average momentum (Keras's default).
+  bn_epsilon: float = 1e-3  # BatchNorm epsilon (Keras's default).
+  activation: str = 'leaky_relu'  # Hidden layers: 'leaky_relu' or 'relu'.
+  output_activation: str = 'tanh'  # 'tanh' (images in [-1, 1]) or 'sigmoid' ([0, 1]).
   dropout: float = 0.0  # Dropout rate after the projection; 0 means none.
   bn_axis_name: Optional[str] = None
   dtype: Any = jnp.float32
