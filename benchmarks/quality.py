@@ -2,7 +2,7 @@
 
 Run from the repository root:
 
-  python benchmarks/quality.py [--epochs 5] [--seeds 0,1,2] [--variants ours,ours_torch_init,torch] [--samples 10000]
+  python benchmarks/quality.py [--epochs 5] [--seeds 0,1,2] [--variants ours,ours_torch_init,ours_uniform_init,torch] [--samples 10000]
 
 Every variant trains on the 10,000 MNIST test digits that ship with the package, with `configs/mnist.py`'s defaults
 (batch 128, two Adams at 2e-4 / beta1 0.5, uniform z, BatchNorm momentum and epsilon as configured), the same data
@@ -11,6 +11,8 @@ order (one permutation per (seed, epoch), the last partial batch dropped) and th
 - `ours_torch_init`: the same, with every kernel and bias drawn as PyTorch initialises its layers (kaiming-uniform
   with a=sqrt(5): uniform(+-1/sqrt(fan_in)), and PyTorch's fan-in of a transposed convolution, out_channels * kh *
   kw), to isolate what initialisation alone explains.
+- `ours_uniform_init`: the same, with kernels drawn by `variance_scaling(1/3, 'fan_in', 'uniform')` over flax's
+  fan-in (in * kh * kw for every kernel) and zero biases: the rule the lead of issue 15 names.
 - `torch`: the PyTorch reference of benchmarks/throughput.py (`build_torch_models`, PyTorch's default init), one
   D update on real then detached fake, then one G update on the same fake batch, as the PyTorch DCGAN example.
 Samples are drawn as the config samples (`model.sample_use_batch_stats`: BatchNorm over each batch of z), in
@@ -43,7 +45,7 @@ from dcgan_jax.configs import mnist  # pylint: disable=g-import-not-at-top,wrong
 from dcgan_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top,wrong-import-position
 from dcgan_jax.eval import evaluation  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-VARIANTS = ('ours', 'ours_torch_init', 'torch')
+VARIANTS = ('ours', 'ours_torch_init', 'ours_uniform_init', 'torch')
 _CACHE_DIR = os.path.join(os.path.expanduser('~'), '.cache', 'dcgan_jax')
 
 
@@ -79,13 +81,25 @@ def torch_default_init(params: Any, key: jax.Array) -> Any:
   return jax.tree.unflatten(jax.tree.structure(params), leaves)
 
 
-def train_ours(config, images: np.ndarray, order: np.ndarray, torch_init: bool) -> Callable[[np.ndarray], np.ndarray]:
-  """Trains with `dcgan_jax.train_step`; returns a sampler z [N, latent] -> float32 images [N, H, W, C]."""
+def uniform_fan_in_init(params: Any, key: jax.Array) -> Any:
+  """`params` with every kernel redrawn by `variance_scaling(1/3, 'fan_in', 'uniform')` (flax's fan-in: in * kh * kw,
+  so uniform(+-1/sqrt(fan_in))); biases and BatchNorm parameters unchanged."""
+  init = jax.nn.initializers.variance_scaling(1 / 3, 'fan_in', 'uniform')
+  flat = jax.tree_util.tree_flatten_with_path(params)[0]
+  leaves = [init(jax.random.fold_in(key, i), leaf.shape, leaf.dtype)
+            if getattr(path[-1], 'key', None) == 'kernel' else leaf for i, (path, leaf) in enumerate(flat)]
+  return jax.tree.unflatten(jax.tree.structure(params), leaves)
+
+
+def train_ours(config, images: np.ndarray, order: np.ndarray, init: Optional[Callable[[Any, jax.Array], Any]] = None
+               ) -> Callable[[np.ndarray], np.ndarray]:
+  """Trains with `dcgan_jax.train_step` (parameters redrawn by `init(params, key)` if given); returns a sampler
+  z [N, latent] -> float32 images [N, H, W, C]."""
   key = jax.random.key(config.seed)
   state = train.create_train_state(config, key)
-  if torch_init:
+  if init is not None:
     g_key, d_key = jax.random.split(jax.random.fold_in(key, 1))
-    g_params, d_params = torch_default_init(state.g_params, g_key), torch_default_init(state.d_params, d_key)
+    g_params, d_params = init(state.g_params, g_key), init(state.d_params, d_key)
     state = state.replace(g_params=g_params, d_params=d_params, g_opt_state=state.g_tx.init(g_params),
                           d_opt_state=state.d_tx.init(d_params))
   real = jnp.asarray(input_pipeline.to_float(images, models.data_range(config)))
@@ -132,7 +146,8 @@ def run_variant(variant: str, seed: int, epochs: int, num_samples: int, images: 
   if variant == 'torch':
     sampler = train_torch(config, images, order)
   else:
-    sampler = train_ours(config, images, order, torch_init=variant == 'ours_torch_init')
+    inits = {'ours_torch_init': torch_default_init, 'ours_uniform_init': uniform_fan_in_init}
+    sampler = train_ours(config, images, order, inits.get(variant))
   seconds = time.perf_counter() - start
   scores = evaluator.evaluate(_samples(sampler, num_samples, config.batch_size, config.latent_dim, seed))
   return {**scores, 'steps': float(order.shape[0]), 'seconds': seconds}

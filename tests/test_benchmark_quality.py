@@ -1,0 +1,58 @@
+"""benchmarks/quality.py compares like with like: every variant reads the same batches, and the initialisations it
+substitutes draw from exactly the documented ranges."""
+
+import math
+
+import jax
+import numpy as np
+import pytest
+
+from benchmarks import quality
+from dcgan_jax import train
+from dcgan_jax.configs import mnist
+
+
+def test_batch_order_is_one_permutation_per_epoch_without_the_partial_batch():
+  order = quality.batch_order(10, 4, seed=3, epochs=2)
+  assert order.shape == (4, 4)  # 2 full batches per epoch, the last 2 images of each epoch dropped.
+  for epoch in range(2):
+    seen = order[2 * epoch:2 * epoch + 2].ravel()
+    assert len(set(seen.tolist())) == 8 and seen.min() >= 0 and seen.max() <= 9
+  np.testing.assert_array_equal(order, quality.batch_order(10, 4, seed=3, epochs=2))
+  assert not np.array_equal(order[:2], order[2:])
+
+
+@pytest.fixture(scope='module')
+def mnist_state():
+  return train.create_train_state(mnist.get_config(), jax.random.key(0))
+
+
+def test_torch_default_init_uses_pytorch_fan_in_for_each_layer(mnist_state):
+  g = quality.torch_default_init(mnist_state.g_params, jax.random.key(1))
+  d = quality.torch_default_init(mnist_state.d_params, jax.random.key(2))
+  # PyTorch's fan-in: out * kh * kw for a transposed convolution's weight, in * kh * kw for a convolution.
+  expected = {('g', 'ConvTranspose_0', 'kernel'): 256 * 7 * 7, ('g', 'ConvTranspose_1', 'kernel'): 128 * 5 * 5,
+              ('g', 'ConvTranspose_2', 'kernel'): 1 * 5 * 5, ('g', 'ConvTranspose_2', 'bias'): 1 * 5 * 5,
+              ('d', 'Conv_0', 'kernel'): 1 * 5 * 5, ('d', 'Conv_1', 'kernel'): 128 * 5 * 5,
+              ('d', 'Conv_2', 'kernel'): 256 * 7 * 7, ('d', 'Conv_2', 'bias'): 256 * 7 * 7}
+  for (net, layer, name), fan_in in expected.items():
+    values = np.asarray((g if net == 'g' else d)[layer][name])
+    bound = 1 / math.sqrt(fan_in)
+    assert np.abs(values).max() <= bound, (layer, name)
+    if values.size >= 100:
+      assert np.abs(values).max() > 0.95 * bound, (layer, name)
+  np.testing.assert_array_equal(g['BatchNorm_0']['scale'], mnist_state.g_params['BatchNorm_0']['scale'])
+
+
+def test_uniform_fan_in_init_redraws_kernels_only(mnist_state):
+  g = quality.uniform_fan_in_init(mnist_state.g_params, jax.random.key(1))
+  kernel = np.asarray(g['ConvTranspose_0']['kernel'])  # flax's fan-in: 7 * 7 * 100.
+  assert np.abs(kernel).max() <= 1 / math.sqrt(4900) and np.abs(kernel).max() > 0.95 / math.sqrt(4900)
+  np.testing.assert_array_equal(g['ConvTranspose_2']['bias'], mnist_state.g_params['ConvTranspose_2']['bias'])
+
+
+def test_unknown_variant_is_one_usage_line(capsys):
+  with pytest.raises(SystemExit) as exit_info:
+    quality.main(['--variants', 'ours,tf'])
+  assert exit_info.value.code == 2
+  assert 'unknown --variants tf; choose from ours, ours_torch_init, ours_uniform_init, torch' in capsys.readouterr().err
