@@ -400,8 +400,8 @@ def test_bad_config_files_are_one_line(tmp_path, name):
   else:
     expected = 'does not exist'
   # In-process first (cheap), then one real run of main.py for the exit status and the single line.
-  import main  # pylint: disable=g-import-not-at-top
-  assert expected in main.check_config_file(str(tmp_path / name))
+  from dcgan_jax.cli import train as train_cli  # pylint: disable=g-import-not-at-top
+  assert expected in train_cli.check_config_file(str(tmp_path / name))
   if name in ('as_none.py', 'missing.py'):
     proc = _run([sys.executable, 'main.py', f'--config={tmp_path / name}', f'--workdir={tmp_path / "w"}'])
     _assert_one_line_error(proc, f'--config={tmp_path / name}', expected, 'configs/mnist.py')

@@ -1,0 +1,1 @@
+"""The command-line programs: `train` (behind `main.py`); each a thin shell over the library."""
