@@ -150,7 +150,7 @@ def test_command_line_prints_the_held_out_accuracy_and_writes_the_cache(tmp_path
   _write_idx(data / 'train-images-idx3-ubyte.gz', images[..., 0])
   _write_idx(data / 'train-labels-idx1-ubyte.gz', labels)
   result = subprocess.run(
-      [sys.executable, '-m', 'dcgan_jax.eval.classifier', '--data_source=idx', f'--data_path={data}', '--split=train',
+      [sys.executable, '-m', 'dcgan_jax.cli.classifier', '--data_source=idx', f'--data_path={data}', '--split=train',
        f'--out={tmp_path / "cache"}', '--steps=2', '--batch_size=8'],
       capture_output=True, text=True, env=conftest.subprocess_env(), cwd=conftest.ROOT, timeout=120)
   assert result.returncode == 0, result.stderr

@@ -66,3 +66,9 @@ def test_alarm_when_d_of_g_z_stays_low_for_the_patience():
   assert 'D(G(z))' in m._alarms({'coverage': 10})[0]  # pylint: disable=protected-access
   m._last_means = {'d_fake': 0.3}  # pylint: disable=protected-access
   assert m._alarms({'coverage': 10}) == []  # pylint: disable=protected-access
+
+
+def test_monitor_command_takes_exactly_one_workdir():
+  from dcgan_jax.cli import monitor as monitor_cli  # pylint: disable=g-import-not-at-top
+  with pytest.raises(SystemExit, match=r'^usage: python -m dcgan_jax.cli.monitor WORKDIR$'):
+    monitor_cli.run(['dcgan-monitor'])

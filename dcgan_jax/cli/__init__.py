@@ -1,1 +1,2 @@
-"""The command-line programs: `train` (behind `main.py`); each a thin shell over the library."""
+"""The command-line programs, each a thin shell over the library: `train` (behind `main.py`), `classifier`,
+`monitor` (also installed as `dcgan-train`, `dcgan-classifier`, `dcgan-monitor`)."""

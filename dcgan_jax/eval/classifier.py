@@ -13,18 +13,16 @@ the features; its predictions give the class histograms of mode coverage.
   files (`*-labels-idx1-ubyte[.gz]`) next to the images, or TFDS's 'label' feature.
 
 Command line (prints the held-out accuracy and writes the cache):
-  python -m dcgan_jax.eval.classifier --data_source=idx --data_path=DIR --split=test --out=DIR
+  python -m dcgan_jax.cli.classifier --data_source=idx --data_path=DIR --split=test --out=DIR
 """
 
 import fnmatch
 import functools
 import os
 import re
-import sys
 import time
 from typing import Any, Optional
 
-from absl import app
 from absl import flags
 from absl import logging
 import flax
@@ -244,7 +242,7 @@ def train_classifier(images: np.ndarray, labels: np.ndarray, *, seed: int = 0, s
   return variables, held_out, losses
 
 
-def _cache_path(cache_dir: str, dataset_key: str) -> str:
+def cache_path(cache_dir: str, dataset_key: str) -> str:
   safe = re.sub(r'[^A-Za-z0-9._-]+', '_', dataset_key).strip('_') or 'dataset'
   return os.path.join(cache_dir, f'classifier_{safe}.msgpack')
 
@@ -302,7 +300,7 @@ def load_or_train(dataset_key: str, images: np.ndarray, labels: np.ndarray, cach
   Returns:
     The classifier's variables `{'params': ...}`.
   """
-  path = _cache_path(cache_dir, dataset_key)
+  path = cache_path(cache_dir, dataset_key)
   cached = load(path)
   if cached is not None:
     logging.info('Loaded the %s classifier from %s (held-out accuracy %.4f)', dataset_key, path, cached[1])
@@ -384,59 +382,3 @@ def load_labels(data_config: ml_collections.ConfigDict) -> np.ndarray:
   return labels.astype(np.int32) if labels is not None else np.zeros((0,), np.int32)
 
 
-FLAGS = flags.FLAGS
-
-
-def _define_flags() -> None:
-  # Defined only when run as a program, so importing this module (from the trainer, next to other command-line
-  # modules) adds no global flags that could collide.
-  flags.DEFINE_enum('data_source', 'idx', ['idx', 'tfds', 'bundled'],
-                    'Where the labelled images come from (bundled: the MNIST test digits shipped with dcgan_jax).')
-  flags.DEFINE_string('data_path', '', 'Directory of IDX image and label files (--data_source=idx).')
-  flags.DEFINE_string('data_name', 'mnist', 'TFDS dataset name (--data_source=tfds).')
-  flags.DEFINE_string('data_dir', '', "TFDS data_dir ('' for TFDS's default).")
-  flags.DEFINE_string('split', 'train', 'Split to train on.')
-  flags.DEFINE_string('eval_split', '', 'Split to measure the accuracy on; empty: hold out --holdout of --split.')
-  flags.DEFINE_float('holdout', 0.2, 'Share of --split held out when --eval_split is empty.')
-  flags.DEFINE_integer('steps', 1500, 'Training steps.')
-  flags.DEFINE_integer('batch_size', 128, 'Training batch size.')
-  flags.DEFINE_integer('seed', 0, 'Seed of the split, initialization and batch order.')
-  flags.DEFINE_string('out', '', 'Cache directory to write the parameters to (as load_or_train reads them).')
-
-
-def _data_config(split: str) -> ml_collections.ConfigDict:
-  return ml_collections.ConfigDict({'source': FLAGS.data_source, 'path': FLAGS.data_path, 'name': FLAGS.data_name,
-                                    'data_dir': FLAGS.data_dir, 'split': split})
-
-
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
-  try:
-    config = _data_config(FLAGS.split)
-    images, labels = input_pipeline.load_images(config), load_labels(config)
-    eval_images = eval_labels = None
-    if FLAGS.eval_split:
-      eval_config = _data_config(FLAGS.eval_split)
-      eval_images, eval_labels = input_pipeline.load_images(eval_config), load_labels(eval_config)
-    start = time.time()
-    variables, held_out, losses = train_classifier(
-        images, labels, seed=FLAGS.seed, steps=FLAGS.steps, batch_size=FLAGS.batch_size, holdout=FLAGS.holdout,
-        eval_images=eval_images, eval_labels=eval_labels)
-    if FLAGS.eval_split:
-      where = f'split {FLAGS.eval_split} ({len(eval_labels)} images)'
-    else:
-      where = f'{int(round(FLAGS.holdout * len(labels)))} held-out images of split {FLAGS.split}'
-    print(f'held-out accuracy {held_out:.4f} on {where}; trained on split {FLAGS.split} in '
-          f'{time.time() - start:.0f} s; epoch losses {", ".join(f"{x:.4f}" for x in losses)}')
-    if FLAGS.out:
-      path = _cache_path(FLAGS.out, dataset_key(config))
-      save(path, variables, held_out)
-      print(f'wrote {path}')
-  except errors.UserError as e:
-    sys.exit(f'Error: {e}')
-
-
-if __name__ == '__main__':
-  _define_flags()
-  app.run(main)

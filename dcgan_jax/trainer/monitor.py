@@ -46,7 +46,7 @@ def _write_json(path: str, value: Any) -> None:
 def write_summary(workdir: str) -> list[str]:
   """Writes `progress.gif` (the sample grids over training) and `curves.png` (losses, D(x), D(G(z)), FID over
   steps) into `workdir` from what a run left there; returns the paths written. Also the on-demand entry point:
-  `python -m dcgan_jax.trainer.monitor WORKDIR`."""
+  `python -m dcgan_jax.cli.monitor WORKDIR`."""
   written = []
   grids = sorted(glob.glob(os.path.join(workdir, 'samples', 'step_*.png')))
   if grids:
@@ -205,11 +205,3 @@ def _from_main(value: float) -> float:
 
 def _all_agree(flag: bool) -> bool:
   return bool(_from_main(float(flag)))
-
-
-if __name__ == '__main__':
-  import sys  # pylint: disable=g-import-not-at-top
-  if len(sys.argv) != 2:
-    sys.exit('usage: python -m dcgan_jax.trainer.monitor WORKDIR')
-  for written in write_summary(sys.argv[1]):
-    print(written)
