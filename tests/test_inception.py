@@ -14,10 +14,13 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from dcgan_jax import errors
-#CLI
+from dcgan_jax import fid as fid_cli
+from dcgan_jax import inception as inception_cli
 from dcgan_jax import metrics
+from dcgan_jax.eval import scores
 from dcgan_jax.eval import inception
 
 # Kept alive for the process: the schema declarations below (see _import_pytorch_fid).
@@ -165,3 +168,171 @@ def test_state_dict_layout_is_pytorch_fids(reference):
               if not k.startswith('fc.') and not k.endswith('num_batches_tracked')}
   assert {k: shape for k, (_, shape) in inception.state_dict_layout().items()} == expected
   assert len(expected) == 470
+
+
+def _images(seed: int, shape) -> np.ndarray:
+  return np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
+
+
+@pytest.mark.slow  # The whole network at 299 x 299, twice: 10-90 s depending on the machine's load.
+@pytest.mark.parametrize('size', [32, 64])
+def test_inception_command_matches_pytorch_fid_features_and_fid(reference, tmp_path, size):
+  images = _images(size, (8, size, size, 3))
+  np.save(tmp_path / 'x.npy', images)
+  # Batches of 3: the last of the three batches is padded.
+  status = inception_cli.main([f'--weights={reference.pth}', f'--images={tmp_path / "x.npy"}',
+                               f'--out={tmp_path / "f.npy"}', '--batch_size=3'])
+  assert status == 0
+  ours, theirs = np.load(tmp_path / 'f.npy'), reference.features(images)
+  assert ours.dtype == np.float32 and ours.shape == (8, 2048)
+  _assert_close(ours, theirs)
+  mu1, mu2 = theirs[:4].mean(0), theirs[4:].mean(0)
+  sigma1, sigma2 = np.cov(theirs[:4], rowvar=False), np.cov(theirs[4:], rowvar=False)
+  expected = reference.fid_score.calculate_frechet_distance(mu1, sigma1, mu2, sigma2)
+  assert metrics.fid(ours[:4], ours[4:]) == pytest.approx(expected, rel=1e-3)
+
+
+def test_as_rgb_repeats_one_channel_and_keeps_three():
+  gray = _images(5, (2, 4, 6))
+  np.testing.assert_array_equal(inception.as_rgb(gray), np.stack([gray] * 3, axis=-1))
+  np.testing.assert_array_equal(inception.as_rgb(gray[..., None]), np.stack([gray] * 3, axis=-1))
+  rgb = _images(6, (1, 4, 4, 3))
+  np.testing.assert_array_equal(inception.as_rgb(rgb), rgb)
+  with pytest.raises(errors.DataError, match=r'got uint8 \[2, 4, 4, 2\]'):
+    inception.as_rgb(_images(0, (2, 4, 4, 2)))
+  with pytest.raises(errors.DataError, match=r'got int32 \[2, 4, 4, 3\]'):
+    inception.as_rgb(np.zeros((2, 4, 4, 3), np.int32))
+
+
+def test_convert_writes_an_npz_with_the_same_weights_and_the_source_sha256(reference, tmp_path, capsys):
+  out = tmp_path / 'w.npz'
+  assert inception_cli.main([f'--convert={reference.pth}', f'--out={out}']) == 0
+  from_pth, from_npz = inception.load_weights(reference.pth), inception.load_weights(str(out))
+  assert from_npz.source_sha256 == from_pth.sha256 == inception.file_sha256(reference.pth)
+  assert from_npz.sha256 == inception.file_sha256(str(out)) != from_pth.sha256
+  jax.tree.map(np.testing.assert_array_equal, from_npz.variables, from_pth.variables)
+  assert not from_npz.is_release
+  assert f'converted from a .pth with sha256 {from_pth.sha256}' in capsys.readouterr().out
+
+
+def _pixel_features(weights, images, batch_size=50):
+  """A cheap stand-in for the network: a fixed random projection of the images' 4x4 mean colors, [N, 2048]."""
+  del weights, batch_size
+  x = inception.as_rgb(images).astype(np.float32) / 255.0
+  n, h, w, _ = x.shape
+  means = x.reshape(n, 4, h // 4, 4, w // 4, 3).mean(axis=(2, 4)).reshape(n, -1)
+  return np.maximum(means @ np.random.default_rng(0).normal(size=(48, 2048)), 0).astype(np.float32)
+
+
+def test_fid_command_prints_the_protocol_and_fid_kid_last(reference, tmp_path, capsys, monkeypatch):
+  # The command's plumbing, with a cheap feature map; the slow test below runs the network.
+  monkeypatch.setattr(inception, 'extract_features', _pixel_features)
+  real, fake = _images(1, (6, 32, 32, 3)), _images(2, (5, 32, 32, 3))
+  np.save(tmp_path / 'real.npy', real)
+  (tmp_path / 'fake').mkdir()
+  for i, image in enumerate(fake):
+    Image.fromarray(image).save(tmp_path / 'fake' / f'{i}.png')
+  status = fid_cli.main([f'--weights={reference.pth}', f'--real={tmp_path / "real.npy"}',
+                         f'--fake={tmp_path / "fake"}', '--kid_subsets=10'])
+  assert status == 0
+  lines = capsys.readouterr().out.strip().splitlines()
+  fid, kid = metrics.fid(_pixel_features(0, real), _pixel_features(0, fake)), metrics.kid(
+      _pixel_features(0, fake), _pixel_features(0, real), 10, 1000, 2020)
+  assert lines[-1] == f'FID {fid:.4f} KID {kid.mean:.6f} ± {kid.stderr:.6f}'
+  assert lines[:2] == [
+      'feature network: pytorch-fid InceptionV3 (FID variant), pool3, 2048-d, float32',
+      f'weights: random_inception.pth sha256 {inception.file_sha256(reference.pth)} (NOT the pytorch-fid release '
+      f'weights ({inception.EXPECTED_FILE}): not comparable to papers)']
+  assert lines[2] == (f'real: 6 images of {tmp_path / "real.npy"}; resize bilinear 32x32 -> 299x299 '
+                      '(align_corners=False, no antialiasing); [0, 255] -> [-1, 1]')
+  assert lines[3] == 'real: only 6 images (< 2048): FID is biased upwards; papers use 10k-50k'
+  assert lines[4].startswith(f'fake: 5 images of the folder {tmp_path / "fake"}; resize bilinear 32x32')
+  assert lines[-2] == (f'KID: unbiased MMD^2, kernel (x.y/2048 + 1)^3, 10 subsets of 5, seed 2020; mean ± standard '
+                       f'error (std {kid.std:.6f})')
+
+
+@pytest.mark.slow  # The whole network at 299 x 299 on 9 images, in JAX and in torch.
+def test_fid_command_matches_pytorch_fid(reference, tmp_path, capsys):
+  real, fake = _images(1, (4, 32, 32, 3)), _images(2, (5, 32, 32, 3))
+  np.save(tmp_path / 'real.npy', real)
+  (tmp_path / 'fake').mkdir()
+  for i, image in enumerate(fake):
+    Image.fromarray(image).save(tmp_path / 'fake' / f'{i}.png')
+  status = fid_cli.main([f'--weights={reference.pth}', f'--real={tmp_path / "real.npy"}',
+                         f'--fake={tmp_path / "fake"}', '--kid_subsets=10'])
+  assert status == 0
+  lines = capsys.readouterr().out.strip().splitlines()
+  expected_fid, expected_kid, _ = scores.fid_kid(inception.extract_features(reference.variables, real),
+                                                 inception.extract_features(reference.variables, fake), 10)
+  assert lines[-1] == f'FID {expected_fid:.4f} KID {expected_kid.mean:.6f} ± {expected_kid.stderr:.6f}'
+  text = '\n'.join(lines)
+  assert f'sha256 {inception.file_sha256(reference.pth)}' in text
+  assert 'NOT the pytorch-fid release weights' in text
+  assert f'real: 4 images of {tmp_path / "real.npy"}; resize bilinear 32x32 -> 299x299' in text
+  assert f'fake: 5 images of the folder {tmp_path / "fake"}' in text
+  assert 'KID: unbiased MMD^2, kernel (x.y/2048 + 1)^3, 10 subsets of 4, seed 2020' in text
+  theirs_real, theirs_fake = reference.features(real), reference.features(fake)
+  expected = reference.fid_score.calculate_frechet_distance(
+      theirs_real.mean(0), np.cov(theirs_real, rowvar=False), theirs_fake.mean(0), np.cov(theirs_fake, rowvar=False))
+  assert expected_fid == pytest.approx(expected, rel=1e-3)
+
+
+def _broken_weights(reference, directory, kind):
+  """A weights file broken in one way, and the words its error must contain."""
+  state = {k: v for k, v in reference.state.items() if not k.endswith('num_batches_tracked')}
+  path = directory / f'{kind}.npz'
+  if kind == 'missing':
+    return directory / 'absent.pth', 'does not exist'
+  if kind == 'not_a_weights_file':
+    path = directory / 'text.pth'
+    path.write_text('not weights')
+    return path, 'as a PyTorch state dict'
+  if kind == 'pickled_list':
+    path = directory / 'list.pth'
+    torch.save([1, 2], path)
+    return path, 'holds a list, not a state dict'
+  if kind == 'unrelated':
+    state = {'weight': np.zeros(3, np.float32)}
+    words = 'holds no InceptionV3 weights'
+  elif kind == 'missing_key':
+    del state['Mixed_6c.branch7x7_2.conv.weight']
+    words = 'lacks 1 of the 470 InceptionV3 weights (e.g. Mixed_6c.branch7x7_2.conv.weight)'
+  elif kind == 'wrong_shape':
+    state['Conv2d_1a_3x3.conv.weight'] = np.zeros((32, 3, 5, 5), np.float32)
+    words = 'Conv2d_1a_3x3.conv.weight (32, 3, 5, 5) instead of (32, 3, 3, 3)'
+  elif kind == 'imagenet_head':
+    state['fc.weight'] = np.zeros((1000, 2048), np.float32)
+    words = '1000-class head'
+  np.savez(path, **state)
+  return path, words
+
+
+@pytest.mark.parametrize('kind', ['missing', 'not_a_weights_file', 'pickled_list', 'unrelated', 'missing_key',
+                                  'wrong_shape', 'imagenet_head'])
+def test_a_bad_weights_file_is_one_line_naming_the_expected_file(reference, tmp_path, capsys, kind):
+  path, words = _broken_weights(reference, tmp_path, kind)
+  np.save(tmp_path / 'x.npy', _images(0, (2, 8, 8, 3)))
+  status = inception_cli.main([f'--weights={path}', f'--images={tmp_path / "x.npy"}', f'--out={tmp_path / "f.npy"}'])
+  err = capsys.readouterr().err
+  assert status == 2
+  assert err.count('\n') == 1 and err.startswith('Error: ') and words in err
+  assert inception.EXPECTED_FILE in err
+  assert not (tmp_path / 'f.npy').exists()
+
+
+def test_bad_images_and_flags_are_one_line_and_status_2(reference, tmp_path, capsys):
+  np.save(tmp_path / 'float.npy', np.zeros((2, 8, 8, 3), np.float32))
+  assert inception_cli.main([f'--weights={reference.pth}', f'--images={tmp_path / "float.npy"}',
+                             f'--out={tmp_path / "f.npy"}']) == 2
+  assert capsys.readouterr().err == (f'Error: {tmp_path / "float.npy"} holds float32 values; pass uint8 images in '
+                                     '0..255 (for float samples in [-1, 1]: np.round((x + 1) * 127.5).astype('
+                                     'np.uint8))\n')
+  np.save(tmp_path / 'one.npy', _images(0, (1, 8, 8, 3)))
+  assert fid_cli.main([f'--weights={reference.pth}', f'--real={tmp_path / "one.npy"}',
+                       f'--fake={tmp_path / "one.npy"}']) == 2
+  assert capsys.readouterr().err == 'Error: --real has 1 image; FID and KID need at least 2\n'
+  with pytest.raises(SystemExit) as exit_info:
+    fid_cli.main(['--weights=w.npz', '--real=a.npy'])
+  assert exit_info.value.code == 2
+  assert capsys.readouterr().err == ('Error: the following arguments are required: --fake. Pass --help to list the '
+                                     'flags.\n')
