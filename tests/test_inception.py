@@ -6,6 +6,8 @@ statistics are then randomized and saved as a state dict in pytorch-fid's key la
 input resize and single blocks; the slow ones the whole network through the command line's main, and FID.
 """
 
+import functools
+import json
 import sys
 
 import jax
@@ -216,18 +218,19 @@ def test_convert_writes_an_npz_with_the_same_weights_and_the_source_sha256(refer
   assert f'converted from a .pth with sha256 {from_pth.sha256}' in capsys.readouterr().out
 
 
-def _pixel_features(weights, images, batch_size=50):
-  """A cheap stand-in for the network: a fixed random projection of the images' 4x4 mean colors, [N, 2048]."""
+def _pixel_features(weights, images, batch_size=50, dim=2048):
+  """A cheap stand-in for the network: a fixed random projection of the images' 4x4 mean colors, [N, dim]."""
   del weights, batch_size
   x = inception.as_rgb(images).astype(np.float32) / 255.0
   n, h, w, _ = x.shape
   means = x.reshape(n, 4, h // 4, 4, w // 4, 3).mean(axis=(2, 4)).reshape(n, -1)
-  return np.maximum(means @ np.random.default_rng(0).normal(size=(48, 2048)), 0).astype(np.float32)
+  return np.maximum(means @ np.random.default_rng(0).normal(size=(48, dim)), 0).astype(np.float32)
 
 
 def test_fid_command_prints_the_protocol_and_fid_kid_last(reference, tmp_path, capsys, monkeypatch):
-  # The command's plumbing, with a cheap feature map; the slow test below runs the network.
-  monkeypatch.setattr(inception, 'extract_features', _pixel_features)
+  # The command's plumbing, with a cheap 32-d feature map; the slow test below runs the network.
+  features = functools.partial(_pixel_features, dim=32)
+  monkeypatch.setattr(inception, 'extract_features', features)
   real, fake = _images(1, (6, 32, 32, 3)), _images(2, (5, 32, 32, 3))
   np.save(tmp_path / 'real.npy', real)
   (tmp_path / 'fake').mkdir()
@@ -237,8 +240,8 @@ def test_fid_command_prints_the_protocol_and_fid_kid_last(reference, tmp_path, c
                          f'--fake={tmp_path / "fake"}', '--kid_subsets=10'])
   assert status == 0
   lines = capsys.readouterr().out.strip().splitlines()
-  fid, kid = metrics.fid(_pixel_features(0, real), _pixel_features(0, fake)), metrics.kid(
-      _pixel_features(0, fake), _pixel_features(0, real), 10, 1000, 2020)
+  fid = metrics.fid(features(0, real), features(0, fake))
+  kid = metrics.kid(features(0, fake), features(0, real), 10, 1000, 2020)
   assert lines[-1] == f'FID {fid:.4f} KID {kid.mean:.6f} ± {kid.stderr:.6f}'
   assert lines[:2] == [
       'feature network: pytorch-fid InceptionV3 (FID variant), pool3, 2048-d, float32',
@@ -248,7 +251,7 @@ def test_fid_command_prints_the_protocol_and_fid_kid_last(reference, tmp_path, c
                       '(align_corners=False, no antialiasing); [0, 255] -> [-1, 1]')
   assert lines[3] == 'real: only 6 images (< 2048): FID is biased upwards; papers use 10k-50k'
   assert lines[4].startswith(f'fake: 5 images of the folder {tmp_path / "fake"}; resize bilinear 32x32')
-  assert lines[-2] == (f'KID: unbiased MMD^2, kernel (x.y/2048 + 1)^3, 10 subsets of 5, seed 2020; mean ± standard '
+  assert lines[-2] == (f'KID: unbiased MMD^2, kernel (x.y/32 + 1)^3, 10 subsets of 5, seed 2020; mean ± standard '
                        f'error (std {kid.std:.6f})')
 
 
@@ -337,3 +340,57 @@ def test_bad_images_and_flags_are_one_line_and_status_2(reference, tmp_path, cap
   assert exit_info.value.code == 2
   assert capsys.readouterr().err == ('Error: the following arguments are required: --fake. Pass --help to list the '
                                      'flags.\n')
+
+
+def test_inception_evaluator_caches_the_real_features_and_scores_samples(reference, tmp_path, monkeypatch):
+  calls = []
+
+  def counting_features(weights, images, batch_size=50):
+    calls.append(len(images))
+    return _pixel_features(weights, images, batch_size, dim=32)  # 32-d: the 2048-d linear algebra is slow.
+
+  monkeypatch.setattr(inception, 'extract_features', counting_features)
+  real = _images(3, (12, 16, 16, 3))
+  build = lambda: scores.InceptionEvaluator(reference.pth, real, (-1.0, 1.0), str(tmp_path), max_real=10, seed=1)
+  evaluator = build()
+  assert calls == [10] and len(list(tmp_path.glob('inception_real_*.npy'))) == 1
+  assert np.array_equal(build().real_features, evaluator.real_features) and calls == [10]  # From the cache.
+  generated = np.random.default_rng(0).uniform(-1, 1, (6, 16, 16, 3)).astype(np.float32)
+  result = evaluator.evaluate(generated)
+  quantized = np.clip(np.round((generated + 1) / 2 * 255), 0, 255).astype(np.uint8)
+  features = _pixel_features(None, quantized, dim=32)
+  kid = metrics.kid(features, evaluator.real_features, 100, 1000, 2020)
+  assert result == {'inception_fid': pytest.approx(metrics.fid(features, evaluator.real_features), rel=1e-9),
+                    'inception_kid': kid.mean, 'inception_kid_stderr': kid.stderr}
+  generated[0, 0, 0, 0] = np.nan
+  assert all(np.isnan(v) for v in evaluator.evaluate(generated).values())
+  protocol = evaluator.protocol(6)
+  assert (protocol['num_real'], protocol['num_fake'], protocol['release_weights']) == (10, 6, False)
+  assert protocol['weights_sha256'] == inception.file_sha256(reference.pth)
+  assert protocol['resize'].startswith('bilinear 16x16 -> 299x299')
+
+
+def test_an_rgb_run_scores_inception_fid_and_keeps_the_best_checkpoint_by_it(reference, tmp_path, monkeypatch):
+  import conftest  # pylint: disable=g-import-not-at-top
+  from dcgan_jax import loop  # pylint: disable=g-import-not-at-top
+  # The network itself is tested above; 32-d stand-in features keep the linear algebra cheap.
+  monkeypatch.setattr(inception, 'extract_features', functools.partial(_pixel_features, dim=32))
+  (tmp_path / 'data').mkdir()
+  for i, image in enumerate(_images(4, (24, 28, 28, 3))):
+    Image.fromarray(image).save(tmp_path / 'data' / f'{i:02d}.png')
+  config = conftest.tiny_config()
+  config.data.source, config.data.path, config.data.channels = 'folder', str(tmp_path / 'data'), 3
+  config.num_train_steps, config.eval_every_steps, config.eval_num_samples = 4, 1000, 8  # 3 steps per epoch.
+  config.eval_inception_weights, config.eval_cache_dir = reference.pth, str(tmp_path / 'cache')
+  workdir = tmp_path / 'run'
+  loop.train_and_evaluate(config, str(workdir))
+  history = json.loads((workdir / 'history.json').read_text())
+  assert [step for step, _ in history['inception_fid']] == [0, 3, 4]
+  assert [step for step, _ in history['inception_kid']] == [0, 3, 4]
+  assert 'fid' not in history  # No classifier for RGB folders.
+  assert (history['inception_protocol']['num_real'], history['inception_protocol']['num_fake']) == (24, 8)
+  best = json.loads((workdir / 'best.json').read_text())
+  assert best['metric'] == 'inception_fid'
+  assert best['fid'] == pytest.approx(min(v for _, v in history['inception_fid']), rel=1e-6)
+  assert [p.name for p in (workdir / 'checkpoints_best').iterdir() if p.name.isdigit()] == [str(best['step'])]
+  assert (workdir / 'curves.png').exists()

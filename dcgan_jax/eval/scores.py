@@ -4,8 +4,13 @@ the numbers were made.
 Image sets come from a `.npy` array (uint8 [N, H, W, 3], [N, H, W, 1] or [N, H, W]), an image folder (every image
 file under it, read at its own size as RGB the way pytorch-fid reads files; all of one size), or a training run's
 workdir (samples of its best checkpoint, or its latest when it kept no best, quantized to uint8 as a PNG would be).
+
+`InceptionEvaluator` scores a training run's samples the same way (`config.eval_inception_weights`), with the
+real images' features computed once per dataset and cached.
 """
 
+import hashlib
+import math
 import os
 from typing import Any, Optional, Sequence
 
@@ -15,6 +20,7 @@ from PIL import Image
 from dcgan_jax import errors
 from dcgan_jax import image_folder
 from dcgan_jax import metrics
+from dcgan_jax import visualize
 from dcgan_jax.eval import inception
 
 KID_SUBSETS = 100
@@ -64,7 +70,6 @@ def sample_run(workdir: str, num: int, seed: int = 0) -> tuple[np.ndarray, str]:
   """
   from dcgan_jax import models  # pylint: disable=g-import-not-at-top  (the training stack only for workdirs)
   from dcgan_jax import sample  # pylint: disable=g-import-not-at-top
-  from dcgan_jax import visualize  # pylint: disable=g-import-not-at-top
   config = sample.load_run_config(workdir)
   has_best = os.path.isdir(os.path.join(workdir, sample.BEST_CHECKPOINTS)) and any(
       name.isdigit() for name in os.listdir(os.path.join(workdir, sample.BEST_CHECKPOINTS)))
@@ -130,3 +135,89 @@ def fid_kid(real_features: Any, fake_features: Any, kid_subsets: int = KID_SUBSE
 def result_line(fid: float, kid: metrics.KID) -> str:
   """The last line the `fid` command prints: `FID <value> KID <mean> ± <standard error>`."""
   return f'FID {fid:.4f} KID {kid.mean:.6f} ± {kid.stderr:.6f}'
+
+
+# The keys of `InceptionEvaluator.evaluate`'s result.
+KEYS = ('inception_fid', 'inception_kid', 'inception_kid_stderr')
+
+
+def cached_features(weights: inception.InceptionWeights, images: np.ndarray, cache_dir: str,
+                    batch_size: int = inception.DEFAULT_BATCH_SIZE) -> np.ndarray:
+  """`inception.extract_features(weights, images)`, read from `cache_dir` when computed before.
+
+  The file is named by the sha256 of the images' bytes and shape and the weights' source sha256, so another
+  dataset, subset or weights file never reuses it. A cache that cannot be written only costs a warning.
+  """
+  digest = hashlib.sha256(str(images.shape).encode() + np.ascontiguousarray(images).tobytes()).hexdigest()
+  path = os.path.join(os.path.expanduser(cache_dir),
+                      f'inception_real_{digest[:16]}_{weights.source_sha256[:16]}.npy')
+  if os.path.isfile(path):
+    try:
+      cached = np.load(path, allow_pickle=False)
+      if cached.ndim == 2 and cached.shape[0] == len(images):
+        return cached
+    except (OSError, ValueError):
+      pass  # Damaged: computed again and rewritten.
+  features = inception.extract_features(weights, images, batch_size)
+  try:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    np.save(path + '.tmp.npy', features)
+    os.replace(path + '.tmp.npy', path)
+  except OSError as e:
+    from absl import logging  # pylint: disable=g-import-not-at-top
+    logging.warning('Could not cache the real images\' Inception features in %s (%s)', path, e)
+  return features
+
+
+class InceptionEvaluator:
+  """Paper-comparable FID and KID of generated images against a fixed set of real images (the training split, a
+  fixed random subset of at most `max_real`), whose features are computed once (`cached_features`)."""
+
+  def __init__(self, weights_path: str, real_images: np.ndarray, data_range: tuple[float, float], cache_dir: str,
+               *, max_real: int = 10000, seed: int = 0, batch_size: int = inception.DEFAULT_BATCH_SIZE):
+    """Loads the weights (errors.DataError for a bad file) and the real features.
+
+    Args:
+      weights_path: pytorch-fid's .pth or its converted .npz.
+      real_images: uint8 [N, H, W, C] (C 1 or 3), the run's training images.
+      data_range: the range of the generated images given to `evaluate`.
+      cache_dir: where the real features are cached.
+      max_real: at most this many real images (a fixed random subset, by `seed`, when N is larger).
+      seed: picks the subset.
+      batch_size: images per compiled batch.
+    """
+    self.weights = inception.load_weights(weights_path)
+    self.data_range = (float(data_range[0]), float(data_range[1]))
+    self.batch_size = batch_size
+    real = inception.as_rgb(real_images)
+    if len(real) > max_real:
+      real = real[np.sort(np.random.default_rng(seed).choice(len(real), max_real, replace=False))]
+    self.image_shape = real.shape[1:]
+    self.real_features = cached_features(self.weights, real, cache_dir, batch_size)
+    self.real_mu, self.real_sigma = metrics.gaussian_stats(self.real_features)
+
+  def protocol(self, num_fake: int) -> dict[str, Any]:
+    """How the numbers are made, for `history.json`: network, weights, image counts, resize, KID estimator."""
+    height, width, _ = self.image_shape
+    return {'feature_network': f'pytorch-fid InceptionV3 (FID variant), pool3, {inception.FEATURE_DIM}-d',
+            'weights': os.path.basename(self.weights.path), 'weights_sha256': self.weights.sha256,
+            'source_sha256': self.weights.source_sha256, 'release_weights': self.weights.is_release,
+            'num_real': len(self.real_features), 'real': 'training split (fixed random subset when larger)',
+            'num_fake': int(num_fake),
+            'resize': f'bilinear {width}x{height} -> {inception.INPUT_SIZE}x{inception.INPUT_SIZE}, '
+                      'align_corners=False, no antialiasing; uint8 as in a PNG, [0, 255] -> [-1, 1]',
+            'kid': f'{KID_SUBSETS} subsets of min({KID_SUBSET_SIZE}, n), kernel (x.y/{inception.FEATURE_DIM} + 1)^3, '
+                   f'seed {KID_SEED}'}
+
+  def evaluate(self, generated: Any) -> dict[str, float]:
+    """Scores generated images, float [M, H, W, C] in `data_range` (M >= 2), quantized to uint8 first as a saved
+    PNG would be. Returns `{key: float}` for every key of `KEYS`, all NaN when a generated value is NaN or Inf."""
+    generated = np.asarray(generated, np.float32)
+    if not np.all(np.isfinite(generated)):
+      return {key: math.nan for key in KEYS}
+    features = inception.extract_features(self.weights, visualize.to_uint8(generated, self.data_range),
+                                          self.batch_size)
+    kid = metrics.kid(features, self.real_features, KID_SUBSETS, KID_SUBSET_SIZE, KID_SEED)
+    return {'inception_fid': metrics.frechet_distance(*metrics.gaussian_stats(features), self.real_mu,
+                                                      self.real_sigma),
+            'inception_kid': kid.mean, 'inception_kid_stderr': kid.stderr}
