@@ -120,3 +120,13 @@ def test_relativistic_losses_need_the_alternating_schedule(schedule):
   config.loss, config.schedule = 'rpgan', schedule
   with pytest.raises(errors.ConfigError, match=f"config.loss='rpgan': a relativistic loss .* schedule '{schedule}'"):
     config_validation.validate(config)
+
+
+def test_inception_weights_must_be_an_existing_file_or_empty(tmp_path):
+  config = default.get_config()
+  config.eval_inception_weights = str(tmp_path / 'absent.npz')
+  with pytest.raises(errors.ConfigError, match=r"config.eval_inception_weights='.*absent.npz': no such file; pass "
+                                               r"pytorch-fid's pt_inception-2015-12-05-6726825d.pth"):
+    config_validation.validate(config)
+  (tmp_path / 'absent.npz').write_bytes(b'')  # Its content is checked when the run loads it.
+  config_validation.validate(config)

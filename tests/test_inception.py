@@ -370,7 +370,8 @@ def test_inception_evaluator_caches_the_real_features_and_scores_samples(referen
   assert protocol['resize'].startswith('bilinear 16x16 -> 299x299')
 
 
-def test_an_rgb_run_scores_inception_fid_and_keeps_the_best_checkpoint_by_it(reference, tmp_path, monkeypatch):
+def test_an_rgb_run_scores_inception_fid_and_keeps_the_best_checkpoint_by_it(reference, tmp_path, monkeypatch,
+                                                                             capsys):
   import conftest  # pylint: disable=g-import-not-at-top
   from dcgan_jax import loop  # pylint: disable=g-import-not-at-top
   # The network itself is tested above; 32-d stand-in features keep the linear algebra cheap.
@@ -394,3 +395,16 @@ def test_an_rgb_run_scores_inception_fid_and_keeps_the_best_checkpoint_by_it(ref
   assert best['fid'] == pytest.approx(min(v for _, v in history['inception_fid']), rel=1e-6)
   assert [p.name for p in (workdir / 'checkpoints_best').iterdir() if p.name.isdigit()] == [str(best['step'])]
   assert (workdir / 'curves.png').exists()
+  # The fid command samples the run's best checkpoint for --fake=WORKDIR.
+  samples, origin = scores.sample_run(str(workdir), 6, seed=1)
+  assert samples.dtype == np.uint8 and samples.shape == (6, 28, 28, 3)
+  assert origin == f'best checkpoint (step {best["step"]})'
+  np.testing.assert_array_equal(scores.sample_run(str(workdir), 6, seed=1)[0], samples)
+  assert not np.array_equal(scores.sample_run(str(workdir), 6, seed=2)[0], samples)
+  np.save(tmp_path / 'real.npy', _images(7, (5, 28, 28, 3)))
+  capsys.readouterr()
+  assert fid_cli.main([f'--weights={reference.pth}', f'--real={tmp_path / "real.npy"}', f'--fake={workdir}',
+                       '--num_fake=6', '--seed=1', '--kid_subsets=5']) == 0
+  lines = capsys.readouterr().out.splitlines()
+  assert lines[4].startswith(f'fake: 6 samples of the run {workdir}, best checkpoint (step {best["step"]}), seed 1;')
+  assert lines[-1].startswith('FID ')
