@@ -37,6 +37,9 @@ def run(args) -> tuple[float, float, float]:
   if args.kid_subsets < 1 or args.kid_subset_size < 2:
     raise errors.ConfigError(f'--kid_subsets={args.kid_subsets} must be >= 1 and --kid_subset_size='
                              f'{args.kid_subset_size} >= 2')
+  if scores.source_kind(args.real) == 'run':
+    raise errors.ConfigError(f'--real={args.real} is a training run directory; pass real images (.npy or a folder)')
+  scores.source_kind(args.fake)  # Both checked before the work.
   weights = inception.load_weights(args.weights)
   real, real_description = scores.load_images(args.real)
   fake, fake_description = scores.load_images(args.fake, args.num_fake or len(real), args.seed)

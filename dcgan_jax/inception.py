@@ -35,6 +35,8 @@ def features(weights_path: str, images_path: str, out: str, batch_size: int) -> 
     raise errors.ConfigError(f'--out={out} must end in .npy')
   from dcgan_jax import sample  # pylint: disable=g-import-not-at-top
   sample.check_writable(out)
+  if scores.source_kind(images_path) == 'run':
+    raise errors.ConfigError(f'--images={images_path} is a training run directory; pass a .npy or an image folder')
   weights = inception.load_weights(weights_path)
   images, description = scores.load_images(images_path)
   for line in scores.protocol(weights, [('images', images, description)]):

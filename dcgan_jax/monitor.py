@@ -1,6 +1,10 @@
 """What the trainer watches besides the losses: sample quality, the best checkpoint, collapse, and the summary
 pictures (GIF of the sample grids, plot of the curves).
 
+Sample quality comes from the MNIST-style classifier (`evaluation.py`, labelled 28x28 data) and, when
+`config.eval_inception_weights` is set, from pytorch-fid's Inception (`eval/scores.py`, any data). The best
+checkpoint is chosen by the classifier's FID when there is a classifier, else by Inception FID.
+
 `Monitor` is driven by the loop: `record(step, means)` at every progress line, `evaluate(step, state)` every
 `config.eval_every_steps` and at the end, `finish()` at the end. Its history (`history.json`) and best score
 (`best.json`) live in the workdir, so they survive a resume.

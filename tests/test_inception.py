@@ -408,3 +408,28 @@ def test_an_rgb_run_scores_inception_fid_and_keeps_the_best_checkpoint_by_it(ref
   lines = capsys.readouterr().out.splitlines()
   assert lines[4].startswith(f'fake: 6 samples of the run {workdir}, best checkpoint (step {best["step"]}), seed 1;')
   assert lines[-1].startswith('FID ')
+
+
+@pytest.mark.slow  # Starts python processes (JAX and torch imports).
+def test_the_commands_exit_with_status_2_and_one_line_on_bad_input(tmp_path):
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import conftest  # pylint: disable=g-import-not-at-top
+
+  def stderr_of(module, *flags):
+    result = subprocess.run([sys.executable, '-m', module, f'--weights={tmp_path / "absent.pth"}', *flags],
+                            capture_output=True, text=True, env=conftest.subprocess_env(), cwd=conftest.ROOT,
+                            timeout=300, check=False)
+    assert result.returncode == 2, result.stderr
+    return result.stderr
+
+  x, absent, out = tmp_path / 'x.npy', tmp_path / 'absent.npy', tmp_path / 'f.npy'
+  np.save(x, _images(0, (2, 8, 8, 3)))
+  # A bad image source is reported before the weights are read (which do not exist either).
+  no_source = f'Error: {absent} is neither a .npy image array, an image folder nor a training run directory\n'
+  assert stderr_of('dcgan_jax.inception', f'--images={absent}', f'--out={out}') == no_source
+  assert stderr_of('dcgan_jax.fid', f'--real={x}', f'--fake={absent}') == no_source
+  no_weights = (f'Error: Inception weights file {tmp_path / "absent.pth"} does not exist; pass '
+                f'{inception.EXPECTED_FILE} from the pytorch-fid releases ({inception.WEIGHTS_URL}) or the .npz that '
+                '`python -m dcgan_jax.inception --convert=IN.pth --out=OUT.npz` writes from it\n')
+  assert stderr_of('dcgan_jax.inception', f'--images={x}', f'--out={out}') == no_weights
+  assert stderr_of('dcgan_jax.fid', f'--real={x}', f'--fake={x}') == no_weights

@@ -83,24 +83,36 @@ def sample_run(workdir: str, num: int, seed: int = 0) -> tuple[np.ndarray, str]:
   return inception.as_rgb(np.concatenate(chunks)), f'{checkpoint} checkpoint (step {int(state.step)})'
 
 
+def source_kind(source: str) -> str:
+  """'run', 'folder' or 'npy': what kind of image set `source` names, checked without reading it.
+
+  Raises:
+    errors.DataError: it is none of them.
+  """
+  if os.path.isdir(source):
+    return 'run' if os.path.isfile(os.path.join(source, 'config.json')) else 'folder'
+  if source.endswith('.npy') and os.path.isfile(source):
+    return 'npy'
+  raise errors.DataError(f'{source} is neither a .npy image array, an image folder nor a training run directory')
+
+
 def load_images(source: str, num: Optional[int] = None, seed: int = 0) -> tuple[np.ndarray, str]:
   """An image set and its description: `source` is a `.npy`, an image folder or a run's workdir (needs `num`).
 
   Returns:
     `(uint8 [N, H, W, 3], description)`.
   """
-  if os.path.isdir(source):
-    if os.path.isfile(os.path.join(source, 'config.json')):
-      if not num:
-        raise errors.ConfigError(f'{source} is a training run: say how many samples to draw from it (--num_fake)')
-      images, origin = sample_run(source, num, seed)
-      return images, f'{len(images)} samples of the run {source}, {origin}, seed {seed}'
+  kind = source_kind(source)
+  if kind == 'run':
+    if not num:
+      raise errors.ConfigError(f'{source} is a training run: say how many samples to draw from it (--num_fake)')
+    images, origin = sample_run(source, num, seed)
+    return images, f'{len(images)} samples of the run {source}, {origin}, seed {seed}'
+  if kind == 'folder':
     images = load_folder(source)
     return images, f'{len(images)} images of the folder {source}'
-  if source.endswith('.npy') and os.path.isfile(source):
-    images = load_npy(source)
-    return images, f'{len(images)} images of {source}'
-  raise errors.DataError(f'{source} is neither a .npy image array, an image folder nor a training run directory')
+  images = load_npy(source)
+  return images, f'{len(images)} images of {source}'
 
 
 def protocol(weights: inception.InceptionWeights, sets: Sequence[tuple[str, np.ndarray, str]]) -> list[str]:
