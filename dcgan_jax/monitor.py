@@ -149,7 +149,7 @@ class Monitor:
     for key in ('fid', 'inception_fid', 'inception_kid'):
       if key in scores:
         self.history.setdefault(key, []).append((step, scores[key]))
-    alarms = self._alarms(scores) if 'coverage' in scores else []
+    alarms = self._alarms(scores)
     scalars = {f'eval/{k}': v for k, v in scores.items()}
     scalars['eval/collapse_alarm'] = float(bool(alarms))
     besteffort.call('evaluation scalars', self._writer.write_scalars, step, scalars)
@@ -184,10 +184,11 @@ class Monitor:
 
   def _alarms(self, scores: dict[str, float]) -> list[str]:
     alarms = []
-    coverage = int(scores['coverage'])
-    self._best_coverage = max(self._best_coverage, coverage)
-    if self._best_coverage - coverage >= 3:
-      alarms.append(f'mode coverage fell to {coverage} classes from {self._best_coverage}')
+    if 'coverage' in scores:  # Only with a classifier.
+      coverage = int(scores['coverage'])
+      self._best_coverage = max(self._best_coverage, coverage)
+      if self._best_coverage - coverage >= 3:
+        alarms.append(f'mode coverage fell to {coverage} classes from {self._best_coverage}')
     d_fake = self._last_means.get('d_fake')
     self._low_fake_evals = self._low_fake_evals + 1 if d_fake is not None and d_fake < 0.05 else 0
     if self._low_fake_evals >= self._config.collapse_patience:

@@ -66,3 +66,11 @@ def test_alarm_when_d_of_g_z_stays_low_for_the_patience():
   assert 'D(G(z))' in m._alarms({'coverage': 10})[0]  # pylint: disable=protected-access
   m._last_means = {'d_fake': 0.3}  # pylint: disable=protected-access
   assert m._alarms({'coverage': 10}) == []  # pylint: disable=protected-access
+
+
+def test_the_d_of_g_z_alarm_works_without_a_classifier():
+  # Runs scored only by Inception have no coverage; the discriminator alarm still fires.
+  m = _alarm_monitor(patience=1)
+  m._last_means = {'d_fake': 0.01}  # pylint: disable=protected-access
+  alarms = m._alarms({'inception_fid': 50.0})  # pylint: disable=protected-access
+  assert len(alarms) == 1 and 'D(G(z)) has stayed under 0.05 for 1 evaluations' in alarms[0]
