@@ -218,6 +218,17 @@ def test_convert_writes_an_npz_with_the_same_weights_and_the_source_sha256(refer
   assert f'converted from a .pth with sha256 {from_pth.sha256}' in capsys.readouterr().out
 
 
+def test_an_npz_loads_without_torch_and_a_pth_needs_it(reference, tmp_path, monkeypatch):
+  npz = tmp_path / 'w.npz'
+  inception.convert(reference.pth, str(npz))
+  monkeypatch.setitem(sys.modules, 'torch', None)  # `import torch` now raises ImportError.
+  assert inception.load_weights(str(npz)).source_sha256 == inception.file_sha256(reference.pth)
+  with pytest.raises(errors.UserError, match=r'needs torch \(pip install torch\); or convert it to .npz where'):
+    inception.load_weights(reference.pth)
+  with pytest.raises(errors.UserError, match=r'--out=w.pth must end in .npz'):
+    inception.convert(str(npz), 'w.pth')
+
+
 def _pixel_features(weights, images, batch_size=50, dim=2048):
   """A cheap stand-in for the network: a fixed random projection of the images' 4x4 mean colors, [N, dim]."""
   del weights, batch_size
