@@ -113,6 +113,13 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval_num_samples = 2000  # Generated images per evaluation (FID depends on it: keep it fixed to compare).
   config.eval_cache_dir = '~/.cache/dcgan_jax'  # Where the feature classifiers are cached, one per dataset.
   config.eval_classifier_steps = 1500  # Training steps of a dataset's feature classifier (once, then cached).
+  # Paper-comparable Inception FID and KID at each evaluation, for any dataset (RGB or grayscale): the path of
+  # pytorch-fid's pt_inception-2015-12-05-6726825d.pth (needs torch) or its .npz (`python -m dcgan_jax.inception
+  # --convert`); '' : off. ~6 GFLOP per image: eval_num_samples images per evaluation, slow on CPU.
+  config.eval_inception_weights = ''
+  # Real images (training split, a fixed random subset when larger) of the Inception statistics, computed once and
+  # cached in eval_cache_dir.
+  config.eval_inception_num_real = 10000
   config.collapse_patience = 3  # Alarm when D(G(z)) < 0.05 for this many evaluations in a row.
   config.annotate_samples = False  # Also write each grid with D's score (sigmoid) under every image.
   # A NaN/Inf loss stops the run (False), or the step is skipped, counted in the `skipped` scalar, and training

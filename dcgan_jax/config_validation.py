@@ -9,6 +9,7 @@ sections (`config.model.generator`, `config.model.discriminator`) are checked ag
 
 import math
 import numbers
+import os
 
 import ml_collections
 
@@ -54,14 +55,24 @@ def _choice(config, name, allowed, problems):
     problems.append(f'config.{name}={value!r}: must be one of {", ".join(allowed)}')
 
 
+def _inception_weights(config: ml_collections.ConfigDict, problems: list[str]) -> None:
+  weights = config.eval_inception_weights
+  if not isinstance(weights, str):
+    problems.append(f'config.eval_inception_weights={weights!r}: must be a path (str) or \'\' (off)')
+  elif weights and not os.path.isfile(os.path.expanduser(weights)):
+    problems.append(f'config.eval_inception_weights={weights!r}: no such file; pass pytorch-fid\'s '
+                    'pt_inception-2015-12-05-6726825d.pth (or its converted .npz, see docs/evaluation.md) or \'\'')
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises `errors.ConfigError` listing every invalid field of `config`; returns None when all are valid."""
   problems = []
   for name in ('batch_size', 'steps_per_call', 'latent_dim', 'num_samples', 'log_every_steps', 'keep_checkpoints',
                'd_steps', 'g_steps', 'g_max_steps', 'd_max_steps', 'data.image_size', 'data.channels'):
     _positive_int(config, name, problems)
-  for name in ('eval_num_samples', 'eval_classifier_steps', 'collapse_patience'):
+  for name in ('eval_num_samples', 'eval_classifier_steps', 'collapse_patience', 'eval_inception_num_real'):
     _positive_int(config, name, problems)
+  _inception_weights(config, problems)
   if not isinstance(config.eval_every_steps, numbers.Integral) or config.eval_every_steps < -1:
     problems.append(f'config.eval_every_steps={config.eval_every_steps!r}: must be an integer >= -1 '
                     '(-1: never, 0: only at the end)')

@@ -1,8 +1,14 @@
 """Errors that reach the user as one clear line instead of a traceback.
 
 Anything a user can fix (a config value, a missing dataset, a corrupt file, a checkpoint from another model) raises
-a subclass of `UserError`; `main.py` prints its message and exits with status 1.
+a subclass of `UserError`; `main.py` prints its message and exits with status 1. The argparse commands
+(`dcgan_jax.inception`, `dcgan_jax.fid`) print it and exit with `USAGE_EXIT_CODE`, as for a bad flag.
 """
+
+import argparse
+import sys
+
+USAGE_EXIT_CODE = 2
 
 
 class UserError(Exception):
@@ -39,3 +45,12 @@ class OutputError(UserError):
 
 class TrainingDivergedError(UserError):
   """A loss became NaN or Inf; the last good checkpoint is kept."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+  """argparse whose usage errors (unknown or missing flags, bad values) are one line, `Error: ... Pass --help to
+  list the flags.`, and exit with status `USAGE_EXIT_CODE` (2)."""
+
+  def error(self, message: str):
+    sys.stderr.write(f'Error: {message}. Pass --help to list the flags.\n')
+    sys.exit(USAGE_EXIT_CODE)

@@ -238,3 +238,13 @@ def test_command_line_sets_network_fields_within_the_configs_family():
   assert (config.model.generator.batchnorm, config.model.discriminator.dropout) == (False, 0.3)
   with pytest.raises(AttributeError, match='kernel_size'):  # main.py reports it in one line (tests/test_main.py).
     parse('mnist_mlp', '--config.model.generator.kernel_size=3')  # Not an mlp generator's field.
+
+
+def test_inception_weights_must_be_an_existing_file_or_empty(tmp_path):
+  config = default.get_config()
+  config.eval_inception_weights = str(tmp_path / 'absent.npz')
+  with pytest.raises(errors.ConfigError, match=r"config.eval_inception_weights='.*absent.npz': no such file; pass "
+                                               r"pytorch-fid's pt_inception-2015-12-05-6726825d.pth"):
+    config_validation.validate(config)
+  (tmp_path / 'absent.npz').write_bytes(b'')  # Its content is checked when the run loads it.
+  config_validation.validate(config)

@@ -56,6 +56,57 @@ def test_frechet_distance_handles_singular_covariances():
   assert metrics.fid(a, a) == pytest.approx(0.0, abs=1e-9)
 
 
+def _direct_mmd2(x, y):
+  """MMD^2 with k(a, b) = (a.b / D + 1)^3 from explicit sums over the pairs, in float64."""
+  x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+  m, d = x.shape
+
+  def k(a, b):
+    return (np.dot(a, b) / d + 1.0) ** 3
+
+  xx = sum(k(x[i], x[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+  yy = sum(k(y[i], y[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+  xy = sum(k(x[i], y[j]) for i in range(m) for j in range(m)) / (m * m)
+  return xx + yy - 2 * xy
+
+
+def test_mmd2_unbiased_of_a_hand_computed_case():
+  # k(x_i, x_j) off the diagonal: (0*1 + 1)^3 = 1; for y: (2*3 + 1)^3 = 343; across: 1, 1, 27, 64 -> mean 23.25.
+  assert metrics.mmd2_unbiased([[0.0], [1.0]], [[2.0], [3.0]]) == 297.5
+  assert metrics.kid([[0.0], [1.0]], [[2.0], [3.0]], num_subsets=3) == (297.5, 0.0, 0.0)
+
+
+def test_kid_matches_a_direct_computation_over_the_same_subsets():
+  rng = np.random.default_rng(3)
+  a = rng.random((40, 6)).astype(np.float32)
+  b = (rng.random((30, 6)) + 0.2).astype(np.float32)
+  result = metrics.kid(a, b, num_subsets=5, subset_size=12, seed=7)
+  draws = np.random.RandomState(7)
+  values = []
+  for _ in range(5):
+    x = a[draws.choice(40, 12, replace=False)]
+    values.append(_direct_mmd2(x, b[draws.choice(30, 12, replace=False)]))
+  assert result.mean == pytest.approx(np.mean(values), rel=1e-5)
+  assert result.std == pytest.approx(np.std(values), rel=1e-4)
+  assert result.stderr == pytest.approx(np.std(values, ddof=1) / math.sqrt(5), rel=1e-4)
+  assert result.mean > 0
+
+
+def test_kid_subset_size_is_capped_by_the_smaller_set_and_near_zero_for_one_distribution():
+  rng = np.random.default_rng(4)
+  a, b = rng.normal(size=(50, 8)), rng.normal(size=(60, 8))
+  # Subsets of 50 = all of a (in another order), so the estimate only varies through b's draws.
+  same = metrics.kid(a, b, num_subsets=20, subset_size=1000)
+  shifted = metrics.kid(a, b + 1.0, num_subsets=20, subset_size=1000)
+  assert abs(same.mean) < 3 * same.std + 0.05
+  assert shifted.mean > 10 * abs(same.mean)
+
+
+def test_kid_rejects_mismatched_features():
+  with pytest.raises(ValueError, match='same D'):
+    metrics.kid(np.zeros((5, 3)), np.zeros((5, 4)))
+
+
 def test_gaussian_stats_needs_two_samples():
   with pytest.raises(ValueError, match='N >= 2'):
     metrics.gaussian_stats(np.zeros((1, 4)))

@@ -72,3 +72,11 @@ def test_monitor_command_takes_exactly_one_workdir():
   from dcgan_jax.cli import monitor as monitor_cli  # pylint: disable=g-import-not-at-top
   with pytest.raises(SystemExit, match=r'^usage: python -m dcgan_jax.cli.monitor WORKDIR$'):
     monitor_cli.run(['dcgan-monitor'])
+
+
+def test_the_d_of_g_z_alarm_works_without_a_classifier():
+  # Runs scored only by Inception have no coverage; the discriminator alarm still fires.
+  m = _alarm_monitor(patience=1)
+  m._last_means = {'d_fake': 0.01}  # pylint: disable=protected-access
+  alarms = m._alarms({'inception_fid': 50.0})  # pylint: disable=protected-access
+  assert len(alarms) == 1 and 'D(G(z)) has stayed under 0.05 for 1 evaluations' in alarms[0]

@@ -1,6 +1,10 @@
 """What the trainer watches besides the losses: sample quality, the best checkpoint, collapse, and the summary
 pictures (GIF of the sample grids, plot of the curves).
 
+Sample quality comes from the MNIST-style classifier (`evaluation.py`, labelled 28x28 data) and, when
+`config.eval_inception_weights` is set, from pytorch-fid's Inception (`eval/scores.py`, any data). The best
+checkpoint is chosen by the classifier's FID when there is a classifier, else by Inception FID.
+
 `Monitor` is driven by the loop: `record(step, means)` at every progress line, `evaluate(step, state)` every
 `config.eval_every_steps` and at the end, `finish()` at the end. Its history (`history.json`) and best score
 (`best.json`) live in the workdir, so they survive a resume.
@@ -21,8 +25,10 @@ from dcgan_jax.trainer import besteffort
 from dcgan_jax.trainer import checkpointing
 from dcgan_jax import errors
 from dcgan_jax.eval import evaluation
+from dcgan_jax import models
 from dcgan_jax import train
 from dcgan_jax import visualize
+from dcgan_jax.eval import scores as inception_scores
 
 # Metrics of the training step that go into the curves.
 _CURVES = ('d_loss', 'g_loss', 'd_real', 'd_fake')
@@ -54,6 +60,7 @@ def write_summary(workdir: str) -> list[str]:
     visualize.save_gif(grids, path, duration_ms=300)
     written.append(path)
   history = _read_json(os.path.join(workdir, 'history.json'), {})
+  history = {k: v for k, v in history.items() if isinstance(v, list)}  # Curves; not e.g. inception_protocol.
   if any(history.values()):
     path = os.path.join(workdir, 'curves.png')
     visualize.plot_history({k: [tuple(p) for p in v] for k, v in history.items()}, path,
@@ -81,6 +88,7 @@ class Monitor:
     self._last_means = {}
     self._best_coverage = 0
     self._evaluator = None
+    self._inception = None
     self._best_checkpointer = None
     self._enabled = False
     if config.eval_every_steps < 0:
@@ -88,11 +96,15 @@ class Monitor:
     try:
       if self._is_main:
         self._evaluator = evaluation.build_evaluator(config, images, config.eval_cache_dir)
-      enabled = self._evaluator is not None
     except errors.DataError as e:
-      logging.warning('Sample-quality evaluation is off: %s', e)
-      enabled = False
-    self._enabled = _all_agree(enabled)
+      logging.warning('Classifier-based sample-quality evaluation is off: %s', e)
+    if self._is_main and config.get('eval_inception_weights'):
+      # Asked for explicitly: a bad weights file stops the run (errors.DataError) instead of a warning.
+      self._inception = inception_scores.InceptionEvaluator(
+          os.path.expanduser(config.eval_inception_weights), images, models.data_range(config),
+          config.eval_cache_dir, max_real=config.eval_inception_num_real, seed=config.seed)
+      self.history['inception_protocol'] = self._inception.protocol(config.eval_num_samples)
+    self._enabled = _all_agree(self._evaluator is not None or self._inception is not None)
     if self._enabled:
       z = train.sample_noise(jax.random.fold_in(jax.random.key(config.seed), 2),
                              (config.eval_num_samples, config.latent_dim), config.noise)
@@ -101,7 +113,7 @@ class Monitor:
 
   @property
   def enabled(self) -> bool:
-    """Whether samples are scored (a labelled 28x28 dataset and `eval_every_steps` >= 0)."""
+    """Whether samples are scored (`eval_every_steps` >= 0, and a labelled 28x28 dataset or Inception weights)."""
     return self._enabled
 
   def record(self, step: int, means: dict[str, float]) -> None:
@@ -122,38 +134,61 @@ class Monitor:
     scores = None
     fid = np.inf
     if self._is_main:
-      scores = self._evaluator.evaluate(np.asarray(samples.addressable_data(0)))
-      fid = scores['fid'] if np.isfinite(scores['fid']) else np.inf
+      scores = self._scores(np.asarray(samples.addressable_data(0)))
+      fid = scores[self._best_key] if np.isfinite(scores[self._best_key]) else np.inf
     fid = float(_from_main(fid))
     is_best = np.isfinite(fid) and (self.best is None or fid < self.best['fid'])
     if is_best:
       self._best_checkpointer.save(state)
       self._best_checkpointer.wait()
-      self.best = {'step': step, 'fid': fid}
+      self.best = {'step': step, 'fid': fid, 'metric': self._best_key}
     if not self._is_main:
       return None
     if is_best:
       besteffort.call(self._best_path, _write_json, self._best_path, self.best)
-    self.history.setdefault('fid', []).append((step, scores['fid']))
+    for key in ('fid', 'inception_fid', 'inception_kid'):
+      if key in scores:
+        self.history.setdefault(key, []).append((step, scores[key]))
     alarms = self._alarms(scores)
     scalars = {f'eval/{k}': v for k, v in scores.items()}
     scalars['eval/collapse_alarm'] = float(bool(alarms))
     besteffort.call('evaluation scalars', self._writer.write_scalars, step, scalars)
-    logging.info('eval step %d: FID %.2f, coverage %d/%d, KL %.3f, precision %.3f, recall %.3f%s', step,
-                 scores['fid'], scores['coverage'], self._evaluator.num_classes, scores['kl'], scores['precision'],
-                 scores['recall'], ' (best so far; saved to checkpoints_best/)' if is_best else
-                 f' (best: FID {self.best["fid"]:.2f} at step {self.best["step"]})')
+    logging.info('eval step %d: %s%s', step, self._describe(scores),
+                 ' (best so far; saved to checkpoints_best/)' if is_best else
+                 f' (best: {self._best_key} {self.best["fid"]:.2f} at step {self.best["step"]})')
     for alarm in alarms:
       logging.warning('Collapse alarm at step %d: %s', step, alarm)
     besteffort.call(self._history_path, _write_json, self._history_path, self.history)
     return scores
 
+  @property
+  def _best_key(self) -> str:
+    """The score that picks the best checkpoint: the classifier's FID when there is one, else Inception FID."""
+    return 'fid' if self._evaluator is not None else 'inception_fid'
+
+  def _scores(self, samples: np.ndarray) -> dict[str, float]:
+    scores = self._evaluator.evaluate(samples) if self._evaluator is not None else {}
+    if self._inception is not None:
+      scores.update(self._inception.evaluate(samples))
+    return scores
+
+  def _describe(self, scores: dict[str, float]) -> str:
+    parts = []
+    if 'fid' in scores:
+      parts.append(f'FID {scores["fid"]:.2f}, coverage {int(scores["coverage"])}/{self._evaluator.num_classes}, '
+                   f'KL {scores["kl"]:.3f}, precision {scores["precision"]:.3f}, recall {scores["recall"]:.3f}')
+    if 'inception_fid' in scores:
+      parts.append(f'Inception FID {scores["inception_fid"]:.2f}, KID {scores["inception_kid"]:.5f} ± '
+                   f'{scores["inception_kid_stderr"]:.5f}')
+    return '; '.join(parts)
+
   def _alarms(self, scores: dict[str, float]) -> list[str]:
     alarms = []
-    coverage = int(scores['coverage'])
-    self._best_coverage = max(self._best_coverage, coverage)
-    if self._best_coverage - coverage >= 3:
-      alarms.append(f'mode coverage fell to {coverage} classes from {self._best_coverage}')
+    if 'coverage' in scores:  # Only with a classifier.
+      coverage = int(scores['coverage'])
+      self._best_coverage = max(self._best_coverage, coverage)
+      if self._best_coverage - coverage >= 3:
+        alarms.append(f'mode coverage fell to {coverage} classes from {self._best_coverage}')
     d_fake = self._last_means.get('d_fake')
     self._low_fake_evals = self._low_fake_evals + 1 if d_fake is not None and d_fake < 0.05 else 0
     if self._low_fake_evals >= self._config.collapse_patience:
