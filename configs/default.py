@@ -26,6 +26,9 @@ def get_config() -> ml_collections.ConfigDict:
   # for hinge and wgan_gp). 0 disables it.
   config.label_smoothing = 0.0
   config.gp_weight = 10.0  # wgan_gp: weight of the gradient penalty added to the critic's loss (the paper's 10).
+  # Exponential moving average of G's weights, used for samples, evaluation and export when on: the decay (0 = off;
+  # e.g. 0.999), warmed up as min(decay, (1 + t) / (10 + t)) at G update t. BatchNorm uses the raw G's statistics.
+  config.ema_decay = 0.0
   # Training schedule (see dcgan_jax/schedules.py): 'alternating' (each step: d_steps D updates, each on its own
   # real batch, then g_steps G updates), 'epoch_blocks' (each epoch: G for an epoch's worth of steps, then D over
   # the epoch's batches) or 'adaptive' (G until it fools D on g_target of a fresh batch, then D until its held-out

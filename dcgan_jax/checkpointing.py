@@ -5,6 +5,7 @@ never leaves a half-written checkpoint that a restart would pick up.
 """
 
 import contextlib
+import dataclasses
 import errno
 import hashlib
 import logging as std_logging
@@ -131,6 +132,35 @@ def verify(manager: ocp.CheckpointManager, step: int, restored: Any) -> None:
       raise DamagedCheckpointError('it holds NaN or Inf values')
 
 
+def _missing_optional_fields(tree: Any, template: Any) -> list[str]:
+  """The data fields of `template` (a flax struct dataclass) that the checkpoint's metadata `tree` lacks and that
+  default to None (fields added after the checkpoint was written). Others missing are left to orbax to report."""
+  if not dataclasses.is_dataclass(template) or not isinstance(tree, dict):
+    return []
+  return [f.name for f in dataclasses.fields(template)
+          if f.metadata.get('pytree_node', True) and f.name not in tree and f.default is None]
+
+
+def restore_step(manager: ocp.CheckpointManager, step: int, template: Any, tree: Any) -> Any:
+  """Checkpoint `step` restored into `template`'s structure, shapes and shardings, then `verify`-ed.
+
+  Fields of `template` that the checkpoint (metadata `tree`) lacks and that default to None come back as None: a
+  checkpoint written before an optional state field existed (e.g. `g_ema_params`) still restores, and, those fields
+  being declared last, its checksum still matches.
+  """
+  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
+  missing = _missing_optional_fields(tree, template)
+  if missing:
+    present = {f.name: getattr(abstract, f.name) for f in dataclasses.fields(abstract)
+               if f.metadata.get('pytree_node', True) and f.name not in missing}
+    restored = manager.restore(step, args=ocp.args.StandardRestore(present))
+    restored = abstract.replace(**restored, **{name: None for name in missing})
+  else:
+    restored = manager.restore(step, args=ocp.args.StandardRestore(abstract))
+  verify(manager, step, restored)
+  return restored
+
+
 class Checkpointer:
   """Saves and restores `TrainState`s under `directory` (one sub-directory per step)."""
 
@@ -174,7 +204,6 @@ class Checkpointer:
         checkpoints exist but none of them can be read.
     """
     steps = sorted(self._manager.all_steps(), reverse=True)
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
     failures, restored = [], None
     for step in steps:
       path = f'{self.directory}/{step}'
@@ -182,8 +211,7 @@ class Checkpointer:
         tree = self._manager.item_metadata(step).tree
         self._check_shapes(tree, template, path)
         logging.info('Restoring checkpoint %s', path)
-        restored = self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
-        verify(self._manager, step, restored)
+        restored = restore_step(self._manager, step, template, tree)
         break
       except errors.CheckpointError:
         raise

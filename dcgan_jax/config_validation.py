@@ -86,7 +86,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _choice(config, 'model.d_activation', ACTIVATIONS, problems)
   _choice(config, 'model.output_activation', OUTPUT_ACTIVATIONS, problems)
   _choice(config, 'model.d_pool', models.POOLS, problems)
-  for name in ('label_smoothing', 'model.d_dropout', 'model.g_dropout'):
+  for name in ('label_smoothing', 'model.d_dropout', 'model.g_dropout', 'ema_decay'):
     _rate(config, name, problems)
   _check_loss_options(config, problems)
   if config.data.source == 'bundled' and not bundled.has_copy(config.data.name):

@@ -185,9 +185,27 @@ def _g_update(ctx: _Context, state, real: Array, fake: Array, g_vjp, d_key: Arra
   (grads,) = g_vjp(fake_grad)
   grads = ctx.pmean(grads)
   updates, opt_state = state.g_tx.update(grads, state.g_opt_state, state.g_params)
-  state = state.replace(g_params=optax.apply_updates(state.g_params, updates), g_opt_state=opt_state,
+  g_params = optax.apply_updates(state.g_params, updates)
+  state = state.replace(g_params=g_params, g_ema_params=update_ema(state, g_params), g_opt_state=opt_state,
                         d_batch_stats=d_bs, g_updates=state.g_updates + 1)
   return state, {'g_loss': loss}, grads
+
+
+def ema_decay_at(decay: Array, g_updates: Array) -> Array:
+  """The EMA's decay at its update after `g_updates` earlier G updates: min(decay, (1 + t) / (10 + t)), t =
+  g_updates (TensorFlow's `ExponentialMovingAverage(num_updates=...)` warm-up: 0.1 at the first update, so the
+  average forgets the random initialization quickly; `decay` from t ~ 9 / (1 - decay)). float32 scalar."""
+  t = jnp.asarray(g_updates, jnp.float32)
+  return jnp.minimum(jnp.asarray(decay, jnp.float32), (1.0 + t) / (10.0 + t))
+
+
+def update_ema(state, g_params: PyTree) -> Optional[PyTree]:
+  """`state.g_ema_params` moved toward the new `g_params`: d * ema + (1 - d) * g_params, with d =
+  `ema_decay_at(state.ema_decay, state.g_updates)` (G updates before this one); None when the state has no EMA."""
+  if state.g_ema_params is None:
+    return None
+  decay = ema_decay_at(state.ema_decay, state.g_updates)
+  return jax.tree.map(lambda ema, new: decay * ema + (1.0 - decay) * new, state.g_ema_params, g_params)
 
 
 def _check(ctx: _Context, state, kind: StepKind, heldout: Optional[Array]):
@@ -295,7 +313,7 @@ def all_finite(state) -> Array:
   """Whether every parameter, BatchNorm statistic and optimizer state of `state` is finite: a bool scalar, one
   reduction per array (cheap next to a step)."""
   trees = (state.g_params, state.g_batch_stats, state.g_opt_state, state.d_params, state.d_batch_stats,
-           state.d_opt_state)
+           state.d_opt_state, state.g_ema_params)
   checks = [jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(trees)
             if jnp.issubdtype(jnp.asarray(leaf).dtype, jnp.inexact)]
   return jnp.all(jnp.stack(checks)) if checks else jnp.bool_(True)
