@@ -89,6 +89,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for name in ('label_smoothing', 'model.d_dropout', 'model.g_dropout', 'ema_decay'):
     _rate(config, name, problems)
   _check_loss_options(config, problems)
+  _check_regularization(config, problems)
   if config.data.source == 'bundled' and not bundled.has_copy(config.data.name):
     problems.append(f'config.data.name={config.data.name!r}: source=bundled has only '
                     f'{", ".join(bundled.NAMES)}; use --config.data.source=tfds, idx or folder for other data')
@@ -147,6 +148,15 @@ def _check_loss_options(config, problems):
     if config.model.name in _CONV_D_FAMILIES and config.model.d_batchnorm:
       problems.append(f'config.model.d_batchnorm=True with loss={config.loss}: the gradient penalty needs a critic '
                       'that scores each example on its own; set --config.model.d_batchnorm=False')
+
+
+def _check_regularization(config, problems):
+  for name in ('r1_weight', 'r2_weight'):
+    weight = config.get(name, 0.0)
+    if isinstance(weight, bool) or not isinstance(weight, numbers.Real) or not math.isfinite(weight) or weight < 0:
+      problems.append(f'config.{name}={weight!r}: must be a finite number >= 0 (0 switches it off)')
+  if 'r_every' in config:
+    _positive_int(config, 'r_every', problems)
 
 
 def _check_generator_size(config, problems):

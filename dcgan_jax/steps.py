@@ -3,7 +3,9 @@
 A step is described by a static `StepKind`: how many D updates (each on its own real batch), then how many G
 updates (each on fresh noise), and, for the adaptive schedule, which check to run afterwards. Each kind traces to
 straight-line code (no `lax.cond` or loops: XLA:CPU runs convolutions inside control flow on slow kernels), so a
-schedule whose pattern is static stays inside one compiled call.
+schedule whose pattern is static stays inside one compiled call. The one exception is lazy R1/R2 regularization
+(`r_every` > 1) off the CPU path, where a `lax.cond` skips the penalty on the D updates without it; on the CPU path
+(`backend.cpu_workarounds`) the penalty is computed on every D update and weighted 0 on those.
 
 Conventions shared by every kind:
   * Keys: update `u` of step `s` draws from `fold_in(rng, s)` (u = 0) or `fold_in(fold_in(rng, s), u)`, so the random
@@ -26,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from dcgan_jax import backend
 from dcgan_jax import losses
 
 Array = jax.Array
@@ -152,6 +155,7 @@ def _d_update(ctx: _Context, state, images: Array, fake: Array, d_key: Array, gp
     if gan_loss.gradient_penalty:
       critic = lambda x: ctx.d_apply(d_params, d_bs, x, d_key, 2)[0]
       loss += state.gp_weight * losses.gradient_penalty(critic, images, fake, gp_key)
+    loss += r_penalties(ctx, state, d_params, d_bs, images, fake, d_key)
     return loss, (real_logits, fake_logits, d_bs)
 
   (loss, (real_logits, fake_logits, d_bs)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.d_params)
@@ -167,6 +171,35 @@ def _d_update(ctx: _Context, state, images: Array, fake: Array, d_key: Array, gp
       'd_acc_fake': jnp.mean((fake_logits < 0).astype(jnp.float32)),
   }
   return state, metrics, grads
+
+
+def r_penalties(ctx: _Context, state, d_params: PyTree, d_batch_stats: PyTree, real: Array, fake: Array,
+                d_key: Array) -> Array:
+  """The R1 (on `real`) and R2 (on `fake`) penalties of one D update: `weight / 2 * E||grad_x D(x)||^2` each
+  (`losses.squared_gradient_norm`, D in training mode), for the weights the state carries (None: off).
+
+  Lazy regularization (StyleGAN2): with `state.r_every` = k > 1 they apply on the D updates whose count before the
+  update (`state.d_updates`) is a multiple of k, times k, and are 0 on the others. They are added to that update's
+  D loss (StyleGAN2 takes a separate optimizer step for them instead). float32 scalar; 0.0 when both are off.
+  """
+  terms = [(weight, x, call) for weight, x, call in ((state.r1_weight, real, 5), (state.r2_weight, fake, 6))
+           if weight is not None]
+  if not terms:
+    return jnp.zeros((), jnp.float32)
+
+  def penalty():
+    total = jnp.zeros((), jnp.float32)
+    for weight, x, call in terms:
+      critic = lambda v, call=call: ctx.d_apply(d_params, d_batch_stats, v, d_key, call)[0]
+      total += weight / 2 * losses.squared_gradient_norm(critic, x)
+    return total * state.r_every
+
+  if state.r_every == 1:
+    return penalty()
+  due = state.d_updates % state.r_every == 0
+  if backend.cpu_workarounds():
+    return jnp.where(due, penalty(), 0.0)
+  return jax.lax.cond(due, penalty, lambda: jnp.zeros((), jnp.float32))
 
 
 def _g_update(ctx: _Context, state, real: Array, fake: Array, g_vjp, d_key: Array):
