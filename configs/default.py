@@ -36,6 +36,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.r2_weight = 0.0
   # Lazy regularization (StyleGAN2): R1/R2 on every r_every-th D update only, scaled by r_every. 1: every update.
   config.r_every = 16
+  # DiffAugment (Zhao et al. 2020): '' (off) or a comma list of 'color', 'translation', 'cutout' (the paper's
+  # 'color,translation,cutout'), applied in that order to real and generated images before D in every update.
+  config.diffaugment = ''
   # Training schedule (see dcgan_jax/schedules.py): 'alternating' (each step: d_steps D updates, each on its own
   # real batch, then g_steps G updates), 'epoch_blocks' (each epoch: G for an epoch's worth of steps, then D over
   # the epoch's batches) or 'adaptive' (G until it fools D on g_target of a fresh batch, then D until its held-out

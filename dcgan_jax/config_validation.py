@@ -9,6 +9,7 @@ import numbers
 
 import ml_collections
 
+from dcgan_jax import augment
 from dcgan_jax import bundled
 from dcgan_jax import errors
 from dcgan_jax import input_pipeline
@@ -157,6 +158,12 @@ def _check_regularization(config, problems):
       problems.append(f'config.{name}={weight!r}: must be a finite number >= 0 (0 switches it off)')
   if 'r_every' in config:
     _positive_int(config, 'r_every', problems)
+  policy = config.get('diffaugment', '')
+  try:
+    augment.parse(policy)
+  except (ValueError, AttributeError) as e:
+    problems.append(f'config.diffaugment={policy!r}: {e if isinstance(e, ValueError) else "must be a string"}; '
+                    f"e.g. 'color,translation,cutout' ('' is off)")
 
 
 def _check_generator_size(config, problems):

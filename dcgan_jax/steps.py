@@ -16,6 +16,9 @@ Conventions shared by every kind:
     a D update moves G's statistics through its fake batch, a G update moves D's through its scoring of the fakes.
   * `state.d_updates` / `state.g_updates` count the updates of each side; the real batch of a D update is batch
     number `d_updates` of the epoch-ordered data stream (the loop relies on this to resume exactly).
+  * With a DiffAugment policy (`state.diffaugment`), every batch D sees in training is augmented first (reals and
+    fakes, in D and G updates, each application with its own draw from the update's D key); the R1/R2 gradients are
+    taken at the images before augmentation. The WGAN-GP penalty and the adaptive schedule's check see them as is.
 """
 
 import dataclasses
@@ -28,6 +31,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from dcgan_jax import augment
 from dcgan_jax import backend
 from dcgan_jax import losses
 
@@ -36,6 +40,8 @@ PyTree = Any
 
 # Update index of the adaptive schedule's check (any index no step reaches).
 _CHECK_KEY = 1 << 20
+# Folded into an update's D key for its DiffAugment draws (leaves the other streams as they were).
+_AUGMENT_KEY = 1 << 21
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,6 +105,7 @@ class _Context:
     self.generator = with_bn_axis(state.generator, bn_axis)
     self.discriminator = with_bn_axis(state.discriminator, bn_axis)
     self.gan_loss = state.loss
+    self.policy = state.diffaugment
     self.axis_name = axis_name
     self.local_batch = local_batch
     self.base_key = jax.random.fold_in(state.rng, state.step)
@@ -133,6 +140,13 @@ class _Context:
       return fake, updates.get('batch_stats', {})
     return jax.vjp(forward, state.g_params, has_aux=True)
 
+  def augment(self, x: Array, d_key: Array, role: int) -> Array:
+    """DiffAugment of D's input `x` (the identity without a policy), drawn from the update's (per-device) D key:
+    `role` 0 and 1 for the real and fake batch of a D update, 3 and 4 for the fake and real batch of a G update."""
+    if not self.policy:
+      return x
+    return augment.apply(x, jax.random.fold_in(jax.random.fold_in(d_key, _AUGMENT_KEY), role), self.policy)
+
   def d_apply(self, d_params, d_batch_stats, x: Array, dropout_key: Array, call: int):
     """D's logits in training mode and its new batch_stats; `call` gives each application its own dropout mask."""
     logits, updates = self.discriminator.apply(
@@ -144,10 +158,11 @@ class _Context:
 def _d_update(ctx: _Context, state, images: Array, fake: Array, d_key: Array, gp_key: Array):
   """One D update on a real and a fake batch. Returns (state, metrics, averaged gradients)."""
   gan_loss = ctx.gan_loss
+  real_in, fake_in = ctx.augment(images, d_key, 0), ctx.augment(fake, d_key, 1)
 
   def loss_fn(d_params):
-    real_logits, d_bs = ctx.d_apply(d_params, state.d_batch_stats, images, d_key, 0)
-    fake_logits, d_bs = ctx.d_apply(d_params, d_bs, fake, d_key, 1)
+    real_logits, d_bs = ctx.d_apply(d_params, state.d_batch_stats, real_in, d_key, 0)
+    fake_logits, d_bs = ctx.d_apply(d_params, d_bs, fake_in, d_key, 1)
     if gan_loss.label_smoothing:
       loss = gan_loss.d(real_logits, fake_logits, label_smoothing=state.label_smoothing)
     else:
@@ -182,15 +197,17 @@ def r_penalties(ctx: _Context, state, d_params: PyTree, d_batch_stats: PyTree, r
   update (`state.d_updates`) is a multiple of k, times k, and are 0 on the others. They are added to that update's
   D loss (StyleGAN2 takes a separate optimizer step for them instead). float32 scalar; 0.0 when both are off.
   """
-  terms = [(weight, x, call) for weight, x, call in ((state.r1_weight, real, 5), (state.r2_weight, fake, 6))
+  terms = [(weight, x, role) for weight, x, role in ((state.r1_weight, real, 0), (state.r2_weight, fake, 1))
            if weight is not None]
   if not terms:
     return jnp.zeros((), jnp.float32)
 
   def penalty():
     total = jnp.zeros((), jnp.float32)
-    for weight, x, call in terms:
-      critic = lambda v, call=call: ctx.d_apply(d_params, d_batch_stats, v, d_key, call)[0]
+    for weight, x, role in terms:
+      # The gradient is taken at the images before DiffAugment, through the same draw as the D loss's.
+      critic = lambda v, role=role: ctx.d_apply(d_params, d_batch_stats, ctx.augment(v, d_key, role), d_key,
+                                                5 + role)[0]
       total += weight / 2 * losses.squared_gradient_norm(critic, x)
     return total * state.r_every
 
@@ -208,10 +225,11 @@ def _g_update(ctx: _Context, state, real: Array, fake: Array, g_vjp, d_key: Arra
   G's loss also sees D's logits on `real` (training mode, its BatchNorm statistics discarded); a loss that ignores
   them costs nothing, as the compiled step drops that forward.
   """
-  real_logits = jax.lax.stop_gradient(ctx.d_apply(state.d_params, state.d_batch_stats, real, d_key, 4)[0])
+  real_in = ctx.augment(real, d_key, 4)
+  real_logits = jax.lax.stop_gradient(ctx.d_apply(state.d_params, state.d_batch_stats, real_in, d_key, 4)[0])
 
   def loss_fn(fake):
-    logits, d_bs = ctx.d_apply(state.d_params, state.d_batch_stats, fake, d_key, 3)
+    logits, d_bs = ctx.d_apply(state.d_params, state.d_batch_stats, ctx.augment(fake, d_key, 3), d_key, 3)
     return ctx.gan_loss.g(real_logits, logits), d_bs
 
   (loss, d_bs), fake_grad = jax.value_and_grad(loss_fn, has_aux=True)(fake)
