@@ -148,3 +148,42 @@ def test_a_resumed_run_with_ema_lazy_r1_and_diffaugment_is_bit_identical(tmp_pat
   assert int(resumed.step) == 4
   fields = lambda s: jax.device_get((s.g_params, s.d_params, s.g_ema_params, s.g_opt_state, s.d_opt_state))
   chex.assert_trees_all_equal(fields(resumed), fields(straight))
+
+
+_SHARDED = """
+import json, jax, jax.numpy as jnp, numpy as np
+import conftest
+from dcgan_jax import train
+config = conftest.tiny_config()
+config.ema_decay, config.r1_weight, config.r2_weight, config.r_every = 0.9, 1.0, 0.5, 2
+config.diffaugment = 'color,translation,cutout'
+state = train.create_train_state(config, jax.random.key(0))
+images = jax.random.uniform(jax.random.key(1), (8, 28, 28, 1), minval=-1, maxval=1)
+mesh = jax.make_mesh((2,), ('data',), axis_types=(jax.sharding.AxisType.Auto,))
+P = jax.sharding.PartitionSpec
+sharded = jax.device_put(images, jax.sharding.NamedSharding(mesh, P('data')))
+step = jax.jit(train.train_step)
+one, m1 = step(state, {'image': images})
+many, m2 = step(state, {'image': sharded})
+diff = [float(np.max(np.abs(a - b))) for a, b in zip(jax.tree.leaves(one), jax.tree.leaves(many))]
+fn = train.make_parallel_train_step(mesh, True, (-1.0, 1.0))
+rows = jax.device_put(jax.random.randint(jax.random.key(3), (2, 8, 28, 28, 1), 0, 256).astype(jnp.uint8),
+                      jax.sharding.NamedSharding(mesh, P(None, 'data')))
+par, m = fn(jax.device_put(state, jax.sharding.NamedSharding(mesh, P())), rows)
+print(json.dumps({'diff': max(diff), 'finite': bool(all(np.all(np.isfinite(v)) for v in m.values())),
+                  'ema': float(np.max(np.abs(np.asarray(jax.tree.leaves(par.g_ema_params)[0])))),
+                  'steps': int(par.step)}))
+"""
+
+
+@pytest.mark.slow
+def test_every_option_on_a_batch_sharded_over_two_devices():
+  import json, os, subprocess, sys  # pylint: disable=g-import-not-at-top,multiple-imports
+  env = conftest.subprocess_env(num_devices=2)
+  env['PYTHONPATH'] = str(conftest.ROOT / 'tests') + os.pathsep + env['PYTHONPATH']
+  proc = subprocess.run([sys.executable, '-c', _SHARDED], capture_output=True, text=True, env=env,
+                        cwd=conftest.ROOT, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  result = json.loads(proc.stdout.strip().splitlines()[-1])
+  assert result['diff'] < 1e-5  # jit on a sharded batch computes the one-device step.
+  assert result['finite'] and result['ema'] > 0 and result['steps'] == 2
