@@ -132,33 +132,41 @@ def verify(manager: ocp.CheckpointManager, step: int, restored: Any) -> None:
       raise DamagedCheckpointError('it holds NaN or Inf values')
 
 
-def _missing_optional_fields(tree: Any, template: Any) -> list[str]:
-  """The data fields of `template` (a flax struct dataclass) that the checkpoint's metadata `tree` lacks and that
-  default to None (fields added after the checkpoint was written). Others missing are left to orbax to report."""
+def _optional_differences(tree: Any, template: Any) -> tuple[list[str], list[str]]:
+  """The optional data fields (default None) of `template`, a flax struct dataclass, that the checkpoint's metadata
+  `tree` lacks (written before the field existed), and those it holds while `template` has None (an option switched
+  off since). Other differences are left to orbax to report."""
   if not dataclasses.is_dataclass(template) or not isinstance(tree, dict):
-    return []
-  return [f.name for f in dataclasses.fields(template)
-          if f.metadata.get('pytree_node', True) and f.name not in tree and f.default is None]
+    return [], []
+  optional = [f.name for f in dataclasses.fields(template) if f.metadata.get('pytree_node', True) and f.default is None]
+  missing = [name for name in optional if name not in tree]
+  extra = [name for name in optional if getattr(template, name) is None and tree.get(name) is not None]
+  return missing, extra
 
 
 def restore_step(manager: ocp.CheckpointManager, step: int, template: Any, tree: Any) -> Any:
   """Checkpoint `step` restored into `template`'s structure, shapes and shardings, then `verify`-ed.
 
-  Fields of `template` that the checkpoint (metadata `tree`) lacks and that default to None come back as None: a
-  checkpoint written before an optional state field existed (e.g. `g_ema_params`) still restores, and, those fields
-  being declared last, its checksum still matches.
+  Optional fields (those of `template` that default to None) may differ: one the checkpoint lacks comes back as None
+  (a checkpoint written before the field existed; those fields are declared last, so its checksum still matches),
+  one the checkpoint holds where `template` has None is read (for the checksum) and dropped (an option switched off
+  since, e.g. `ema_decay` set to 0 on a resume).
   """
   abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
-  missing = _missing_optional_fields(tree, template)
-  if missing:
-    present = {f.name: getattr(abstract, f.name) for f in dataclasses.fields(abstract)
-               if f.metadata.get('pytree_node', True) and f.name not in missing}
-    restored = manager.restore(step, args=ocp.args.StandardRestore(present))
-    restored = abstract.replace(**restored, **{name: None for name in missing})
-  else:
+  missing, extra = _optional_differences(tree, template)
+  if not missing and not extra:
     restored = manager.restore(step, args=ocp.args.StandardRestore(abstract))
+    verify(manager, step, restored)
+    return restored
+  sharding = next(leaf.sharding for leaf in jax.tree.leaves(abstract) if leaf.sharding is not None)
+  items = {f.name: getattr(abstract, f.name) for f in dataclasses.fields(abstract)
+           if f.metadata.get('pytree_node', True) and f.name not in missing}
+  for name in extra:
+    items[name] = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding), tree[name])
+  restored = abstract.replace(**manager.restore(step, args=ocp.args.StandardRestore(items)),
+                              **{name: None for name in missing})
   verify(manager, step, restored)
-  return restored
+  return restored.replace(**{name: None for name in extra})
 
 
 class Checkpointer:

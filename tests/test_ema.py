@@ -101,6 +101,12 @@ def test_checkpoint_round_trip_and_a_checkpoint_from_before_the_option(config, t
   # And switched off again: dropped.
   dropped = train.with_hyperparameters(restored, train.create_train_state(config, jax.random.key(5)))
   assert (dropped.g_ema_params, dropped.ema_decay) == (None, None)
+  # A checkpoint with an EMA restored into a state without one (ema_decay set to 0 on a resume): the EMA is dropped.
+  again = checkpointing.Checkpointer(str(tmp_path / 'ema'), 3)
+  without = again.restore(train.create_train_state(config, jax.random.key(5)))
+  again.close()
+  assert (without.g_ema_params, without.ema_decay) == (None, None)
+  chex.assert_trees_all_equal(without.g_params, state.g_params)
 
 
 def test_population_sweeps_the_decay_under_vmap():
