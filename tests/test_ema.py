@@ -12,6 +12,7 @@ import tensorflow_datasets as tfds
 import conftest
 import dcgan_jax
 from dcgan_jax import checkpointing
+from dcgan_jax import config_validation
 from dcgan_jax import errors
 from dcgan_jax import loop
 from dcgan_jax import sample
@@ -165,3 +166,12 @@ def test_sample_command_refuses_ema_for_a_run_without_it(tmp_path):
     sample.run(str(tmp_path), str(tmp_path / 'x.npy'), generator='ema')
   with pytest.raises(errors.ConfigError, match='--generator=best must be ema or raw'):
     sample.run(str(tmp_path), str(tmp_path / 'x.npy'), generator='best')
+
+
+@pytest.mark.parametrize('value', [1.0, -0.1])
+def test_bad_decay_is_one_line(value):
+  config = conftest.tiny_config()
+  config.ema_decay = value
+  with pytest.raises(errors.ConfigError) as info:
+    config_validation.validate(config)
+  assert str(info.value).splitlines()[1:] == [f'  config.ema_decay={value!r}: must be a number in [0, 1)']
