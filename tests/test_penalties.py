@@ -101,6 +101,12 @@ def test_lazy_schedule_applies_on_multiples_of_r_every_scaled_by_it(cpu_path, mo
   for d_updates, applies in [(0, True), (1, False), (2, False), (3, True), (7, False), (9, True)]:
     diff = _d_loss(state, d_updates) - _d_loss(plain, d_updates)
     np.testing.assert_allclose(diff, full if applies else 0.0, rtol=1e-4, atol=1e-6)
+  # Under vmap (a population whose members are at different D updates) the cond becomes a select: same values.
+  stack = lambda st: jax.tree.map(lambda *leaves: jnp.stack(leaves),
+                                  *[st.replace(d_updates=jnp.int32(u)) for u in (0, 1, 3)])
+  step = jax.jit(jax.vmap(lambda st, b: train.d_step(st, b), in_axes=(0, None)))
+  diff = step(stack(state), {'image': _images()})[1]['d_loss'] - step(stack(plain), {'image': _images()})[1]['d_loss']
+  np.testing.assert_allclose(diff, [full, 0.0, full], rtol=1e-4, atol=1e-6)
 
 
 def test_r1_gradient_moves_a_linear_d_toward_zero_input_gradient():
