@@ -29,6 +29,19 @@ def get_config() -> ml_collections.ConfigDict:
   # for hinge and wgan_gp). 0 disables it.
   config.label_smoothing = 0.0
   config.gp_weight = 10.0  # wgan_gp: weight of the gradient penalty added to the critic's loss (the paper's 10).
+  # Exponential moving average of G's weights, used for samples, evaluation and export when on: the decay (0 = off;
+  # e.g. 0.999), warmed up as min(decay, (1 + t) / (10 + t)) at G update t. BatchNorm uses the raw G's statistics.
+  config.ema_decay = 0.0
+  # R1 / R2 gradient penalties (Mescheder et al. 2018): r1_weight / 2 * E||grad_x D(x)||^2 on real images (R1) and
+  # r2_weight / 2 * the same on generated ones (R2), added to D's loss; 0 = off. StyleGAN2 uses R1 with gamma 10 on
+  # FFHQ-size images; small images want less (e.g. 0.1 to 1).
+  config.r1_weight = 0.0
+  config.r2_weight = 0.0
+  # Lazy regularization (StyleGAN2): R1/R2 on every r_every-th D update only, scaled by r_every. 1: every update.
+  config.r_every = 16
+  # DiffAugment (Zhao et al. 2020): '' (off) or a comma list of 'color', 'translation', 'cutout' (the paper's
+  # 'color,translation,cutout'), applied in that order to real and generated images before D in every update.
+  config.diffaugment = ''
   # Training schedule (see dcgan_jax/trainer/schedules.py): 'alternating' (each step: d_steps D updates, each on its own
   # real batch, then g_steps G updates), 'epoch_blocks' (each epoch: G for an epoch's worth of steps, then D over
   # the epoch's batches) or 'adaptive' (G until it fools D on g_target of a fresh batch, then D until its held-out

@@ -13,6 +13,7 @@ import os
 
 import ml_collections
 
+from dcgan_jax import augment
 from dcgan_jax.data import bundled
 from dcgan_jax import errors
 from dcgan_jax.data import input_pipeline
@@ -92,8 +93,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _choice(config, 'dtype', DTYPES, problems)
   _choice(config, 'loss', tuple(sorted(losses.LOSSES)), problems)
   _choice(config, 'data.source', SOURCES, problems)
-  _rate(config, 'label_smoothing', problems)
+  for name in ('label_smoothing', 'ema_decay'):
+    _rate(config, name, problems)
   _check_loss_options(config, problems)
+  _check_regularization(config, problems)
   if config.data.source == 'bundled' and not bundled.has_copy(config.data.name):
     problems.append(f'config.data.name={config.data.name!r}: source=bundled has only '
                     f'{", ".join(bundled.NAMES)}; use --config.data.source=tfds, idx or folder for other data')
@@ -190,6 +193,21 @@ def _check_model(config, problems):
                       f'model.{network}.features ({len(section.features)})')
   if len(problems) == before:
     _check_generator_size(config, problems)
+
+
+def _check_regularization(config, problems):
+  for name in ('r1_weight', 'r2_weight'):
+    weight = config.get(name, 0.0)
+    if isinstance(weight, bool) or not isinstance(weight, numbers.Real) or not math.isfinite(weight) or weight < 0:
+      problems.append(f'config.{name}={weight!r}: must be a finite number >= 0 (0 switches it off)')
+  if 'r_every' in config:
+    _positive_int(config, 'r_every', problems)
+  policy = config.get('diffaugment', '')
+  try:
+    augment.parse(policy)
+  except (ValueError, AttributeError) as e:
+    problems.append(f'config.diffaugment={policy!r}: {e if isinstance(e, ValueError) else "must be a string"}; '
+                    f"e.g. 'color,translation,cutout' ('' is off)")
 
 
 def _check_generator_size(config, problems):

@@ -36,24 +36,26 @@ def _lower(fn, spec: jax.ShapeDtypeStruct, platforms: Sequence[str]) -> jax.expo
 
 
 def export_generator(state: train.TrainState, path: Optional[str] = None, *, use_batch_stats: bool = False,
-                     platforms: Sequence[str] = DEFAULT_PLATFORMS) -> bytes:
-  """Serializes `z -> generate(state, z, use_batch_stats=...)` with the generator's parameters as constants.
+                     platforms: Sequence[str] = DEFAULT_PLATFORMS, generator: str = 'auto') -> bytes:
+  """Serializes `z -> generate(state, z, use_batch_stats=..., generator=...)` with the generator's parameters as
+  constants.
 
   Args:
     state: a (single, not stacked) `TrainState`.
     path: where to write the bytes; None writes nothing.
     use_batch_stats: the sampling mode, as in `train.generate`.
     platforms: lowering platforms among 'cpu', 'cuda', 'rocm', 'tpu'; ones that fail to lower here are dropped.
+    generator: the weights, as in `train.generate`: 'auto' (the EMA when the state has one), 'ema' or 'raw'.
 
   Returns:
     The bytes of `jax.export.Exported.serialize()`: a function of `z: float32 [N, latent_dim]` (N symbolic) to
     `float32 [N, H, W, C]`, equal to `train.generate` on the same z (same backend).
   """
-  variables = jax.device_get((state.g_params, state.g_batch_stats))
-  single = state.replace(g_params=variables[0], g_batch_stats=variables[1])
+  params, batch_stats = jax.device_get((train.generator_params(state, generator), state.g_batch_stats))
+  single = state.replace(g_params=params, g_batch_stats=batch_stats, g_ema_params=None)
 
   def fn(z):
-    return train.generate(single, z, use_batch_stats=use_batch_stats)
+    return train.generate(single, z, use_batch_stats=use_batch_stats, generator='raw')
 
   (n,) = jax.export.symbolic_shape('n')
   spec = jax.ShapeDtypeStruct((n, state.latent_dim), jnp.float32)

@@ -160,6 +160,25 @@ def gradient_penalty(critic_fn: Callable[[Array], Array], real: Array, fake: Arr
   return jnp.mean(jnp.square(norms - 1.0))
 
 
+def squared_gradient_norm(critic_fn: Callable[[Array], Array], x: Array) -> Array:
+  """E_i ||grad_x critic(x)_i||^2: the R1 penalty's expectation on real images, R2's on fakes (Mescheder et al.
+  2018); the train step adds `weight / 2` times this (StyleGAN2's gamma / 2) to D's loss.
+
+  The gradient of the summed scores gives each example's own gradient when the critic scores examples
+  independently; through a BatchNorm over the batch it is the gradient of the sum (as StyleGAN2's code takes it).
+  Differentiable in the critic's parameters (the caller differentiates through it: a second-order derivative).
+
+  Args:
+    critic_fn: images float [B, ...] -> scores float [B]; closes over the critic's parameters.
+    x: float [B, ...], the images (the caller stops their gradient to G).
+
+  Returns:
+    float32 scalar >= 0.
+  """
+  grads = jax.grad(lambda v: jnp.sum(critic_fn(v).astype(jnp.float32)))(x.astype(jnp.float32))
+  return jnp.mean(jnp.sum(jnp.square(grads.reshape(x.shape[0], -1)), axis=1))
+
+
 def rpgan_d_loss(real_logits: Array, fake_logits: Array) -> Array:
   """Relativistic pairing GAN (Jolicoeur-Martineau 2018), D: -log sigmoid(real - fake) = softplus(fake - real),
   averaged over the pairs (real[i], fake[i]); logits float [B]. Returns a float32 scalar >= 0."""

@@ -7,8 +7,10 @@
 Member i is `train.create_train_state(config_i, jax.random.key(seeds[i]))`, config_i being `config` with member i's
 values, stacked along a new leading axis; trained under `vmap` it follows the single run on the same batches (up to
 float rounding). Only fields the state holds as data can differ between members: `g_optimizer.learning_rate`,
-`d_optimizer.learning_rate`, `label_smoothing`, `gp_weight` (and `seed`, through `seeds`). A field that changes the
-program (a layer width, the loss, Adam's betas) is refused, naming it.
+`d_optimizer.learning_rate`, `label_smoothing`, `gp_weight`, `ema_decay`, `r1_weight`, `r2_weight` (and `seed`,
+through `seeds`). A field that changes the program (a layer width, the loss, Adam's betas) is refused, naming it; so
+is a switch of an optional part (`OPTIONAL`: 0 switches it off, a different state layout) between members: all 0 or
+all > 0.
 """
 
 import copy
@@ -20,7 +22,10 @@ import ml_collections
 
 from dcgan_jax import train
 
-SWEEPABLE = ('g_optimizer.learning_rate', 'd_optimizer.learning_rate', 'label_smoothing', 'gp_weight')
+SWEEPABLE = ('g_optimizer.learning_rate', 'd_optimizer.learning_rate', 'label_smoothing', 'gp_weight', 'ema_decay',
+             'r1_weight', 'r2_weight')
+# Sweepable fields whose 0 switches a part of the state off (None): members must agree on on or off.
+OPTIONAL = ('ema_decay', 'r1_weight', 'r2_weight')
 
 
 def _member_config(config: ml_collections.ConfigDict, values: dict[str, Sequence[Any]], i: int):
@@ -58,6 +63,9 @@ def create_population(config: ml_collections.ConfigDict, seeds: Sequence[int],
     if field not in SWEEPABLE:
       raise ValueError(f'create_population: {field} is not data in the train state (it changes the compiled '
                        f'program); members can differ in {", ".join(SWEEPABLE)} and their seeds')
+    if field in OPTIONAL and len({float(v) > 0 for v in column}) > 1:
+      raise ValueError(f'create_population: {field}={list(column)} switches its option off (0) for some members '
+                       'only, which changes the state layout; use values that are all > 0 or all 0')
   members = [train.create_train_state(_member_config(config, values, i), jax.random.key(seed))
              for i, seed in enumerate(seeds)]
   return jax.tree.map(lambda *leaves: jnp.stack(leaves), *members)

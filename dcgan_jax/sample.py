@@ -1,11 +1,12 @@
 """Samples from a trained run, without its dataset: a grid PNG, raw arrays (.npy), or latent interpolations.
 
   python -m dcgan_jax.sample --workdir=W [--checkpoint=best|latest|STEP] --num=64 --out=grid.png \
-      [--interpolate] [--use_running_average] [--seed=0] [--export=generator.jax]
+      [--interpolate] [--use_running_average] [--seed=0] [--export=generator.jax] [--generator=ema|raw]
 
 The run's config comes from `W/config.json`; the parameters from `W/checkpoints/` (latest or a given step) or
 `W/checkpoints_best/` (best), read-only, so it is safe while the run is still training. The same --seed gives the
-same images.
+same images. A run trained with `config.ema_decay` > 0 samples from the moving average of G's weights unless
+`--generator=raw`.
 """
 
 import functools
@@ -130,10 +131,7 @@ def _restore_step(directory: str, step: int, template: train.TrainState) -> trai
       raise errors.CheckpointError(
           f'the checkpoint at {directory}/{step} was written for another model than {directory}/../config.json '
           f'describes; differing parameters: {"; ".join(lines[:10])}')
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
-    restored = manager.restore(step, args=ocp.args.StandardRestore(abstract))
-    checkpointing.verify(manager, step, restored)
-    return restored
+    return checkpointing.restore_step(manager, step, template, tree)
   finally:
     manager.close()
 
@@ -216,13 +214,13 @@ def interpolation_noise(rng: jax.Array, rows: int, steps: int, latent_dim: int, 
 
 
 @functools.lru_cache(maxsize=None)
-def _generate_fn(use_batch_stats: bool):
-  # Compiled once per BatchNorm mode: the modules travel in the state's (static) structure.
-  return jax.jit(functools.partial(train.generate, use_batch_stats=use_batch_stats))
+def _generate_fn(use_batch_stats: bool, generator: str):
+  # Compiled once per BatchNorm mode and weights: the modules travel in the state's (static) structure.
+  return jax.jit(functools.partial(train.generate, use_batch_stats=use_batch_stats, generator=generator))
 
 
 def generate_samples(state: train.TrainState, config: ml_collections.ConfigDict, num: int, seed: int = 0,
-                     interpolate: bool = False, steps: int = 8) -> tuple[np.ndarray, int]:
+                     interpolate: bool = False, steps: int = 8, generator: str = 'auto') -> tuple[np.ndarray, int]:
   """Images from the run's generator, deterministic for a given seed.
 
   Args:
@@ -232,6 +230,8 @@ def generate_samples(state: train.TrainState, config: ml_collections.ConfigDict,
     seed: seeds the noise.
     interpolate: rows of linear interpolations between pairs of noise vectors instead of independent samples.
     steps: points per interpolation row.
+    generator: 'auto' (the EMA weights when the run has them, else the raw ones), 'ema' or 'raw'
+      (`train.generate`).
 
   Returns:
     `(images float32 [N, H, W, C] in models.data_range(config), columns for a grid: steps if interpolating, else 0)`.
@@ -242,17 +242,20 @@ def generate_samples(state: train.TrainState, config: ml_collections.ConfigDict,
     z = interpolation_noise(rng, rows, steps, config.latent_dim, config.noise)
   else:
     z = train.sample_noise(rng, (num, config.latent_dim), config.noise)
-  images = np.asarray(_generate_fn(bool(config.model.sample_use_batch_stats))(state, z), np.float32)
+  images = np.asarray(_generate_fn(bool(config.model.sample_use_batch_stats), generator)(state, z), np.float32)
   return images, (steps if interpolate else 0)
 
 
 def run(workdir: str, out: str, checkpoint: str = 'latest', num: int = 64, seed: int = 0, interpolate: bool = False,
-        use_running_average: Optional[bool] = None, steps: int = 8, export: Optional[str] = None) -> np.ndarray:
+        use_running_average: Optional[bool] = None, steps: int = 8, export: Optional[str] = None,
+        generator: Optional[str] = None) -> np.ndarray:
   """Restores a run and writes samples to `out` (.png: a grid; .npy: the raw float32 [N, H, W, C] array).
 
   `use_running_average` None keeps the run's `config.model.sample_use_batch_stats`; True normalizes with the
   running averages, False with the statistics of the sampled batch. `export`: also write the generator, in that
-  sampling mode, as a serialized `jax.export.Exported` (`export.export_generator`). Returns the images written.
+  sampling mode, as a serialized `jax.export.Exported` (`export.export_generator`). `generator`: 'ema' (the
+  moving average of G's weights; the run must have `config.ema_decay` > 0), 'raw', or None (the EMA when the run has
+  one). Returns the images written.
   """
   extension = os.path.splitext(out)[1].lower()
   if extension not in ('.png', '.npy'):
@@ -261,15 +264,22 @@ def run(workdir: str, out: str, checkpoint: str = 'latest', num: int = 64, seed:
     raise errors.ConfigError(f'--num={num} must be at least 1')
   if interpolate and steps < 2:
     raise errors.ConfigError(f'--steps={steps} must be at least 2 with --interpolate (both ends of each row)')
+  if generator not in (None, 'ema', 'raw'):
+    raise errors.ConfigError(f'--generator={generator} must be ema or raw')
   check_writable(out)  # Before the work, not after it.
   config = load_run_config(workdir)
+  if generator == 'ema' and not config.get('ema_decay', 0.0) > 0:
+    raise errors.ConfigError(f'--generator=ema: the run in {workdir} was trained without an EMA of the generator '
+                             '(config.ema_decay=0); use --generator=raw')
+  generator = generator or 'auto'
   if use_running_average is not None:
     config.model.sample_use_batch_stats = not use_running_average
   state = restore_state(workdir, config, checkpoint)
-  images, columns = generate_samples(state, config, num, seed, interpolate, steps)
+  images, columns = generate_samples(state, config, num, seed, interpolate, steps, generator)
   if export:
     from dcgan_jax import export as export_lib  # pylint: disable=g-import-not-at-top
-    export_lib.export_generator(state, export, use_batch_stats=bool(config.model.sample_use_batch_stats))
+    export_lib.export_generator(state, export, use_batch_stats=bool(config.model.sample_use_batch_stats),
+                                generator=generator)
   try:
     if extension == '.npy':
       np.save(out, images)
@@ -320,6 +330,9 @@ def _define_flags() -> None:
                     "BatchNorm with running averages (true) or the batch's statistics (false); default: the run's "
                     'config.model.sample_use_batch_stats.')
   flags.DEFINE_integer('seed', 0, 'Seed of the noise; the same seed gives the same samples.')
+  flags.DEFINE_enum('generator', None, ['ema', 'raw'],
+                    "The generator's weights: their moving average (ema; the run needs config.ema_decay > 0) or the "
+                    'trained ones (raw); default: ema when the run has it, else raw.')
   flags.DEFINE_string('export', None, 'Also write the generator as a serialized jax.export.Exported (z [N, latent] '
                       '-> images, parameters baked in) to this path.')
   flags.mark_flag_as_required('workdir')
@@ -332,7 +345,7 @@ def main(argv):
   logging.get_absl_handler().addFilter(_no_read_only_notes)
   try:
     images = run(FLAGS.workdir, FLAGS.out, FLAGS.checkpoint, FLAGS.num, FLAGS.seed, FLAGS.interpolate,
-                 FLAGS.use_running_average, FLAGS.steps, FLAGS.export)
+                 FLAGS.use_running_average, FLAGS.steps, FLAGS.export, FLAGS.generator)
   except errors.UserError as e:
     sys.exit(f'Error: {e}')
   print(f'wrote {FLAGS.out}: {images.shape[0]} samples')

@@ -3,7 +3,9 @@
 A step is described by a static `StepKind`: how many D updates (each on its own real batch), then how many G
 updates (each on fresh noise), and, for the adaptive schedule, which check to run afterwards. Each kind traces to
 straight-line code (no `lax.cond` or loops: XLA:CPU runs convolutions inside control flow on slow kernels), so a
-schedule whose pattern is static stays inside one compiled call.
+schedule whose pattern is static stays inside one compiled call. The one exception is lazy R1/R2 regularization
+(`r_every` > 1) off the CPU path, where a `lax.cond` skips the penalty on the D updates without it; on the CPU path
+(`backend.cpu_workarounds`) the penalty is computed on every D update and weighted 0 on those.
 
 Conventions shared by every kind:
   * Keys: update `u` of step `s` draws from `fold_in(rng, s)` (u = 0) or `fold_in(fold_in(rng, s), u)`, so the random
@@ -14,6 +16,9 @@ Conventions shared by every kind:
     a D update moves G's statistics through its fake batch, a G update moves D's through its scoring of the fakes.
   * `state.d_updates` / `state.g_updates` count the updates of each side; the real batch of a D update is batch
     number `d_updates` of the epoch-ordered data stream (the loop relies on this to resume exactly).
+  * With a DiffAugment policy (`state.diffaugment`), every batch D sees in training is augmented first (reals and
+    fakes, in D and G updates, each application with its own draw from the update's D key); the R1/R2 gradients are
+    taken at the images before augmentation. The WGAN-GP penalty and the adaptive schedule's check see them as is.
 """
 
 import dataclasses
@@ -26,6 +31,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from dcgan_jax import augment
+from dcgan_jax import backend
 from dcgan_jax import losses
 
 Array = jax.Array
@@ -33,6 +40,8 @@ PyTree = Any
 
 # Update index of the adaptive schedule's check (any index no step reaches).
 _CHECK_KEY = 1 << 20
+# Folded into an update's D key for its DiffAugment draws (leaves the other streams as they were).
+_AUGMENT_KEY = 1 << 21
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,6 +105,7 @@ class _Context:
     self.generator = with_bn_axis(state.generator, bn_axis)
     self.discriminator = with_bn_axis(state.discriminator, bn_axis)
     self.gan_loss = state.loss
+    self.policy = state.diffaugment
     self.axis_name = axis_name
     self.local_batch = local_batch
     self.base_key = jax.random.fold_in(state.rng, state.step)
@@ -130,6 +140,13 @@ class _Context:
       return fake, updates.get('batch_stats', {})
     return jax.vjp(forward, state.g_params, has_aux=True)
 
+  def augment(self, x: Array, d_key: Array, role: int) -> Array:
+    """DiffAugment of D's input `x` (the identity without a policy), drawn from the update's (per-device) D key:
+    `role` 0 and 1 for the real and fake batch of a D update, 3 and 4 for the fake and real batch of a G update."""
+    if not self.policy:
+      return x
+    return augment.apply(x, jax.random.fold_in(jax.random.fold_in(d_key, _AUGMENT_KEY), role), self.policy)
+
   def d_apply(self, d_params, d_batch_stats, x: Array, dropout_key: Array, call: int):
     """D's logits in training mode and its new batch_stats; `call` gives each application its own dropout mask."""
     logits, updates = self.discriminator.apply(
@@ -141,10 +158,11 @@ class _Context:
 def _d_update(ctx: _Context, state, images: Array, fake: Array, d_key: Array, gp_key: Array):
   """One D update on a real and a fake batch. Returns (state, metrics, averaged gradients)."""
   gan_loss = ctx.gan_loss
+  real_in, fake_in = ctx.augment(images, d_key, 0), ctx.augment(fake, d_key, 1)
 
   def loss_fn(d_params):
-    real_logits, d_bs = ctx.d_apply(d_params, state.d_batch_stats, images, d_key, 0)
-    fake_logits, d_bs = ctx.d_apply(d_params, d_bs, fake, d_key, 1)
+    real_logits, d_bs = ctx.d_apply(d_params, state.d_batch_stats, real_in, d_key, 0)
+    fake_logits, d_bs = ctx.d_apply(d_params, d_bs, fake_in, d_key, 1)
     if gan_loss.label_smoothing:
       loss = gan_loss.d(real_logits, fake_logits, label_smoothing=state.label_smoothing)
     else:
@@ -152,6 +170,7 @@ def _d_update(ctx: _Context, state, images: Array, fake: Array, d_key: Array, gp
     if gan_loss.gradient_penalty:
       critic = lambda x: ctx.d_apply(d_params, d_bs, x, d_key, 2)[0]
       loss += state.gp_weight * losses.gradient_penalty(critic, images, fake, gp_key)
+    loss += r_penalties(ctx, state, d_params, d_bs, images, fake, d_key)
     return loss, (real_logits, fake_logits, d_bs)
 
   (loss, (real_logits, fake_logits, d_bs)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.d_params)
@@ -169,25 +188,75 @@ def _d_update(ctx: _Context, state, images: Array, fake: Array, d_key: Array, gp
   return state, metrics, grads
 
 
+def r_penalties(ctx: _Context, state, d_params: PyTree, d_batch_stats: PyTree, real: Array, fake: Array,
+                d_key: Array) -> Array:
+  """The R1 (on `real`) and R2 (on `fake`) penalties of one D update: `weight / 2 * E||grad_x D(x)||^2` each
+  (`losses.squared_gradient_norm`, D in training mode), for the weights the state carries (None: off).
+
+  Lazy regularization (StyleGAN2): with `state.r_every` = k > 1 they apply on the D updates whose count before the
+  update (`state.d_updates`) is a multiple of k, times k, and are 0 on the others. They are added to that update's
+  D loss (StyleGAN2 takes a separate optimizer step for them instead). float32 scalar; 0.0 when both are off.
+  """
+  terms = [(weight, x, role) for weight, x, role in ((state.r1_weight, real, 0), (state.r2_weight, fake, 1))
+           if weight is not None]
+  if not terms:
+    return jnp.zeros((), jnp.float32)
+
+  def penalty():
+    total = jnp.zeros((), jnp.float32)
+    for weight, x, role in terms:
+      # The gradient is taken at the images before DiffAugment, through the same draw as the D loss's.
+      critic = lambda v, role=role: ctx.d_apply(d_params, d_batch_stats, ctx.augment(v, d_key, role), d_key,
+                                                5 + role)[0]
+      total += weight / 2 * losses.squared_gradient_norm(critic, x)
+    return total * state.r_every
+
+  if state.r_every == 1:
+    return penalty()
+  due = state.d_updates % state.r_every == 0
+  if backend.cpu_workarounds():
+    return jnp.where(due, penalty(), 0.0)
+  return jax.lax.cond(due, penalty, lambda: jnp.zeros((), jnp.float32))
+
+
 def _g_update(ctx: _Context, state, real: Array, fake: Array, g_vjp, d_key: Array):
   """One G update through the current D, from a generator forward's output and VJP.
 
   G's loss also sees D's logits on `real` (training mode, its BatchNorm statistics discarded); a loss that ignores
   them costs nothing, as the compiled step drops that forward.
   """
-  real_logits = jax.lax.stop_gradient(ctx.d_apply(state.d_params, state.d_batch_stats, real, d_key, 4)[0])
+  real_in = ctx.augment(real, d_key, 4)
+  real_logits = jax.lax.stop_gradient(ctx.d_apply(state.d_params, state.d_batch_stats, real_in, d_key, 4)[0])
 
   def loss_fn(fake):
-    logits, d_bs = ctx.d_apply(state.d_params, state.d_batch_stats, fake, d_key, 3)
+    logits, d_bs = ctx.d_apply(state.d_params, state.d_batch_stats, ctx.augment(fake, d_key, 3), d_key, 3)
     return ctx.gan_loss.g(real_logits, logits), d_bs
 
   (loss, d_bs), fake_grad = jax.value_and_grad(loss_fn, has_aux=True)(fake)
   (grads,) = g_vjp(fake_grad)
   grads = ctx.pmean(grads)
   updates, opt_state = state.g_tx.update(grads, state.g_opt_state, state.g_params)
-  state = state.replace(g_params=optax.apply_updates(state.g_params, updates), g_opt_state=opt_state,
+  g_params = optax.apply_updates(state.g_params, updates)
+  state = state.replace(g_params=g_params, g_ema_params=update_ema(state, g_params), g_opt_state=opt_state,
                         d_batch_stats=d_bs, g_updates=state.g_updates + 1)
   return state, {'g_loss': loss}, grads
+
+
+def ema_decay_at(decay: Array, g_updates: Array) -> Array:
+  """The EMA's decay at its update after `g_updates` earlier G updates: min(decay, (1 + t) / (10 + t)), t =
+  g_updates (TensorFlow's `ExponentialMovingAverage(num_updates=...)` warm-up: 0.1 at the first update, so the
+  average forgets the random initialization quickly; `decay` from t ~ 9 / (1 - decay)). float32 scalar."""
+  t = jnp.asarray(g_updates, jnp.float32)
+  return jnp.minimum(jnp.asarray(decay, jnp.float32), (1.0 + t) / (10.0 + t))
+
+
+def update_ema(state, g_params: PyTree) -> Optional[PyTree]:
+  """`state.g_ema_params` moved toward the new `g_params`: d * ema + (1 - d) * g_params, with d =
+  `ema_decay_at(state.ema_decay, state.g_updates)` (G updates before this one); None when the state has no EMA."""
+  if state.g_ema_params is None:
+    return None
+  decay = ema_decay_at(state.ema_decay, state.g_updates)
+  return jax.tree.map(lambda ema, new: decay * ema + (1.0 - decay) * new, state.g_ema_params, g_params)
 
 
 def _check(ctx: _Context, state, kind: StepKind, heldout: Optional[Array]):
@@ -295,7 +364,7 @@ def all_finite(state) -> Array:
   """Whether every parameter, BatchNorm statistic and optimizer state of `state` is finite: a bool scalar, one
   reduction per array (cheap next to a step)."""
   trees = (state.g_params, state.g_batch_stats, state.g_opt_state, state.d_params, state.d_batch_stats,
-           state.d_opt_state)
+           state.d_opt_state, state.g_ema_params)
   checks = [jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(trees)
             if jnp.issubdtype(jnp.asarray(leaf).dtype, jnp.inexact)]
   return jnp.all(jnp.stack(checks)) if checks else jnp.bool_(True)

@@ -2,12 +2,13 @@
 
 Public API (re-exported by `dcgan_jax`, documented in docs/api.md):
   `TrainState`, `create_train_state(config, rng, *, generator, discriminator, g_optimizer, d_optimizer, loss)`,
-  `train_step(state, batch)`, `generate(state, z, *, use_batch_stats)`.
+  `train_step(state, batch)`, `generate(state, z, *, use_batch_stats, generator)`.
 
 Static pieces (the two modules, the two optax transformations, the loss and the noise settings) travel as
 non-pytree fields of the state, as flax's `TrainState.apply_fn` does: `train_step` then needs nothing but its two
 arguments, is pure, and works under a plain `jax.jit`. The values researchers sweep are data: the learning rates
-(optimizer hyperparameters, `optax.inject_hyperparams`), `label_smoothing` and `gp_weight` (arrays in the state).
+(optimizer hyperparameters, `optax.inject_hyperparams`), `label_smoothing`, `gp_weight` and, when their option is
+on, `ema_decay`, `r1_weight` and `r2_weight` (arrays in the state).
 Two states built from configs that differ only in those compare equal in their static fields, so they share
 compiled code and stack into one population (`population.create_population`).
 """
@@ -61,6 +62,15 @@ class TrainState:
   noise: str = flax.struct.field(pytree_node=False, default='uniform')
   # Skip (do not apply) a step whose losses or gradients are not finite, instead of stopping the run.
   skip_nonfinite: bool = flax.struct.field(pytree_node=False, default=False)
+  # Optional parts, None when their option is off (`config.ema_decay`, `r1_weight`, `r2_weight`). Declared last,
+  # with the default None: a checkpoint written before a field existed restores it as None
+  # (`checkpointing.restore_step`), and an off-run's leaves keep their order.
+  g_ema_params: Optional[PyTree] = None  # Exponential moving average of g_params (`steps.update_ema`).
+  ema_decay: Optional[Array] = None  # float32: the EMA's decay (before its warm-up).
+  r1_weight: Optional[Array] = None  # float32: gamma of the R1 penalty on reals.
+  r2_weight: Optional[Array] = None  # float32: gamma of the R2 penalty on fakes.
+  r_every: int = flax.struct.field(pytree_node=False, default=1)  # Lazy R1/R2: every r_every-th D update.
+  diffaugment: str = flax.struct.field(pytree_node=False, default='')  # DiffAugment policy (`augment.parse`).
 
 
 @functools.lru_cache(maxsize=None)
@@ -100,7 +110,8 @@ def create_train_state(config: ml_collections.ConfigDict, rng: Array, *, generat
 
   Args:
     config: a config (`dcgan_jax.configs`); gives `latent_dim`, `noise`, `label_smoothing`, `gp_weight`,
-      `skip_nonfinite`, and whatever of the networks, optimizers and loss is not passed.
+      `skip_nonfinite`, `ema_decay`, `r1_weight`, `r2_weight`, `r_every`, `diffaugment`, and whatever of the
+      networks, optimizers and loss is not passed.
     rng: a typed or raw PRNG key.
     generator: any `flax.linen` module called as `generator(z, train: bool)`: z float32 [B, latent_dim] -> images
       [B, H, W, C]. Optional, detected: a `bn_axis_name` field (synchronised BatchNorm in the loop's multi-device
@@ -137,17 +148,38 @@ def create_train_state(config: ml_collections.ConfigDict, rng: Array, *, generat
       gp_weight=jnp.asarray(config.gp_weight, jnp.float32),
       generator=generator, discriminator=discriminator, g_tx=g_tx, d_tx=d_tx,
       loss=losses.resolve(config.loss if loss is None else loss), latent_dim=config.latent_dim, noise=config.noise,
-      skip_nonfinite=config.skip_nonfinite)
+      skip_nonfinite=config.skip_nonfinite, **_options(config, g_vars['params']))
+
+
+def _options(config: ml_collections.ConfigDict, g_params: PyTree) -> dict[str, Any]:
+  """The state's optional fields from `config` (fields missing from an older config count as off)."""
+  def weight(name):
+    value = float(config.get(name, 0.0))
+    return jnp.asarray(value, jnp.float32) if value > 0 else None
+  ema_decay = weight('ema_decay')
+  return dict(g_ema_params=None if ema_decay is None else jax.tree.map(jnp.copy, g_params), ema_decay=ema_decay,
+              r1_weight=weight('r1_weight'), r2_weight=weight('r2_weight'), r_every=int(config.get('r_every', 1)),
+              diffaugment=str(config.get('diffaugment', '')))
 
 
 def with_hyperparameters(state: TrainState, source: TrainState) -> TrainState:
-  """`state` with the swept values of `source`: label smoothing, gradient-penalty weight and the optimizers'
-  injected hyperparameters (when both optimizer states carry them)."""
+  """`state` with the swept values of `source`: label smoothing, gradient-penalty weight, the EMA decay, the R1/R2
+  weights and the optimizers' injected hyperparameters (when both optimizer states carry them).
+
+  The EMA follows `source` too: dropped when `source` has none; started from `state.g_params` when `state` has none
+  (EMA switched on at a resume, or a checkpoint written before EMA existed).
+  """
   def hyper(opt_state, src):
     if hasattr(opt_state, 'hyperparams') and hasattr(src, 'hyperparams'):
       return opt_state._replace(hyperparams=src.hyperparams)
     return opt_state
-  return state.replace(label_smoothing=source.label_smoothing, gp_weight=source.gp_weight,
+  ema = state.g_ema_params
+  if source.g_ema_params is None:
+    ema = None
+  elif ema is None:
+    ema = jax.tree.map(jnp.copy, state.g_params)
+  return state.replace(label_smoothing=source.label_smoothing, gp_weight=source.gp_weight, g_ema_params=ema,
+                       ema_decay=source.ema_decay, r1_weight=source.r1_weight, r2_weight=source.r2_weight,
                        g_opt_state=hyper(state.g_opt_state, source.g_opt_state),
                        d_opt_state=hyper(state.d_opt_state, source.d_opt_state))
 
@@ -179,7 +211,22 @@ def g_step(state: TrainState, batch: dict[str, Array]) -> tuple[TrainState, dict
   return steps.step(state, batch['image'][None], steps.G_ONLY)
 
 
-def generate(state: TrainState, z: Array, *, use_batch_stats: bool = False) -> Array:
+GENERATORS = ('auto', 'ema', 'raw')  # What `generate(..., generator=)` accepts.
+
+
+def generator_params(state: TrainState, generator: str = 'auto') -> PyTree:
+  """The generator weights to sample with: 'ema' (the moving average; the state must carry one), 'raw'
+  (`g_params`, the weights the optimizer trains) or 'auto' (the EMA when the state carries one, else raw)."""
+  if generator not in GENERATORS:
+    raise ValueError(f'generator={generator!r}: must be one of {", ".join(GENERATORS)}')
+  if generator == 'ema' and state.g_ema_params is None:
+    raise ValueError("generator='ema': this state has no EMA of the generator (config.ema_decay=0); use 'raw'")
+  if generator == 'raw' or state.g_ema_params is None:
+    return state.g_params
+  return state.g_ema_params
+
+
+def generate(state: TrainState, z: Array, *, use_batch_stats: bool = False, generator: str = 'auto') -> Array:
   """Images from noise `z: float32 [N, latent_dim]` -> `float32 [N, H, W, C]` in the generator's range. Pure and
   differentiable in `z` (latent inversion: `jax.grad` of a loss of `generate(state, z)`).
 
@@ -191,11 +238,13 @@ def generate(state: TrainState, z: Array, *, use_batch_stats: bool = False) -> A
       this batch of z (as the original TensorFlow DCGAN samples; `config.model.sample_use_batch_stats`), dropout
       off when the generator takes `deterministic`. Each image then depends on the whole batch; a single z through
       a BatchNorm over the batch alone (dense generators) is normalized away, its gradient exactly 0.
+    generator: keyword, static: 'auto' (default: the EMA weights when the state carries them, else `g_params`),
+      'ema' or 'raw' (`generator_params`). The EMA weights use the raw generator's BatchNorm running averages.
 
   Returns:
     float32 [N, H, W, C].
   """
-  variables = {'params': state.g_params, 'batch_stats': state.g_batch_stats}
+  variables = {'params': generator_params(state, generator), 'batch_stats': state.g_batch_stats}
   if use_batch_stats:
     extra = {'deterministic': True} if steps.accepts(state.generator, 'deterministic') else {}
     images, _ = state.generator.apply(variables, z, train=True, mutable=['batch_stats'], **extra)

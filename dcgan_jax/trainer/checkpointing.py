@@ -5,6 +5,7 @@ never leaves a half-written checkpoint that a restart would pick up.
 """
 
 import contextlib
+import dataclasses
 import errno
 import hashlib
 import logging as std_logging
@@ -131,6 +132,43 @@ def verify(manager: ocp.CheckpointManager, step: int, restored: Any) -> None:
       raise DamagedCheckpointError('it holds NaN or Inf values')
 
 
+def _optional_differences(tree: Any, template: Any) -> tuple[list[str], list[str]]:
+  """The optional data fields (default None) of `template`, a flax struct dataclass, that the checkpoint's metadata
+  `tree` lacks (written before the field existed), and those it holds while `template` has None (an option switched
+  off since). Other differences are left to orbax to report."""
+  if not dataclasses.is_dataclass(template) or not isinstance(tree, dict):
+    return [], []
+  optional = [f.name for f in dataclasses.fields(template) if f.metadata.get('pytree_node', True) and f.default is None]
+  missing = [name for name in optional if name not in tree]
+  extra = [name for name in optional if getattr(template, name) is None and tree.get(name) is not None]
+  return missing, extra
+
+
+def restore_step(manager: ocp.CheckpointManager, step: int, template: Any, tree: Any) -> Any:
+  """Checkpoint `step` restored into `template`'s structure, shapes and shardings, then `verify`-ed.
+
+  Optional fields (those of `template` that default to None) may differ: one the checkpoint lacks comes back as None
+  (a checkpoint written before the field existed; those fields are declared last, so its checksum still matches),
+  one the checkpoint holds where `template` has None is read (for the checksum) and dropped (an option switched off
+  since, e.g. `ema_decay` set to 0 on a resume).
+  """
+  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
+  missing, extra = _optional_differences(tree, template)
+  if not missing and not extra:
+    restored = manager.restore(step, args=ocp.args.StandardRestore(abstract))
+    verify(manager, step, restored)
+    return restored
+  sharding = next(leaf.sharding for leaf in jax.tree.leaves(abstract) if leaf.sharding is not None)
+  items = {f.name: getattr(abstract, f.name) for f in dataclasses.fields(abstract)
+           if f.metadata.get('pytree_node', True) and f.name not in missing}
+  for name in extra:
+    items[name] = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding), tree[name])
+  restored = abstract.replace(**manager.restore(step, args=ocp.args.StandardRestore(items)),
+                              **{name: None for name in missing})
+  verify(manager, step, restored)
+  return restored.replace(**{name: None for name in extra})
+
+
 class Checkpointer:
   """Saves and restores `TrainState`s under `directory` (one sub-directory per step)."""
 
@@ -174,7 +212,6 @@ class Checkpointer:
         checkpoints exist but none of them can be read.
     """
     steps = sorted(self._manager.all_steps(), reverse=True)
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
     failures, restored = [], None
     for step in steps:
       path = f'{self.directory}/{step}'
@@ -182,8 +219,7 @@ class Checkpointer:
         tree = self._manager.item_metadata(step).tree
         self._check_shapes(tree, template, path)
         logging.info('Restoring checkpoint %s', path)
-        restored = self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
-        verify(self._manager, step, restored)
+        restored = restore_step(self._manager, step, template, tree)
         break
       except errors.CheckpointError:
         raise

@@ -27,9 +27,10 @@ HISTORY_KEY = 'history'
 # Config fields (dotted; a prefix covers its sub-fields) whose change on resume breaks the promise that a resumed
 # run trains exactly like one never interrupted. data.max_device_bytes, data.max_host_bytes and data.data_dir only
 # say where the same data is held or found.
-EXACT_RESUME_FIELDS = ('seed', 'batch_size', 'loss', 'noise', 'label_smoothing', 'gp_weight', 'schedule', 'd_steps',
-                       'g_steps', 'g_target', 'd_target', 'g_max_steps', 'd_max_steps', 'data.source', 'data.name',
-                       'data.split', 'data.path', 'data.image_size', 'data.channels', 'data.transpose')
+EXACT_RESUME_FIELDS = ('seed', 'batch_size', 'loss', 'noise', 'label_smoothing', 'gp_weight', 'r1_weight',
+                       'r2_weight', 'r_every', 'diffaugment', 'schedule', 'd_steps', 'g_steps', 'g_target', 'd_target',
+                       'g_max_steps', 'd_max_steps', 'data.source', 'data.name', 'data.split', 'data.path',
+                       'data.image_size', 'data.channels', 'data.transpose')
 
 
 def _holder(path: str) -> str:
