@@ -49,6 +49,20 @@ def config():
   return tiny_config()
 
 
+@pytest.fixture(scope='session')
+def tiny_run(tmp_path_factory):
+  """One finished tiny run shared by the sample, monitor and resume tests (read it; copy it before changing it):
+  `tiny_config()` for one epoch of 32 mock images (batch 8: 4 steps), checkpoints at steps 2 and 4."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  from dcgan_jax.trainer import loop  # pylint: disable=g-import-not-at-top
+  path = tmp_path_factory.mktemp('tiny_run')
+  config = tiny_config()
+  config.num_epochs = 1
+  with tfds.testing.mock_data(num_examples=32):
+    loop.train_and_evaluate(config, str(path))
+  return path
+
+
 def subprocess_env(num_devices: int = 1) -> dict:
   """Environment for a child python: the repo importable, N host CPU devices, TF quiet."""
   env = dict(os.environ)

@@ -4,6 +4,7 @@ documented overrides and turns bad input into one clear line. The error cases ru
 line on stderr."""
 
 import glob
+import shutil
 import subprocess
 import sys
 
@@ -27,19 +28,17 @@ TINY_FLAGS = ['--config.latent_dim=8', '--config.model.generator.features=(8,4)'
               '--config.model.discriminator.features=(4,8)', '--config.num_samples=4', '--config.log_every_steps=1']
 
 
-def test_train_and_evaluate_writes_outputs_and_resumes_exactly(tmp_path):
+def test_train_and_evaluate_writes_outputs_and_resumes_exactly(tmp_path, tiny_run):
+  # tiny_run: tiny_config() for one epoch of 32 mock images (batch 8: 4 steps).
+  assert (tiny_run / 'samples' / 'step_0000004.png').exists()
+  assert (tiny_run / 'checkpoints' / '4').is_dir()
+  assert glob.glob(str(tiny_run / 'events.out.tfevents.*'))
+  assert (tiny_run / 'config.json').exists()
+  workdir = tmp_path / 'resumed'
+  shutil.copytree(tiny_run, workdir)
   config = conftest.tiny_config()
-  config.num_epochs = 1
-  with tfds.testing.mock_data(num_examples=32):  # 32 images, batch 8: 4 steps per epoch.
-    first = loop.train_and_evaluate(config, str(tmp_path / 'resumed'))
-    assert int(first.step) == 4
-    workdir = tmp_path / 'resumed'
-    assert (workdir / 'samples' / 'step_0000004.png').exists()
-    assert (workdir / 'checkpoints' / '4').is_dir()
-    assert glob.glob(str(workdir / 'events.out.tfevents.*'))
-    assert (workdir / 'config.json').exists()
-
-    config.num_epochs = 2
+  config.num_epochs = 2
+  with tfds.testing.mock_data(num_examples=32):
     resumed = loop.train_and_evaluate(config, str(workdir))
     assert int(resumed.step) == 8
     assert (workdir / 'samples' / 'step_0000008.png').exists()

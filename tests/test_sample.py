@@ -19,15 +19,10 @@ from dcgan_jax import sample
 from dcgan_jax import train
 
 
-@pytest.fixture(scope='module')
-def workdir(tmp_path_factory):
-  """A tiny run of 4 steps (32 mock images, batch 8) with checkpoints at steps 2 and 4."""
-  path = tmp_path_factory.mktemp('run')
-  config = conftest.tiny_config()
-  config.num_epochs = 1
-  with tfds.testing.mock_data(num_examples=32):
-    loop.train_and_evaluate(config, str(path))
-  return path
+@pytest.fixture
+def workdir(tiny_run):
+  """A tiny run of 4 steps (32 mock images, batch 8) with checkpoints at steps 2 and 4 (conftest's, shared)."""
+  return tiny_run
 
 
 def test_config_round_trips_through_json_with_tuples(workdir):
