@@ -14,6 +14,9 @@ Conventions shared by every kind:
     a D update moves G's statistics through its fake batch, a G update moves D's through its scoring of the fakes.
   * `state.d_updates` / `state.g_updates` count the updates of each side; the real batch of a D update is batch
     number `d_updates` of the epoch-ordered data stream (the loop relies on this to resume exactly).
+  * Class-conditional states (`state.num_classes` > 0) take the real batches' labels too; each fake batch's labels
+    are drawn uniformly from the same key as its noise (`fold_in(z_key, _LABEL_KEY)`), so they also depend only on
+    the seed and the step. Unconditional states draw nothing more and trace the same step as before.
 """
 
 import dataclasses
@@ -33,6 +36,8 @@ PyTree = Any
 
 # Update index of the adaptive schedule's check (any index no step reaches).
 _CHECK_KEY = 1 << 20
+# Folded into an update's noise key to draw its fake labels (conditional states only).
+_LABEL_KEY = 1 << 21
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +77,12 @@ def sample_noise(rng: Array, shape: tuple[int, ...], noise: str) -> Array:
   if noise == 'normal':
     return jax.random.normal(rng, shape)
   raise ValueError(f'unknown noise {noise!r}; use uniform or normal')
+
+
+def sample_fake_labels(z_key: Array, num: int, num_classes: int) -> Array:
+  """The labels of a fake batch whose noise is drawn from `z_key`: int32 [num], uniform over 0..num_classes-1,
+  from `fold_in(z_key, _LABEL_KEY)` (so the noise itself is drawn as in an unconditional step)."""
+  return jax.random.randint(jax.random.fold_in(z_key, _LABEL_KEY), (num,), 0, num_classes, jnp.int32)
 
 
 def accepts(module: nn.Module, argument: str) -> bool:
@@ -121,36 +132,55 @@ class _Context:
     start = jax.lax.axis_index(self.axis_name) * self.local_batch
     return jax.lax.dynamic_slice_in_dim(z, start, self.local_batch)
 
-  def g_forward(self, state, z: Array, dropout_key: Array):
-    """(fake, vjp of fake w.r.t. G's params, G's new batch_stats)."""
+  def fake_labels(self, state, z_key: Array) -> Optional[Array]:
+    """This device's slice of the fake labels of an update (int32 [local_batch], uniform over the classes, drawn
+    for the global batch as the noise is), or None for an unconditional state."""
+    if not state.num_classes:
+      return None
+    if not self.axis_name:
+      return sample_fake_labels(z_key, self.local_batch, state.num_classes)
+    num_devices = jax.lax.psum(1, self.axis_name)
+    labels = sample_fake_labels(z_key, self.local_batch * num_devices, state.num_classes)
+    start = jax.lax.axis_index(self.axis_name) * self.local_batch
+    return jax.lax.dynamic_slice_in_dim(labels, start, self.local_batch)
+
+  def g_forward(self, state, z: Array, dropout_key: Array, labels: Optional[Array] = None):
+    """(fake, vjp of fake w.r.t. G's params, G's new batch_stats); `labels` for a conditional generator."""
+    extra = {} if labels is None else {'labels': labels}
     def forward(g_params):
       fake, updates = self.generator.apply(
           {'params': g_params, 'batch_stats': state.g_batch_stats}, z, train=True, mutable=['batch_stats'],
-          rngs={'dropout': dropout_key})
+          rngs={'dropout': dropout_key}, **extra)
       return fake, updates.get('batch_stats', {})
     return jax.vjp(forward, state.g_params, has_aux=True)
 
-  def d_apply(self, d_params, d_batch_stats, x: Array, dropout_key: Array, call: int):
-    """D's logits in training mode and its new batch_stats; `call` gives each application its own dropout mask."""
+  def d_apply(self, d_params, d_batch_stats, x: Array, dropout_key: Array, call: int,
+              labels: Optional[Array] = None):
+    """D's logits in training mode and its new batch_stats; `call` gives each application its own dropout mask;
+    `labels` for a conditional discriminator."""
+    extra = {} if labels is None else {'labels': labels}
     logits, updates = self.discriminator.apply(
         {'params': d_params, 'batch_stats': d_batch_stats}, x, train=True, mutable=['batch_stats'],
-        rngs={'dropout': jax.random.fold_in(dropout_key, call)})
+        rngs={'dropout': jax.random.fold_in(dropout_key, call)}, **extra)
     return jnp.reshape(logits, (x.shape[0],)), updates.get('batch_stats', {})
 
 
-def _d_update(ctx: _Context, state, images: Array, fake: Array, d_key: Array, gp_key: Array):
-  """One D update on a real and a fake batch. Returns (state, metrics, averaged gradients)."""
+def _d_update(ctx: _Context, state, images: Array, fake: Array, d_key: Array, gp_key: Array,
+              labels: tuple[Optional[Array], Optional[Array]] = (None, None)):
+  """One D update on a real and a fake batch (`labels`: theirs, for a conditional D). Returns (state, metrics,
+  averaged gradients)."""
   gan_loss = ctx.gan_loss
+  real_labels, fake_labels = labels
 
   def loss_fn(d_params):
-    real_logits, d_bs = ctx.d_apply(d_params, state.d_batch_stats, images, d_key, 0)
-    fake_logits, d_bs = ctx.d_apply(d_params, d_bs, fake, d_key, 1)
+    real_logits, d_bs = ctx.d_apply(d_params, state.d_batch_stats, images, d_key, 0, real_labels)
+    fake_logits, d_bs = ctx.d_apply(d_params, d_bs, fake, d_key, 1, fake_labels)
     if gan_loss.label_smoothing:
       loss = gan_loss.d(real_logits, fake_logits, label_smoothing=state.label_smoothing)
     else:
       loss = gan_loss.d(real_logits, fake_logits)
     if gan_loss.gradient_penalty:
-      critic = lambda x: ctx.d_apply(d_params, d_bs, x, d_key, 2)[0]
+      critic = lambda x: ctx.d_apply(d_params, d_bs, x, d_key, 2, real_labels)[0]
       loss += state.gp_weight * losses.gradient_penalty(critic, images, fake, gp_key)
     return loss, (real_logits, fake_logits, d_bs)
 
@@ -169,16 +199,20 @@ def _d_update(ctx: _Context, state, images: Array, fake: Array, d_key: Array, gp
   return state, metrics, grads
 
 
-def _g_update(ctx: _Context, state, real: Array, fake: Array, g_vjp, d_key: Array):
-  """One G update through the current D, from a generator forward's output and VJP.
+def _g_update(ctx: _Context, state, real: Array, fake: Array, g_vjp, d_key: Array,
+              labels: tuple[Optional[Array], Optional[Array]] = (None, None)):
+  """One G update through the current D, from a generator forward's output and VJP (`labels`: the real and fake
+  batches' labels, for a conditional D).
 
   G's loss also sees D's logits on `real` (training mode, its BatchNorm statistics discarded); a loss that ignores
   them costs nothing, as the compiled step drops that forward.
   """
-  real_logits = jax.lax.stop_gradient(ctx.d_apply(state.d_params, state.d_batch_stats, real, d_key, 4)[0])
+  real_labels, fake_labels = labels
+  real_logits = jax.lax.stop_gradient(
+      ctx.d_apply(state.d_params, state.d_batch_stats, real, d_key, 4, real_labels)[0])
 
   def loss_fn(fake):
-    logits, d_bs = ctx.d_apply(state.d_params, state.d_batch_stats, fake, d_key, 3)
+    logits, d_bs = ctx.d_apply(state.d_params, state.d_batch_stats, fake, d_key, 3, fake_labels)
     return ctx.gan_loss.g(real_logits, logits), d_bs
 
   (loss, d_bs), fake_grad = jax.value_and_grad(loss_fn, has_aux=True)(fake)
@@ -218,7 +252,8 @@ def _check(ctx: _Context, state, kind: StepKind, heldout: Optional[Array]):
 
 
 def step(state, images: Array, kind: StepKind = ALTERNATING, axis_name: Optional[str] = None,
-         sync_batchnorm: bool = False, heldout: Optional[Array] = None) -> tuple[Any, dict[str, Array]]:
+         sync_batchnorm: bool = False, heldout: Optional[Array] = None,
+         labels: Optional[Array] = None) -> tuple[Any, dict[str, Array]]:
   """One step of `kind`. Pure.
 
   Args:
@@ -230,6 +265,8 @@ def step(state, images: Array, kind: StepKind = ALTERNATING, axis_name: Optional
       global statistics when `sync_batchnorm`.
     sync_batchnorm: see `axis_name`.
     heldout: float32 [B, H, W, C], real images for the 'd_accuracy' check.
+    labels: int32 [kind.rows, B], the real batches' classes, for a conditional state (`state.num_classes` > 0);
+      None for an unconditional one.
 
   Returns:
     `(new_state, metrics)`: float32 scalars; D's (`d_loss`, `d_real`, `d_fake`, `d_acc_real`, `d_acc_fake`, each the
@@ -242,25 +279,30 @@ def step(state, images: Array, kind: StepKind = ALTERNATING, axis_name: Optional
   if images.shape[0] != kind.rows:
     raise ValueError(f'a {kind} step takes {kind.rows} batches of real images, got {images.shape[0]}')
   ctx = _Context(state, images.shape[1], axis_name, sync_batchnorm)
+  real_labels = lambda row: None if labels is None else labels[row]
   old = state
   d_metrics, g_metrics, grads = [], [], []
   shared = None
   for i in range(kind.d_steps):
     z_key, g_key, d_key, gp_key = ctx.keys(i)
-    fake, g_vjp, g_bs = ctx.g_forward(state, ctx.noise(state, z_key), g_key)
+    fake_labels = ctx.fake_labels(state, z_key)
+    fake, g_vjp, g_bs = ctx.g_forward(state, ctx.noise(state, z_key), g_key, fake_labels)
     state = state.replace(g_batch_stats=g_bs)
-    state, metrics, d_grads = _d_update(ctx, state, images[i], jax.lax.stop_gradient(fake), d_key, gp_key)
+    state, metrics, d_grads = _d_update(ctx, state, images[i], jax.lax.stop_gradient(fake), d_key, gp_key,
+                                        (real_labels(i), fake_labels))
     d_metrics.append(metrics)
     grads.append(d_grads)
-    shared = (fake, g_vjp, d_key)
+    shared = (fake, g_vjp, d_key, fake_labels)
   for j in range(kind.g_steps):
     if j == 0 and shared is not None:
-      fake, g_vjp, d_key = shared  # G has not changed since this forward.
+      fake, g_vjp, d_key, fake_labels = shared  # G has not changed since this forward.
     else:
       z_key, g_key, d_key, _ = ctx.keys(kind.d_steps + j)
-      fake, g_vjp, g_bs = ctx.g_forward(state, ctx.noise(state, z_key), g_key)
+      fake_labels = ctx.fake_labels(state, z_key)
+      fake, g_vjp, g_bs = ctx.g_forward(state, ctx.noise(state, z_key), g_key, fake_labels)
       state = state.replace(g_batch_stats=g_bs)
-    state, metrics, g_grads = _g_update(ctx, state, images[-1], fake, g_vjp, d_key)
+    state, metrics, g_grads = _g_update(ctx, state, images[-1], fake, g_vjp, d_key,
+                                        (real_labels(-1), fake_labels))
     g_metrics.append(metrics)
     grads.append(g_grads)
 

@@ -1,0 +1,185 @@
+"""Class-conditional GANs (`config.num_classes` > 0): the label embedding and the projection discriminator, the
+step with real and fake labels, and `generate` / `discriminate` with labels."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import conftest
+import dcgan_jax
+from dcgan_jax.configs import mnist
+from dcgan_jax import errors
+from dcgan_jax import models
+from dcgan_jax import steps
+from dcgan_jax import train
+
+
+def _counts(config, batch=2):
+  """(G, D) parameter counts of `config`'s networks (shapes only)."""
+  g, d = models.build(config)
+  kwargs = {'labels': jnp.zeros((batch,), jnp.int32)} if config.num_classes else {}
+  size = config.data.image_size
+  gv = jax.eval_shape(lambda: g.init(jax.random.key(0), jnp.zeros((batch, config.latent_dim)), train=False,
+                                     **kwargs))
+  dv = jax.eval_shape(lambda: d.init(jax.random.key(0), jnp.zeros((batch, size, size, config.data.channels)),
+                                     train=False, **kwargs))
+  return models.count_params(gv['params']), models.count_params(dv['params'])
+
+
+def test_mnist_conditional_parameter_counts():
+  config = mnist.get_config()
+  g0, d0 = _counts(config)
+  config.num_classes = 10
+  g, d = _counts(config)
+  assert (g0, d0) == (2_077_569, 835_713)  # The unconditional MNIST DCGAN, unchanged.
+  # G: the embedding 10 x 100, and the first transposed conv reads z and the embedding: 7*7*(100+100)*256.
+  assert g == g0 + 10 * 100 + 7 * 7 * 100 * 256 == 3_332_969
+  # D: one projection vector per class over the flattened 7x7x256 features.
+  assert d == d0 + 10 * 7 * 7 * 256 == 961_153
+
+
+@pytest.mark.parametrize('family,fields', [('dcgan', {'start_size': 7, 'features': (8, 4), 'kernel_size': 3}),
+                                           ('upsample', {'start_size': 7, 'features': (8, 4), 'kernel_size': 3}),
+                                           ('mlp', {'features': (6,)})])
+def test_every_generator_family_takes_labels(config, family, fields):
+  config.num_classes = 3
+  config.model.generator = models.network_config('generator', family, **fields)
+  g = models.build_network(config, 'generator')
+  z, labels = jnp.ones((4, config.latent_dim)), jnp.array([0, 1, 2, 1], jnp.int32)
+  variables = g.init(jax.random.key(0), z, train=False, labels=labels)
+  assert variables['params']['label_embedding']['embedding'].shape == (3, config.latent_dim)
+  images = g.apply(variables, z, train=False, labels=labels)
+  assert images.shape == (4, 28, 28, 1)
+  # Same z, labels 1 and 1: the same image; labels 0 and 2: different ones.
+  np.testing.assert_array_equal(images[1], images[3])
+  assert float(jnp.max(jnp.abs(images[0] - images[2]))) > 0.0
+
+
+def test_projection_term_is_exact_on_a_hand_made_case():
+  d = models.MLPDiscriminator(features=(2,), activation='relu', num_classes=3)
+  images = jnp.array([[[[1.0], [2.0]]], [[[3.0], [-1.0]]]])  # [2, 1, 2, 1]: flattened (1, 2) and (3, -1).
+  labels = jnp.array([2, 0], jnp.int32)
+  params = {
+      'Dense_0': {'kernel': jnp.array([[1.0, 0.0], [0.0, 1.0]]), 'bias': jnp.zeros(2)},  # h = relu(x).
+      'Dense_1': {'kernel': jnp.array([[0.5], [-1.0]]), 'bias': jnp.array([0.25])},  # psi(h) = h . w + b.
+      'label_projection': {'embedding': jnp.array([[1.0, 1.0], [0.0, 0.0], [2.0, -3.0]])},
+  }
+  logits = d.apply({'params': params}, images, train=False, labels=labels)
+  # Image 0: h = (1, 2), psi = 0.5 - 2 + 0.25 = -1.25, <e_2, h> = 2 - 6 = -4.
+  # Image 1: h = (3, 0), psi = 1.5 + 0.25 = 1.75, <e_0, h> = 3.
+  np.testing.assert_array_equal(np.asarray(logits), [-5.25, 4.75])
+
+
+def test_conv_discriminator_projects_the_flattened_last_feature_map(config):
+  config.num_classes = 4
+  d = models.build_network(config, 'discriminator')
+  images, labels = jnp.ones((2, 28, 28, 1)), jnp.array([3, 3], jnp.int32)
+  variables = d.init(jax.random.key(0), images, train=False, labels=labels)
+  assert variables['params']['label_projection']['embedding'].shape == (4, 7 * 7 * 8)
+  # Zeroing class 3's projection vector leaves psi(h) alone: the logit of the unconditional network.
+  zeroed = jax.tree.map(lambda x: x, variables)
+  zeroed['params']['label_projection']['embedding'] = jnp.zeros((4, 7 * 7 * 8))
+  with_zero = d.apply(zeroed, images, train=False, labels=labels)
+  config.num_classes = 0
+  plain = models.build_network(config, 'discriminator')
+  unconditional = {'params': {k: v for k, v in variables['params'].items() if k != 'label_projection'},
+                   'batch_stats': variables['batch_stats']}
+  np.testing.assert_allclose(with_zero, plain.apply(unconditional, images, train=False), rtol=1e-6)
+
+
+def test_labels_must_match_the_module(config):
+  g, _ = models.build(config)
+  z = jnp.ones((2, config.latent_dim))
+  with pytest.raises(ValueError, match=r'^the generator is unconditional \(num_classes=0\): labels must be None'):
+    g.init(jax.random.key(0), z, train=False, labels=jnp.zeros((2,), jnp.int32))
+  config.num_classes = 5
+  g, _ = models.build(config)
+  with pytest.raises(ValueError, match=r'^the generator is class-conditional \(num_classes=5\): pass labels, '
+                                       r'int32 \[B\] in 0..4\n'):
+    g.init(jax.random.key(0), z, train=False)
+
+
+def _conditional_state(config, num_classes=3):
+  config.num_classes = num_classes
+  return train.create_train_state(config, jax.random.key(0))
+
+
+def _batch(seed=1, batch=8, num_classes=3):
+  images = jax.random.uniform(jax.random.key(seed), (batch, 28, 28, 1), minval=-1.0, maxval=1.0)
+  return {'image': images, 'label': jnp.arange(batch, dtype=jnp.int32) % num_classes}
+
+
+def test_generate_requires_labels_for_a_conditional_state(config):
+  state = _conditional_state(config)
+  z = jnp.ones((2, config.latent_dim))
+  with pytest.raises(errors.UserError) as e:
+    dcgan_jax.generate(state, z)
+  assert str(e.value) == ('this state is class-conditional (num_classes=3): pass labels, int32 [N] in 0..2, one per '
+                          'noise vector')
+  with pytest.raises(errors.UserError, match=r'^labels must be int32 \[2\] \(one per noise vector\), got shape '
+                                             r'\(3,\)$'):
+    dcgan_jax.generate(state, z, jnp.zeros((3,), jnp.int32))
+  images = dcgan_jax.generate(state, z, jnp.array([0, 2], jnp.int32))
+  assert images.shape == (2, 28, 28, 1)
+  assert dcgan_jax.discriminate(state, images, jnp.array([0, 2])).shape == (2,)
+
+
+def test_generate_refuses_labels_for_an_unconditional_state(config):
+  state = train.create_train_state(config, jax.random.key(0))
+  with pytest.raises(errors.UserError, match=r'^labels given, but this state is unconditional'):
+    dcgan_jax.generate(state, jnp.ones((2, config.latent_dim)), jnp.zeros((2,), jnp.int32))
+
+
+def test_train_step_requires_labels_for_a_conditional_state(config):
+  state = _conditional_state(config)
+  with pytest.raises(errors.UserError) as e:
+    dcgan_jax.train_step(state, {'image': _batch()['image']})
+  assert str(e.value) == ("this state is class-conditional (num_classes=3): the batch needs 'label', int32 [B] in "
+                          "0..2, beside 'image'")
+
+
+def test_fake_labels_are_uniform_and_depend_only_on_the_key():
+  key = jax.random.key(7)
+  a = steps.sample_fake_labels(key, 3000, 3)
+  np.testing.assert_array_equal(a, steps.sample_fake_labels(key, 3000, 3))
+  assert a.dtype == jnp.int32 and int(a.min()) == 0 and int(a.max()) == 2
+  counts = np.bincount(np.asarray(a), minlength=3)
+  assert np.all(np.abs(counts - 1000) < 100)
+  assert not np.array_equal(a, steps.sample_fake_labels(jax.random.key(8), 3000, 3))
+
+
+def test_conditional_steps_are_deterministic_and_use_the_real_labels(config):
+  state = _conditional_state(config)
+  step = jax.jit(dcgan_jax.train_step)
+  batch = _batch()
+  s1, m1 = step(state, batch)
+  s2, m2 = step(state, batch)
+  for a, b in zip(jax.tree.leaves((s1, m1)), jax.tree.leaves((s2, m2))):
+    np.testing.assert_array_equal(a, b)
+  s3, m3 = step(state, {**batch, 'label': (batch['label'] + 1) % 3})
+  # Other real labels move other rows of D's projection: the real labels reach the step.
+  np.testing.assert_array_equal(s3.step, s1.step)
+  assert not np.array_equal(s3.d_params['label_projection']['embedding'],
+                            s1.d_params['label_projection']['embedding'])
+  # d_step and g_step take the labels too.
+  assert int(jax.jit(dcgan_jax.d_step)(state, batch)[0].d_updates) == 1
+  assert int(jax.jit(dcgan_jax.g_step)(state, batch)[0].g_updates) == 1
+
+
+def test_the_unconditional_step_is_traced_as_before(config):
+  # No label draw, no label input: only the conditional step draws integers (its fake labels).
+  state = train.create_train_state(config, jax.random.key(0))
+  batch = {'image': _batch()['image']}
+  text = str(jax.make_jaxpr(dcgan_jax.train_step)(state, batch))
+  conditional = str(jax.make_jaxpr(dcgan_jax.train_step)(_conditional_state(conftest.tiny_config()), _batch()))
+  assert ('randint' in text, 'randint' in conditional) == (False, True)
+
+
+def test_vmap_over_a_conditional_population(config):
+  config.num_classes = 3
+  population = dcgan_jax.create_population(config, [0, 1])
+  batch = _batch()
+  new, metrics = jax.jit(jax.vmap(dcgan_jax.train_step, in_axes=(0, None)))(population, batch)
+  assert metrics['d_loss'].shape == (2,)
+  assert new.num_classes == 3
