@@ -1,18 +1,23 @@
 """Class-conditional GANs (`config.num_classes` > 0): the label embedding and the projection discriminator, the
 step with real and fake labels, and `generate` / `discriminate` with labels."""
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+from PIL import Image
 import pytest
 
 import conftest
 import dcgan_jax
 from dcgan_jax.configs import mnist
+from dcgan_jax.data import input_pipeline
 from dcgan_jax import errors
 from dcgan_jax import models
 from dcgan_jax import steps
 from dcgan_jax import train
+from dcgan_jax.trainer import loop
 
 
 def _counts(config, batch=2):
@@ -183,3 +188,94 @@ def test_vmap_over_a_conditional_population(config):
   new, metrics = jax.jit(jax.vmap(dcgan_jax.train_step, in_axes=(0, None)))(population, batch)
   assert metrics['d_loss'].shape == (2,)
   assert new.num_classes == 3
+
+
+# Labels through the data pipeline and the training loop.
+
+
+def _labelled_idx(directory, labels, stem='t10k'):
+  """IDX images whose pixels all equal their label (so a batch shows which labels it carries) and the labels file."""
+  import gzip  # pylint: disable=g-import-not-at-top
+  import struct  # pylint: disable=g-import-not-at-top
+  labels = np.asarray(labels, np.uint8)
+  images = np.repeat(labels[:, None, None], 28, axis=1).repeat(28, axis=2)
+  with gzip.open(directory / f'{stem}-images-idx3-ubyte.gz', 'wb') as f:
+    f.write(struct.pack('>BBBBIII', 0, 0, 8, 3, *images.shape) + images.tobytes())
+  with gzip.open(directory / f'{stem}-labels-idx1-ubyte.gz', 'wb') as f:
+    f.write(struct.pack('>BBBBI', 0, 0, 8, 1, labels.shape[0]) + labels.tobytes())
+  return directory
+
+
+def _idx_config(path, num_classes):
+  config = conftest.tiny_config()
+  config.data.source, config.data.path, config.data.split = 'idx', str(path), 'test'
+  config.num_classes = num_classes
+  return config
+
+
+def test_labels_are_batched_with_their_images_in_the_same_order(tmp_path):
+  labels = np.arange(40) % 5
+  config = _idx_config(_labelled_idx(tmp_path, labels), 5)
+  images, read, names = input_pipeline.load_labelled(config.data, 5)
+  np.testing.assert_array_equal(read, labels)
+  assert names == ('0', '1', '2', '3', '4')
+  batcher = input_pipeline.EpochBatcher(images, 8, seed=3, labels=read)
+  for step in (0, 4, 5, 13):  # Across epochs (5 steps each).
+    np.testing.assert_array_equal(batcher.batch(step)[:, 0, 0, 0], batcher.batch_labels(step))
+    np.testing.assert_array_equal(batcher.batch_labels(step), read[batcher.indices(step)])
+  # A fresh batcher (a resumed run) gives the same labels at the same step.
+  again = input_pipeline.EpochBatcher(images, 8, seed=3, labels=read)
+  np.testing.assert_array_equal(again.batch_labels(13), batcher.batch_labels(13))
+
+
+def test_labels_beyond_num_classes_are_one_line(tmp_path):
+  config = _idx_config(_labelled_idx(tmp_path, np.arange(12) % 4), 3)
+  with pytest.raises(errors.DataError, match=r'has labels 0..3, outside 0..2 \(config.num_classes=3\); set '
+                                             r'--config.num_classes=4$'):
+    input_pipeline.load_labelled(config.data, 3)
+
+
+def _class_folder(root, classes=('paper', 'rock'), per_class=8):
+  for k, name in enumerate(classes):
+    (root / name).mkdir(parents=True)
+    for i in range(per_class):
+      Image.fromarray(np.full((28, 28), 40 * k + i, np.uint8)).save(root / name / f'{i}.png')
+  return root
+
+
+def test_folder_classes_are_its_sorted_subdirectories(tmp_path):
+  root = _class_folder(tmp_path / 'data', classes=('rock', 'paper', 'scissors'), per_class=2)
+  config = conftest.tiny_config()
+  config.data.source, config.data.path = 'folder', str(root)
+  images, labels, names = input_pipeline.load_labelled(config.data, 3)
+  assert names == ('paper', 'rock', 'scissors')
+  np.testing.assert_array_equal(labels, [0, 0, 1, 1, 2, 2])
+  np.testing.assert_array_equal(images[:, 0, 0, 0], [40, 41, 0, 1, 80, 81])  # Written as rock 0.., paper 40..
+  with pytest.raises(errors.DataError, match=r'has 3 class subdirectories \(paper, rock, scissors\), but '
+                                             r'config.num_classes=2; set --config.num_classes=3$'):
+    input_pipeline.load_labelled(config.data, 2)
+  Image.fromarray(np.zeros((28, 28), np.uint8)).save(root / 'stray.png')
+  with pytest.raises(errors.DataError, match='stray.png lies directly in .*, outside a class subdirectory'):
+    input_pipeline.load_labelled(config.data, 3)
+
+
+def _final_params(state):
+  return jax.tree.leaves((state.g_params, state.d_params))
+
+
+def test_a_conditional_run_resumes_exactly_with_labels_on_the_host_or_the_device(tmp_path):
+  data = _labelled_idx(tmp_path, np.arange(48) % 3)
+  config = _idx_config(data, 3)
+  config.num_train_steps, config.checkpoint_every_steps, config.log_every_steps = 4, 2, 2
+  straight = loop.train_and_evaluate(config, str(tmp_path / 'straight'))  # Labels on the device.
+  config.data.max_device_bytes = 0  # Labels sent with each batch from the host.
+  config.num_train_steps = 2
+  loop.train_and_evaluate(config, str(tmp_path / 'resumed'))
+  config.num_train_steps = 4
+  resumed = loop.train_and_evaluate(config, str(tmp_path / 'resumed'), allow_config_change=True)
+  for a, b in zip(_final_params(straight), _final_params(resumed)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  assert json.loads((tmp_path / 'straight' / 'classes.json').read_text()) == ['0', '1', '2']
+  # The sample grid has one row per class: 3 rows of 4 // 3 = 1 image (num_samples 4).
+  grid = np.asarray(Image.open(tmp_path / 'straight' / 'samples' / 'step_0000004.png'))
+  assert grid.shape[0] > 2 * grid.shape[1]

@@ -63,11 +63,15 @@ def write_summary(workdir: str) -> list[str]:
 
 
 class Monitor:
-  """Evaluation, best checkpoint, collapse alarm and summaries for one run (see the module docstring)."""
+  """Evaluation, best checkpoint, collapse alarm and summaries for one run (see the module docstring).
+
+  For a class-conditional run, `classes` (int [K'], the classes present in the data) are asked of the generator in
+  turn, and each evaluation also reports `class_accuracy` (history.json and TensorBoard's `eval/class_accuracy`).
+  """
 
   def __init__(self, config: ml_collections.ConfigDict, workdir: str, images: np.ndarray,
                sample_fn: Callable[[train.TrainState, jax.Array], jax.Array],
-               to_global: Callable[[np.ndarray], jax.Array], writer: Any):
+               to_global: Callable[[np.ndarray], jax.Array], writer: Any, classes: Optional[np.ndarray] = None):
     self._config = config
     self._workdir = workdir
     self._is_main = jax.process_index() == 0
@@ -97,6 +101,10 @@ class Monitor:
       z = train.sample_noise(jax.random.fold_in(jax.random.key(config.seed), 2),
                              (config.eval_num_samples, config.latent_dim), config.noise)
       self._z = to_global(np.asarray(z))
+      # Class-conditional runs (`classes`: those the data holds) ask for each class in turn and score
+      # class_accuracy.
+      self._labels = None if classes is None else np.resize(np.asarray(classes, np.int32), config.eval_num_samples)
+      self._label_args = () if classes is None else (to_global(self._labels),)
       self._best_checkpointer = checkpointing.Checkpointer(os.path.join(workdir, 'checkpoints_best'), 1)
 
   @property
@@ -118,11 +126,11 @@ class Monitor:
     and raises the collapse alarm. Returns the scores on process 0."""
     if not self._enabled:
       return None
-    samples = self._sample_fn(state, self._z)
+    samples = self._sample_fn(state, self._z, *self._label_args)
     scores = None
     fid = np.inf
     if self._is_main:
-      scores = self._evaluator.evaluate(np.asarray(samples.addressable_data(0)))
+      scores = self._evaluator.evaluate(np.asarray(samples.addressable_data(0)), self._labels)
       fid = scores['fid'] if np.isfinite(scores['fid']) else np.inf
     fid = float(_from_main(fid))
     is_best = np.isfinite(fid) and (self.best is None or fid < self.best['fid'])
@@ -135,13 +143,16 @@ class Monitor:
     if is_best:
       besteffort.call(self._best_path, _write_json, self._best_path, self.best)
     self.history.setdefault('fid', []).append((step, scores['fid']))
+    if 'class_accuracy' in scores:
+      self.history.setdefault('class_accuracy', []).append((step, scores['class_accuracy']))
     alarms = self._alarms(scores)
     scalars = {f'eval/{k}': v for k, v in scores.items()}
     scalars['eval/collapse_alarm'] = float(bool(alarms))
     besteffort.call('evaluation scalars', self._writer.write_scalars, step, scalars)
-    logging.info('eval step %d: FID %.2f, coverage %d/%d, KL %.3f, precision %.3f, recall %.3f%s', step,
+    logging.info('eval step %d: FID %.2f, coverage %d/%d, KL %.3f, precision %.3f, recall %.3f%s%s', step,
                  scores['fid'], scores['coverage'], self._evaluator.num_classes, scores['kl'], scores['precision'],
-                 scores['recall'], ' (best so far; saved to checkpoints_best/)' if is_best else
+                 scores['recall'], f", class accuracy {scores['class_accuracy']:.3f}" if 'class_accuracy' in scores
+                 else '', ' (best so far; saved to checkpoints_best/)' if is_best else
                  f' (best: FID {self.best["fid"]:.2f} at step {self.best["step"]})')
     for alarm in alarms:
       logging.warning('Collapse alarm at step %d: %s', step, alarm)
