@@ -106,7 +106,8 @@ def create_train_state(config: ml_collections.ConfigDict, rng: Array, *, generat
 
   Args:
     config: a config (`dcgan_jax.configs`); gives `latent_dim`, `noise`, `label_smoothing`, `gp_weight`,
-      `skip_nonfinite`, `num_classes` (> 0: a class-conditional state, whose modules take `labels`), and whatever of the networks, optimizers and loss is not passed.
+      `skip_nonfinite`, `num_classes` (> 0: a class-conditional state, whose modules take `labels`), and
+      whatever of the networks, optimizers and loss is not passed.
     rng: a typed or raw PRNG key.
     generator: any `flax.linen` module called as `generator(z, train: bool)`: z float32 [B, latent_dim] -> images
       [B, H, W, C]. Optional, detected: a `bn_axis_name` field (synchronised BatchNorm in the loop's multi-device

@@ -279,3 +279,75 @@ def test_a_conditional_run_resumes_exactly_with_labels_on_the_host_or_the_device
   # The sample grid has one row per class: 3 rows of 4 // 3 = 1 image (num_samples 4).
   grid = np.asarray(Image.open(tmp_path / 'straight' / 'samples' / 'step_0000004.png'))
   assert grid.shape[0] > 2 * grid.shape[1]
+
+
+def test_class_accuracy_on_a_hand_made_classifier_case():
+  # An untrained classifier is still a fixed function: its own predictions on these images are the classes it
+  # "recognises"; asking for them scores 1, asking for another class on 3 of 8 images scores 5/8.
+  from dcgan_jax.eval import classifier  # pylint: disable=g-import-not-at-top
+  from dcgan_jax.eval import evaluation  # pylint: disable=g-import-not-at-top
+  variables = jax.jit(classifier.CNN(10).init)(jax.random.key(0), jnp.zeros((1, 28, 28, 1)))
+  real = np.random.default_rng(0).integers(0, 256, (8, 28, 28, 1)).astype(np.uint8)
+  generated = input_pipeline.to_float(real, (-1.0, 1.0))
+  predicted = classifier.predict_and_features(variables, real)[0]
+  evaluator = evaluation.Evaluator(variables, real, None, num_classes=10)
+  scores = evaluator.evaluate(generated, predicted)
+  assert tuple(scores) == evaluation.KEYS + ('class_accuracy',)
+  assert scores['class_accuracy'] == 1.0
+  wrong = predicted.copy()
+  wrong[:3] = (wrong[:3] + 1) % 10
+  assert evaluator.evaluate(generated, wrong)['class_accuracy'] == 5 / 8
+  assert tuple(evaluator.evaluate(generated)) == evaluation.KEYS  # Unconditional: no class_accuracy.
+  assert evaluation.class_accuracy([1, 2, 3, 4], [1, 2, 0, 0]) == 0.5
+
+
+# The sample command on a conditional run of a folder with two classes.
+
+
+@pytest.fixture(scope='module')
+def folder_run(tmp_path_factory):
+  root = tmp_path_factory.mktemp('cond')
+  data = _class_folder(root / 'data', classes=('rock', 'paper'), per_class=8)
+  config = conftest.tiny_config()
+  config.data.source, config.data.path = 'folder', str(data)
+  config.num_classes, config.num_train_steps = 2, 2
+  loop.train_and_evaluate(config, str(root / 'run'))
+  return root / 'run'
+
+
+def test_sample_writes_a_per_class_grid_by_default(folder_run, tmp_path):
+  from dcgan_jax import sample  # pylint: disable=g-import-not-at-top
+  from dcgan_jax import visualize  # pylint: disable=g-import-not-at-top
+  assert json.loads((folder_run / 'classes.json').read_text()) == ['paper', 'rock']
+  images = sample.run(str(folder_run), str(tmp_path / 'grid.npy'), num=7)
+  assert images.shape == (6, 28, 28, 1)  # 2 classes x 7 // 2 = 3 per class.
+  config, state = sample.load(str(folder_run))
+  z = train.sample_noise(jax.random.key(0), (6, config.latent_dim), config.noise)
+  expected = train.generate(state, z, jnp.array([0, 0, 0, 1, 1, 1]), use_batch_stats=True)
+  np.testing.assert_allclose(images, np.asarray(expected), atol=1e-6)
+  sample.run(str(folder_run), str(tmp_path / 'grid.png'), num=7)
+  grid = np.asarray(Image.open(tmp_path / 'grid.png'))
+  assert grid.shape == visualize.make_grid(images, (-1.0, 1.0), 3).shape[:2]  # 2 rows of 3.
+  labels, columns = sample.sample_labels(config, 7)
+  np.testing.assert_array_equal(labels, [0, 0, 0, 1, 1, 1])
+  assert columns == 3
+
+
+def test_sample_label_by_index_and_by_folder_name(folder_run, tmp_path):
+  from dcgan_jax import sample  # pylint: disable=g-import-not-at-top
+  by_name = sample.run(str(folder_run), str(tmp_path / 'a.npy'), num=4, label='rock')
+  by_index = sample.run(str(folder_run), str(tmp_path / 'b.npy'), num=4, label='1')
+  np.testing.assert_array_equal(by_name, by_index)
+  config, state = sample.load(str(folder_run))
+  z = train.sample_noise(jax.random.key(0), (4, config.latent_dim), config.noise)
+  np.testing.assert_allclose(by_name, np.asarray(train.generate(state, z, jnp.ones((4,), jnp.int32),
+                                                                use_batch_stats=True)), atol=1e-6)
+  paper = sample.run(str(folder_run), str(tmp_path / 'c.npy'), num=4, label='paper')
+  assert not np.allclose(paper, by_name)
+  with pytest.raises(errors.ConfigError) as e:
+    sample.run(str(folder_run), str(tmp_path / 'd.npy'), num=4, label='scissors')
+  assert str(e.value) == '--label=scissors: not a class of this run; pass an index in 0..1 or one of paper, rock'
+  unconditional = conftest.tiny_config()
+  with pytest.raises(errors.ConfigError, match=r'^--label=3: this run is unconditional \(config.num_classes=0\); '
+                                               'drop --label$'):
+    sample.class_index(str(tmp_path), unconditional, '3')

@@ -40,6 +40,10 @@ from dcgan_jax import visualize
 from dcgan_jax.trainer import workdir as workdir_lib
 
 
+# A class-conditional run's class names, in index order (`write_classes`).
+CLASSES_FILE = 'classes.json'
+
+
 def _format_time(seconds: float) -> str:
   seconds = int(max(seconds, 0))
   return f'{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}'
@@ -192,8 +196,6 @@ def write_classes(workdir: str, names: tuple[str, ...]) -> None:
     json.dump(list(names), f)
   os.replace(path + '.tmp', path)
 
-
-CLASSES_FILE = 'classes.json'
 
 
 class _Run:
