@@ -235,6 +235,18 @@ def test_labels_beyond_num_classes_are_one_line(tmp_path):
     input_pipeline.load_labelled(config.data, 3)
 
 
+def test_tfds_labels_come_from_its_label_feature():
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  from dcgan_jax.eval import classifier  # pylint: disable=g-import-not-at-top
+  config = conftest.tiny_config()
+  config.data.source = 'tfds'
+  with tfds.testing.mock_data(num_examples=12):
+    images, labels, names = input_pipeline.load_labelled(config.data, 10)
+    np.testing.assert_array_equal(labels, classifier.load_labels(config.data))  # The classifier's, in order.
+  assert images.shape == (12, 28, 28, 1) and labels.shape == (12,) and labels.dtype == np.int32
+  assert names == tuple(str(k) for k in range(10))
+
+
 def _class_folder(root, classes=('paper', 'rock'), per_class=8):
   for k, name in enumerate(classes):
     (root / name).mkdir(parents=True)
@@ -347,6 +359,9 @@ def test_sample_label_by_index_and_by_folder_name(folder_run, tmp_path):
   with pytest.raises(errors.ConfigError) as e:
     sample.run(str(folder_run), str(tmp_path / 'd.npy'), num=4, label='scissors')
   assert str(e.value) == '--label=scissors: not a class of this run; pass an index in 0..1 or one of paper, rock'
+  with pytest.raises(errors.ConfigError, match='^--export: exporting a class-conditional generator is not '
+                                               'supported yet; drop --export$'):
+    sample.run(str(folder_run), str(tmp_path / 'e.npy'), num=4, export=str(tmp_path / 'g.jax'))
   unconditional = conftest.tiny_config()
   with pytest.raises(errors.ConfigError, match=r'^--label=3: this run is unconditional \(config.num_classes=0\); '
                                                'drop --label$'):
