@@ -366,3 +366,12 @@ def test_sample_label_by_index_and_by_folder_name(folder_run, tmp_path):
   with pytest.raises(errors.ConfigError, match=r'^--label=3: this run is unconditional \(config.num_classes=0\); '
                                                'drop --label$'):
     sample.class_index(str(tmp_path), unconditional, '3')
+
+
+def test_a_conditional_run_with_the_epoch_blocks_schedule(tmp_path):
+  # G-only and D-only steps (rock_paper_scissors_conditional's schedule) take the labels too.
+  config = _idx_config(_labelled_idx(tmp_path, np.arange(24) % 3), 3)
+  config.schedule, config.num_train_steps = 'epoch_blocks', 6  # 3 steps per epoch: one G block, one D block.
+  state = loop.train_and_evaluate(config, str(tmp_path / 'run'))
+  assert (int(state.step), int(state.d_updates), int(state.g_updates)) == (6, 3, 3)
+  assert bool(dcgan_jax.all_finite(state))
