@@ -375,3 +375,40 @@ def test_a_conditional_run_with_the_epoch_blocks_schedule(tmp_path):
   state = loop.train_and_evaluate(config, str(tmp_path / 'run'))
   assert (int(state.step), int(state.d_updates), int(state.g_updates)) == (6, 3, 3)
   assert bool(dcgan_jax.all_finite(state))
+
+
+_FOUR_DEVICES = '''
+import json, sys
+import jax, jax.numpy as jnp, numpy as np, optax
+sys.path.insert(0, 'tests')
+import conftest
+from dcgan_jax import train
+from dcgan_jax.data import input_pipeline
+assert jax.device_count() == 4, jax.devices()
+config = conftest.tiny_config()
+config.num_classes = 3
+state = train.create_train_state(config, jax.random.key(0))
+sgd = optax.sgd(0.05)
+state = state.replace(g_tx=sgd, d_tx=sgd, g_opt_state=sgd.init(state.g_params), d_opt_state=sgd.init(state.d_params))
+images = np.asarray(jax.random.randint(jax.random.key(1), (8, 28, 28, 1), 0, 256), np.uint8)
+labels = np.arange(8, dtype=np.int32) % 3
+one, _ = jax.jit(train.train_step)(state, {'image': input_pipeline.to_float(images), 'label': labels})
+mesh = jax.sharding.Mesh(np.asarray(jax.devices()), ('data',))
+sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(None, 'data'))
+step = train.make_parallel_train_step(mesh, True, (-1.0, 1.0), conditional=True)
+four, _ = step(state, jax.device_put(images[None], sharding), jax.device_put(labels[None], sharding))
+json.dump({name: [np.asarray(x).tolist() for x in jax.tree.leaves((s.g_params, s.d_params))]
+           for name, s in (('one', one), ('four', four))}, sys.stdout)
+'''
+
+
+@pytest.mark.slow
+def test_four_devices_draw_the_same_fake_labels_as_one():
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  proc = subprocess.run([sys.executable, '-c', _FOUR_DEVICES], capture_output=True, text=True,
+                        env=conftest.subprocess_env(num_devices=4), cwd=conftest.ROOT, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  result = json.loads(proc.stdout)
+  for want, have in zip(result['one'], result['four']):
+    np.testing.assert_allclose(np.asarray(have), np.asarray(want), rtol=2e-4, atol=2e-6)
