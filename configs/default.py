@@ -22,6 +22,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.steps_per_call = 1
   config.latent_dim = 100  # Size of the noise vector z.
   config.noise = 'uniform'  # 'uniform' (in [-1, 1], as the original) or 'normal'.
+  # Class-conditional GAN: 0 (unconditional) or the number of classes K. With K > 0 the data's labels (0..K-1) are
+  # batched with the images, the generator embeds the label (concatenated to z) and the discriminator is a projection
+  # discriminator; samples are drawn per class. Labels come from the IDX labels file, the TFDS 'label' feature, or a
+  # folder's first-level subdirectories (sorted names). Not with schedule 'adaptive'.
+  config.num_classes = 0
   # GAN loss, computed from logits: 'non_saturating', 'minimax', 'lsgan', 'hinge', 'wgan_gp', or the relativistic
   # 'rpgan' (pairing) and 'ragan' (average) (see losses.py).
   config.loss = 'non_saturating'

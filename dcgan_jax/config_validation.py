@@ -113,6 +113,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
       if not isinstance(v, numbers.Real) or not 0 <= v < 1:
         problems.append(f'config.{opt}.{k}={v!r}: must be in [0, 1)')
   _check_model(config, problems)
+  _check_conditional(config, problems)
   if problems:
     raise errors.ConfigError('invalid config:\n  ' + '\n  '.join(problems))
 
@@ -137,6 +138,16 @@ def _check_loss_options(config, problems):
     if config.model.get('discriminator', {}).get('batchnorm', False) is True:
       problems.append(f'config.model.discriminator.batchnorm=True with loss={config.loss}: the gradient penalty needs '
                       'a critic that scores each example on its own; set --config.model.discriminator.batchnorm=False')
+
+
+def _check_conditional(config, problems):
+  num_classes = config.get('num_classes', 0)
+  if not _is_int(num_classes, 0) or num_classes == 1:
+    problems.append(f'config.num_classes={num_classes!r}: must be 0 (unconditional) or an integer >= 2 (the '
+                    'number of classes)')
+  elif num_classes and config.schedule == 'adaptive':
+    problems.append(f'config.num_classes={num_classes} with schedule=adaptive: the adaptive checks are not '
+                    'class-conditional; use --config.schedule=alternating or epoch_blocks')
 
 
 def _is_int(value, minimum):

@@ -2,11 +2,16 @@
 
   python -m dcgan_jax.sample --workdir=W [--checkpoint=best|latest|STEP] --num=64 --out=grid.png \
       [--interpolate] [--use_running_average] [--seed=0] [--export=generator.jax] [--generator=ema|raw]
+      [--label=K|NAME]
 
 The run's config comes from `W/config.json`; the parameters from `W/checkpoints/` (latest or a given step) or
 `W/checkpoints_best/` (best), read-only, so it is safe while the run is still training. The same --seed gives the
 same images. A run trained with `config.ema_decay` > 0 samples from the moving average of G's weights unless
 `--generator=raw`.
+
+Class-conditional runs (`config.num_classes` > 0) write a per-class grid by default (one row of `num // K` images
+per class, at least one); `--label` asks for one class, by index (`--label=7`) or, for a folder dataset, by its
+subdirectory name (`--label=paper`, from the run's `classes.json`).
 """
 
 import functools
@@ -213,6 +218,47 @@ def interpolation_noise(rng: jax.Array, rows: int, steps: int, latent_dim: int, 
   return z.reshape(rows * steps, latent_dim)
 
 
+def class_index(workdir: str, config: ml_collections.ConfigDict, label: str) -> int:
+  """The class `label` names in a class-conditional run: an index in 0..num_classes-1, or a class name from
+  `workdir/classes.json` (the folder source's subdirectory names, written by the trainer).
+
+  Raises:
+    errors.ConfigError: the run is unconditional, or `label` is neither a valid index nor a recorded name.
+  """
+  num_classes = config.get('num_classes', 0)
+  if not num_classes:
+    raise errors.ConfigError(f'--label={label}: this run is unconditional (config.num_classes=0); drop --label')
+  names: list = []
+  try:
+    with open(os.path.join(workdir, 'classes.json')) as f:
+      names = [str(n) for n in json.load(f)]
+  except (OSError, ValueError):
+    pass  # A run without the record: indices only.
+  if label in names and not label.isdigit():
+    return names.index(label)
+  if label.isdigit() and int(label) < num_classes:
+    return int(label)
+  named = f' or one of {", ".join(names)}' if names and names != [str(k) for k in range(num_classes)] else ''
+  raise errors.ConfigError(f'--label={label}: not a class of this run; pass an index in 0..{num_classes - 1}{named}')
+
+
+def sample_labels(config: ml_collections.ConfigDict, num: int, label: Optional[int] = None,
+                  rows: int = 0, steps: int = 0) -> tuple[Optional[np.ndarray], int]:
+  """The labels to sample a run with, and the grid's columns: `(None, 0)` for an unconditional run; `label` for
+  every image (columns 0: near-square); with `rows` (interpolation) row r gets class `label` or r % K, columns
+  `steps`; else a per-class grid, one row of max(1, num // K) images per class (int32 [K * that])."""
+  num_classes = config.get('num_classes', 0)
+  if not num_classes:
+    return None, 0
+  if rows:
+    per_row = np.full((rows,), label, np.int32) if label is not None else np.arange(rows, dtype=np.int32) % num_classes
+    return np.repeat(per_row, steps), steps
+  if label is not None:
+    return np.full((num,), label, np.int32), 0
+  per_class = max(1, num // num_classes)
+  return visualize.per_class_labels(num_classes, per_class), per_class
+
+
 @functools.lru_cache(maxsize=None)
 def _generate_fn(use_batch_stats: bool, generator: str):
   # Compiled once per BatchNorm mode and weights: the modules travel in the state's (static) structure.
@@ -220,7 +266,8 @@ def _generate_fn(use_batch_stats: bool, generator: str):
 
 
 def generate_samples(state: train.TrainState, config: ml_collections.ConfigDict, num: int, seed: int = 0,
-                     interpolate: bool = False, steps: int = 8, generator: str = 'auto') -> tuple[np.ndarray, int]:
+                     interpolate: bool = False, steps: int = 8, generator: str = 'auto',
+                     label: Optional[int] = None) -> tuple[np.ndarray, int]:
   """Images from the run's generator, deterministic for a given seed.
 
   Args:
@@ -232,30 +279,36 @@ def generate_samples(state: train.TrainState, config: ml_collections.ConfigDict,
     steps: points per interpolation row.
     generator: 'auto' (the EMA weights when the run has them, else the raw ones), 'ema' or 'raw'
       (`train.generate`).
+    label: class-conditional runs: the class of every image; None gives a per-class grid (`sample_labels`).
 
   Returns:
-    `(images float32 [N, H, W, C] in models.data_range(config), columns for a grid: steps if interpolating, else 0)`.
+    `(images float32 [N, H, W, C] in models.data_range(config), columns for a grid: steps if interpolating, the
+    images per class of a per-class grid, else 0)`.
   """
   rng = jax.random.key(seed)
+  rows = max(1, num // steps) if interpolate else 0
+  labels, columns = sample_labels(config, num, label, rows, steps)
   if interpolate:
-    rows = max(1, num // steps)
     z = interpolation_noise(rng, rows, steps, config.latent_dim, config.noise)
   else:
-    z = train.sample_noise(rng, (num, config.latent_dim), config.noise)
-  images = np.asarray(_generate_fn(bool(config.model.sample_use_batch_stats), generator)(state, z), np.float32)
-  return images, (steps if interpolate else 0)
+    z = train.sample_noise(rng, (num if labels is None else labels.shape[0], config.latent_dim), config.noise)
+  extra = () if labels is None else (labels,)
+  images = np.asarray(_generate_fn(bool(config.model.sample_use_batch_stats), generator)(state, z, *extra),
+                      np.float32)
+  return images, (steps if interpolate else columns)
 
 
 def run(workdir: str, out: str, checkpoint: str = 'latest', num: int = 64, seed: int = 0, interpolate: bool = False,
         use_running_average: Optional[bool] = None, steps: int = 8, export: Optional[str] = None,
-        generator: Optional[str] = None) -> np.ndarray:
+        generator: Optional[str] = None, label: Optional[str] = None) -> np.ndarray:
   """Restores a run and writes samples to `out` (.png: a grid; .npy: the raw float32 [N, H, W, C] array).
 
   `use_running_average` None keeps the run's `config.model.sample_use_batch_stats`; True normalizes with the
   running averages, False with the statistics of the sampled batch. `export`: also write the generator, in that
   sampling mode, as a serialized `jax.export.Exported` (`export.export_generator`). `generator`: 'ema' (the
   moving average of G's weights; the run must have `config.ema_decay` > 0), 'raw', or None (the EMA when the run has
-  one). Returns the images written.
+  one). `label`: a class index or name, for class-conditional runs (see the module docstring). Returns the images
+  written.
   """
   extension = os.path.splitext(out)[1].lower()
   if extension not in ('.png', '.npy'):
@@ -272,10 +325,13 @@ def run(workdir: str, out: str, checkpoint: str = 'latest', num: int = 64, seed:
     raise errors.ConfigError(f'--generator=ema: the run in {workdir} was trained without an EMA of the generator '
                              '(config.ema_decay=0); use --generator=raw')
   generator = generator or 'auto'
+  label_index = None if label is None else class_index(workdir, config, label)
+  if export and config.get('num_classes', 0):
+    raise errors.ConfigError('--export: exporting a class-conditional generator is not supported yet; drop --export')
   if use_running_average is not None:
     config.model.sample_use_batch_stats = not use_running_average
   state = restore_state(workdir, config, checkpoint)
-  images, columns = generate_samples(state, config, num, seed, interpolate, steps, generator)
+  images, columns = generate_samples(state, config, num, seed, interpolate, steps, generator, label_index)
   if export:
     from dcgan_jax import export as export_lib  # pylint: disable=g-import-not-at-top
     export_lib.export_generator(state, export, use_batch_stats=bool(config.model.sample_use_batch_stats),
@@ -335,6 +391,8 @@ def _define_flags() -> None:
                     'trained ones (raw); default: ema when the run has it, else raw.')
   flags.DEFINE_string('export', None, 'Also write the generator as a serialized jax.export.Exported (z [N, latent] '
                       '-> images, parameters baked in) to this path.')
+  flags.DEFINE_string('label', None, 'Class-conditional runs: the class to draw, an index or a folder class name; '
+                      'default: a grid with one row per class.')
   flags.mark_flag_as_required('workdir')
 
 
@@ -345,7 +403,7 @@ def main(argv):
   logging.get_absl_handler().addFilter(_no_read_only_notes)
   try:
     images = run(FLAGS.workdir, FLAGS.out, FLAGS.checkpoint, FLAGS.num, FLAGS.seed, FLAGS.interpolate,
-                 FLAGS.use_running_average, FLAGS.steps, FLAGS.export, FLAGS.generator)
+                 FLAGS.use_running_average, FLAGS.steps, FLAGS.export, FLAGS.generator, FLAGS.label)
   except errors.UserError as e:
     sys.exit(f'Error: {e}')
   print(f'wrote {FLAGS.out}: {images.shape[0]} samples')

@@ -19,6 +19,9 @@ Conventions shared by every kind:
   * With a DiffAugment policy (`state.diffaugment`), every batch D sees in training is augmented first (reals and
     fakes, in D and G updates, each application with its own draw from the update's D key); the R1/R2 gradients are
     taken at the images before augmentation. The WGAN-GP penalty and the adaptive schedule's check see them as is.
+  * Class-conditional states (`state.num_classes` > 0) take the real batches' labels too; each fake batch's labels
+    are drawn uniformly from the same key as its noise (`fold_in(z_key, _LABEL_KEY)`), so they also depend only on
+    the seed and the step. Unconditional states draw nothing more and trace the same step as before.
 """
 
 import dataclasses
@@ -42,6 +45,8 @@ PyTree = Any
 _CHECK_KEY = 1 << 20
 # Folded into an update's D key for its DiffAugment draws (leaves the other streams as they were).
 _AUGMENT_KEY = 1 << 21
+# Folded into an update's noise key to draw its fake labels (conditional states only).
+_LABEL_KEY = 1 << 22
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,6 +86,12 @@ def sample_noise(rng: Array, shape: tuple[int, ...], noise: str) -> Array:
   if noise == 'normal':
     return jax.random.normal(rng, shape)
   raise ValueError(f'unknown noise {noise!r}; use uniform or normal')
+
+
+def sample_fake_labels(z_key: Array, num: int, num_classes: int) -> Array:
+  """The labels of a fake batch whose noise is drawn from `z_key`: int32 [num], uniform over 0..num_classes-1,
+  from `fold_in(z_key, _LABEL_KEY)` (so the noise itself is drawn as in an unconditional step)."""
+  return jax.random.randint(jax.random.fold_in(z_key, _LABEL_KEY), (num,), 0, num_classes, jnp.int32)
 
 
 def accepts(module: nn.Module, argument: str) -> bool:
@@ -131,12 +142,25 @@ class _Context:
     start = jax.lax.axis_index(self.axis_name) * self.local_batch
     return jax.lax.dynamic_slice_in_dim(z, start, self.local_batch)
 
-  def g_forward(self, state, z: Array, dropout_key: Array):
-    """(fake, vjp of fake w.r.t. G's params, G's new batch_stats)."""
+  def fake_labels(self, state, z_key: Array) -> Optional[Array]:
+    """This device's slice of the fake labels of an update (int32 [local_batch], uniform over the classes, drawn
+    for the global batch as the noise is), or None for an unconditional state."""
+    if not state.num_classes:
+      return None
+    if not self.axis_name:
+      return sample_fake_labels(z_key, self.local_batch, state.num_classes)
+    num_devices = jax.lax.psum(1, self.axis_name)
+    labels = sample_fake_labels(z_key, self.local_batch * num_devices, state.num_classes)
+    start = jax.lax.axis_index(self.axis_name) * self.local_batch
+    return jax.lax.dynamic_slice_in_dim(labels, start, self.local_batch)
+
+  def g_forward(self, state, z: Array, dropout_key: Array, labels: Optional[Array] = None):
+    """(fake, vjp of fake w.r.t. G's params, G's new batch_stats); `labels` for a conditional generator."""
+    extra = {} if labels is None else {'labels': labels}
     def forward(g_params):
       fake, updates = self.generator.apply(
           {'params': g_params, 'batch_stats': state.g_batch_stats}, z, train=True, mutable=['batch_stats'],
-          rngs={'dropout': dropout_key})
+          rngs={'dropout': dropout_key}, **extra)
       return fake, updates.get('batch_stats', {})
     return jax.vjp(forward, state.g_params, has_aux=True)
 
@@ -147,30 +171,36 @@ class _Context:
       return x
     return augment.apply(x, jax.random.fold_in(jax.random.fold_in(d_key, _AUGMENT_KEY), role), self.policy)
 
-  def d_apply(self, d_params, d_batch_stats, x: Array, dropout_key: Array, call: int):
-    """D's logits in training mode and its new batch_stats; `call` gives each application its own dropout mask."""
+  def d_apply(self, d_params, d_batch_stats, x: Array, dropout_key: Array, call: int,
+              labels: Optional[Array] = None):
+    """D's logits in training mode and its new batch_stats; `call` gives each application its own dropout mask;
+    `labels` for a conditional discriminator."""
+    extra = {} if labels is None else {'labels': labels}
     logits, updates = self.discriminator.apply(
         {'params': d_params, 'batch_stats': d_batch_stats}, x, train=True, mutable=['batch_stats'],
-        rngs={'dropout': jax.random.fold_in(dropout_key, call)})
+        rngs={'dropout': jax.random.fold_in(dropout_key, call)}, **extra)
     return jnp.reshape(logits, (x.shape[0],)), updates.get('batch_stats', {})
 
 
-def _d_update(ctx: _Context, state, images: Array, fake: Array, d_key: Array, gp_key: Array):
-  """One D update on a real and a fake batch. Returns (state, metrics, averaged gradients)."""
+def _d_update(ctx: _Context, state, images: Array, fake: Array, d_key: Array, gp_key: Array,
+              labels: tuple[Optional[Array], Optional[Array]] = (None, None)):
+  """One D update on a real and a fake batch (`labels`: theirs, for a conditional D). Returns (state, metrics,
+  averaged gradients)."""
   gan_loss = ctx.gan_loss
+  real_labels, fake_labels = labels
   real_in, fake_in = ctx.augment(images, d_key, 0), ctx.augment(fake, d_key, 1)
 
   def loss_fn(d_params):
-    real_logits, d_bs = ctx.d_apply(d_params, state.d_batch_stats, real_in, d_key, 0)
-    fake_logits, d_bs = ctx.d_apply(d_params, d_bs, fake_in, d_key, 1)
+    real_logits, d_bs = ctx.d_apply(d_params, state.d_batch_stats, real_in, d_key, 0, real_labels)
+    fake_logits, d_bs = ctx.d_apply(d_params, d_bs, fake_in, d_key, 1, fake_labels)
     if gan_loss.label_smoothing:
       loss = gan_loss.d(real_logits, fake_logits, label_smoothing=state.label_smoothing)
     else:
       loss = gan_loss.d(real_logits, fake_logits)
     if gan_loss.gradient_penalty:
-      critic = lambda x: ctx.d_apply(d_params, d_bs, x, d_key, 2)[0]
+      critic = lambda x: ctx.d_apply(d_params, d_bs, x, d_key, 2, real_labels)[0]
       loss += state.gp_weight * losses.gradient_penalty(critic, images, fake, gp_key)
-    loss += r_penalties(ctx, state, d_params, d_bs, images, fake, d_key)
+    loss += r_penalties(ctx, state, d_params, d_bs, images, fake, d_key, labels)
     return loss, (real_logits, fake_logits, d_bs)
 
   (loss, (real_logits, fake_logits, d_bs)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.d_params)
@@ -189,13 +219,14 @@ def _d_update(ctx: _Context, state, images: Array, fake: Array, d_key: Array, gp
 
 
 def r_penalties(ctx: _Context, state, d_params: PyTree, d_batch_stats: PyTree, real: Array, fake: Array,
-                d_key: Array) -> Array:
+                d_key: Array, labels: tuple[Optional[Array], Optional[Array]] = (None, None)) -> Array:
   """The R1 (on `real`) and R2 (on `fake`) penalties of one D update: `weight / 2 * E||grad_x D(x)||^2` each
   (`losses.squared_gradient_norm`, D in training mode), for the weights the state carries (None: off).
 
   Lazy regularization (StyleGAN2): with `state.r_every` = k > 1 they apply on the D updates whose count before the
   update (`state.d_updates`) is a multiple of k, times k, and are 0 on the others. They are added to that update's
   D loss (StyleGAN2 takes a separate optimizer step for them instead). float32 scalar; 0.0 when both are off.
+  `labels`: the real and fake batches' labels, for a conditional D.
   """
   terms = [(weight, x, role) for weight, x, role in ((state.r1_weight, real, 0), (state.r2_weight, fake, 1))
            if weight is not None]
@@ -207,7 +238,7 @@ def r_penalties(ctx: _Context, state, d_params: PyTree, d_batch_stats: PyTree, r
     for weight, x, role in terms:
       # The gradient is taken at the images before DiffAugment, through the same draw as the D loss's.
       critic = lambda v, role=role: ctx.d_apply(d_params, d_batch_stats, ctx.augment(v, d_key, role), d_key,
-                                                5 + role)[0]
+                                                5 + role, labels[role])[0]
       total += weight / 2 * losses.squared_gradient_norm(critic, x)
     return total * state.r_every
 
@@ -219,17 +250,22 @@ def r_penalties(ctx: _Context, state, d_params: PyTree, d_batch_stats: PyTree, r
   return jax.lax.cond(due, penalty, lambda: jnp.zeros((), jnp.float32))
 
 
-def _g_update(ctx: _Context, state, real: Array, fake: Array, g_vjp, d_key: Array):
-  """One G update through the current D, from a generator forward's output and VJP.
+def _g_update(ctx: _Context, state, real: Array, fake: Array, g_vjp, d_key: Array,
+              labels: tuple[Optional[Array], Optional[Array]] = (None, None)):
+  """One G update through the current D, from a generator forward's output and VJP (`labels`: the real and fake
+  batches' labels, for a conditional D).
 
   G's loss also sees D's logits on `real` (training mode, its BatchNorm statistics discarded); a loss that ignores
   them costs nothing, as the compiled step drops that forward.
   """
+  real_labels, fake_labels = labels
   real_in = ctx.augment(real, d_key, 4)
-  real_logits = jax.lax.stop_gradient(ctx.d_apply(state.d_params, state.d_batch_stats, real_in, d_key, 4)[0])
+  real_logits = jax.lax.stop_gradient(
+      ctx.d_apply(state.d_params, state.d_batch_stats, real_in, d_key, 4, real_labels)[0])
 
   def loss_fn(fake):
-    logits, d_bs = ctx.d_apply(state.d_params, state.d_batch_stats, ctx.augment(fake, d_key, 3), d_key, 3)
+    logits, d_bs = ctx.d_apply(state.d_params, state.d_batch_stats, ctx.augment(fake, d_key, 3), d_key, 3,
+                               fake_labels)
     return ctx.gan_loss.g(real_logits, logits), d_bs
 
   (loss, d_bs), fake_grad = jax.value_and_grad(loss_fn, has_aux=True)(fake)
@@ -287,7 +323,8 @@ def _check(ctx: _Context, state, kind: StepKind, heldout: Optional[Array]):
 
 
 def step(state, images: Array, kind: StepKind = ALTERNATING, axis_name: Optional[str] = None,
-         sync_batchnorm: bool = False, heldout: Optional[Array] = None) -> tuple[Any, dict[str, Array]]:
+         sync_batchnorm: bool = False, heldout: Optional[Array] = None,
+         labels: Optional[Array] = None) -> tuple[Any, dict[str, Array]]:
   """One step of `kind`. Pure.
 
   Args:
@@ -299,6 +336,8 @@ def step(state, images: Array, kind: StepKind = ALTERNATING, axis_name: Optional
       global statistics when `sync_batchnorm`.
     sync_batchnorm: see `axis_name`.
     heldout: float32 [B, H, W, C], real images for the 'd_accuracy' check.
+    labels: int32 [kind.rows, B], the real batches' classes, for a conditional state (`state.num_classes` > 0);
+      None for an unconditional one.
 
   Returns:
     `(new_state, metrics)`: float32 scalars; D's (`d_loss`, `d_real`, `d_fake`, `d_acc_real`, `d_acc_fake`, each the
@@ -311,25 +350,30 @@ def step(state, images: Array, kind: StepKind = ALTERNATING, axis_name: Optional
   if images.shape[0] != kind.rows:
     raise ValueError(f'a {kind} step takes {kind.rows} batches of real images, got {images.shape[0]}')
   ctx = _Context(state, images.shape[1], axis_name, sync_batchnorm)
+  real_labels = lambda row: None if labels is None else labels[row]
   old = state
   d_metrics, g_metrics, grads = [], [], []
   shared = None
   for i in range(kind.d_steps):
     z_key, g_key, d_key, gp_key = ctx.keys(i)
-    fake, g_vjp, g_bs = ctx.g_forward(state, ctx.noise(state, z_key), g_key)
+    fake_labels = ctx.fake_labels(state, z_key)
+    fake, g_vjp, g_bs = ctx.g_forward(state, ctx.noise(state, z_key), g_key, fake_labels)
     state = state.replace(g_batch_stats=g_bs)
-    state, metrics, d_grads = _d_update(ctx, state, images[i], jax.lax.stop_gradient(fake), d_key, gp_key)
+    state, metrics, d_grads = _d_update(ctx, state, images[i], jax.lax.stop_gradient(fake), d_key, gp_key,
+                                        (real_labels(i), fake_labels))
     d_metrics.append(metrics)
     grads.append(d_grads)
-    shared = (fake, g_vjp, d_key)
+    shared = (fake, g_vjp, d_key, fake_labels)
   for j in range(kind.g_steps):
     if j == 0 and shared is not None:
-      fake, g_vjp, d_key = shared  # G has not changed since this forward.
+      fake, g_vjp, d_key, fake_labels = shared  # G has not changed since this forward.
     else:
       z_key, g_key, d_key, _ = ctx.keys(kind.d_steps + j)
-      fake, g_vjp, g_bs = ctx.g_forward(state, ctx.noise(state, z_key), g_key)
+      fake_labels = ctx.fake_labels(state, z_key)
+      fake, g_vjp, g_bs = ctx.g_forward(state, ctx.noise(state, z_key), g_key, fake_labels)
       state = state.replace(g_batch_stats=g_bs)
-    state, metrics, g_grads = _g_update(ctx, state, images[-1], fake, g_vjp, d_key)
+    state, metrics, g_grads = _g_update(ctx, state, images[-1], fake, g_vjp, d_key,
+                                        (real_labels(-1), fake_labels))
     g_metrics.append(metrics)
     grads.append(g_grads)
 

@@ -2,7 +2,7 @@
 
 Public API (re-exported by `dcgan_jax`, documented in docs/api.md):
   `TrainState`, `create_train_state(config, rng, *, generator, discriminator, g_optimizer, d_optimizer, loss)`,
-  `train_step(state, batch)`, `generate(state, z, *, use_batch_stats, generator)`.
+  `train_step(state, batch)`, `generate(state, z, labels=None, *, use_batch_stats, generator)`.
 
 Static pieces (the two modules, the two optax transformations, the loss and the noise settings) travel as
 non-pytree fields of the state, as flax's `TrainState.apply_fn` does: `train_step` then needs nothing but its two
@@ -24,6 +24,7 @@ import ml_collections
 import optax
 
 from dcgan_jax import backend
+from dcgan_jax import errors
 from dcgan_jax import losses
 from dcgan_jax import models
 from dcgan_jax import steps
@@ -62,6 +63,8 @@ class TrainState:
   noise: str = flax.struct.field(pytree_node=False, default='uniform')
   # Skip (do not apply) a step whose losses or gradients are not finite, instead of stopping the run.
   skip_nonfinite: bool = flax.struct.field(pytree_node=False, default=False)
+  # Class-conditional (> 0: both networks take labels 0..num_classes-1; batches carry 'label'); 0: unconditional.
+  num_classes: int = flax.struct.field(pytree_node=False, default=0)
   # Optional parts, None when their option is off (`config.ema_decay`, `r1_weight`, `r2_weight`). Declared last,
   # with the default None: a checkpoint written before a field existed restores it as None
   # (`checkpointing.restore_step`), and an off-run's leaves keep their order.
@@ -87,8 +90,11 @@ def _init_optimizer(tx: optax.GradientTransformation, params: PyTree, learning_r
 
 
 @functools.lru_cache(maxsize=None)
-def _init_fn(module: nn.Module):
+def _init_fn(module: nn.Module, conditional: bool = False):
   # One compiled initializer per module (modules compare by their fields), shared by the members of a population.
+  if conditional:
+    return jax.jit(lambda key, x: module.init_with_output(key, x, train=False,
+                                                          labels=jnp.zeros((x.shape[0],), jnp.int32)))
   return jax.jit(lambda key, x: module.init_with_output(key, x, train=False))
 
 
@@ -110,8 +116,9 @@ def create_train_state(config: ml_collections.ConfigDict, rng: Array, *, generat
 
   Args:
     config: a config (`dcgan_jax.configs`); gives `latent_dim`, `noise`, `label_smoothing`, `gp_weight`,
-      `skip_nonfinite`, `ema_decay`, `r1_weight`, `r2_weight`, `r_every`, `diffaugment`, and whatever of the
-      networks, optimizers and loss is not passed.
+      `skip_nonfinite`, `num_classes` (> 0: a class-conditional state, whose modules take `labels`), `ema_decay`,
+      `r1_weight`, `r2_weight`, `r_every`, `diffaugment`, and whatever of the networks, optimizers and loss is not
+      passed.
     rng: a typed or raw PRNG key.
     generator: any `flax.linen` module called as `generator(z, train: bool)`: z float32 [B, latent_dim] -> images
       [B, H, W, C]. Optional, detected: a `bn_axis_name` field (synchronised BatchNorm in the loop's multi-device
@@ -131,8 +138,9 @@ def create_train_state(config: ml_collections.ConfigDict, rng: Array, *, generat
   g_key, d_key, state_key = jax.random.split(rng, 3)
   generator = models.build_network(config, 'generator') if generator is None else generator
   discriminator = models.build_network(config, 'discriminator') if discriminator is None else discriminator
-  sample, g_vars = _init_fn(generator)(g_key, jnp.zeros((1, config.latent_dim), jnp.float32))
-  _, d_vars = _init_fn(discriminator)(d_key, jnp.zeros(sample.shape, jnp.float32))
+  num_classes = int(config.get('num_classes', 0))
+  sample, g_vars = _init_fn(generator, num_classes > 0)(g_key, jnp.zeros((1, config.latent_dim), jnp.float32))
+  _, d_vars = _init_fn(discriminator, num_classes > 0)(d_key, jnp.zeros(sample.shape, jnp.float32))
   g_tx = g_optimizer if g_optimizer is not None else _adam(config.g_optimizer.b1, config.g_optimizer.b2)
   d_tx = d_optimizer if d_optimizer is not None else _adam(config.d_optimizer.b1, config.d_optimizer.b2)
   g_opt_state = (g_tx.init(g_vars['params']) if g_optimizer is not None else
@@ -148,7 +156,8 @@ def create_train_state(config: ml_collections.ConfigDict, rng: Array, *, generat
       gp_weight=jnp.asarray(config.gp_weight, jnp.float32),
       generator=generator, discriminator=discriminator, g_tx=g_tx, d_tx=d_tx,
       loss=losses.resolve(config.loss if loss is None else loss), latent_dim=config.latent_dim, noise=config.noise,
-      skip_nonfinite=config.skip_nonfinite, **_options(config, g_vars['params']))
+      skip_nonfinite=config.skip_nonfinite, num_classes=num_classes,
+      **_options(config, g_vars['params']))
 
 
 def _options(config: ml_collections.ConfigDict, g_params: PyTree) -> dict[str, Any]:
@@ -184,12 +193,29 @@ def with_hyperparameters(state: TrainState, source: TrainState) -> TrainState:
                        d_opt_state=hyper(state.d_opt_state, source.d_opt_state))
 
 
+def batch_labels(state: TrainState, batch: dict[str, Array], rows: bool = True) -> Optional[Array]:
+  """`batch['label']` (int32 [B]; with `rows`, as one row [1, B]) for a conditional state, None otherwise.
+
+  Raises:
+    errors.UserError: a conditional state and no 'label' in the batch.
+  """
+  if not state.num_classes:
+    return None
+  if 'label' not in batch:
+    raise errors.UserError(f'this state is class-conditional (num_classes={state.num_classes}): the batch needs '
+                           f"'label', int32 [B] in 0..{state.num_classes - 1}, beside 'image'")
+  labels = jnp.asarray(batch['label'], jnp.int32)
+  return labels[None] if rows else labels
+
+
 def train_step(state: TrainState, batch: dict[str, Array]) -> tuple[TrainState, dict[str, Array]]:
   """One GAN training step: a D update, then a G update through the updated D. Pure; jit it.
 
   Args:
     state: the carried `TrainState`.
-    batch: `{'image': float32 [B, H, W, C]}` in the generator's output range ([-1, 1] for tanh generators).
+    batch: `{'image': float32 [B, H, W, C]}` in the generator's output range ([-1, 1] for tanh generators); a
+      conditional state (`num_classes` > 0) also needs `'label': int32 [B]` in 0..num_classes-1 (the fake batch's
+      labels are drawn uniformly from the state's key, per step).
 
   Returns:
     `(new_state, metrics)`; metrics are float32 scalars: `d_loss`, `g_loss`, `d_real` = mean D(x) and `d_fake` =
@@ -198,17 +224,17 @@ def train_step(state: TrainState, batch: dict[str, Array]) -> tuple[TrainState, 
     new state with `dcgan_jax.all_finite` where it matters (the training loop does before each log, evaluation
     and checkpoint).
   """
-  return steps.step(state, batch['image'][None], steps.ALTERNATING)
+  return steps.step(state, batch['image'][None], steps.ALTERNATING, labels=batch_labels(state, batch))
 
 
 def d_step(state: TrainState, batch: dict[str, Array]) -> tuple[TrainState, dict[str, Array]]:
   """One D update on `batch['image']` (as in `train_step`) and a fresh fake batch; G's parameters stay. Pure."""
-  return steps.step(state, batch['image'][None], steps.D_ONLY)
+  return steps.step(state, batch['image'][None], steps.D_ONLY, labels=batch_labels(state, batch))
 
 
 def g_step(state: TrainState, batch: dict[str, Array]) -> tuple[TrainState, dict[str, Array]]:
   """One G update through the current D on fresh noise; D's parameters stay. `batch` only sets the batch size."""
-  return steps.step(state, batch['image'][None], steps.G_ONLY)
+  return steps.step(state, batch['image'][None], steps.G_ONLY, labels=batch_labels(state, batch))
 
 
 GENERATORS = ('auto', 'ema', 'raw')  # What `generate(..., generator=)` accepts.
@@ -226,13 +252,37 @@ def generator_params(state: TrainState, generator: str = 'auto') -> PyTree:
   return state.g_ema_params
 
 
-def generate(state: TrainState, z: Array, *, use_batch_stats: bool = False, generator: str = 'auto') -> Array:
+def generation_labels(state: TrainState, labels: Optional[Array], num: int) -> dict[str, Array]:
+  """The keyword arguments that pass `labels` (int32 [num]) to the state's generator: {'labels': ...} for a
+  conditional state, {} for an unconditional one.
+
+  Raises:
+    errors.UserError: a conditional state without labels, labels for an unconditional one, or not one per image.
+  """
+  if not state.num_classes:
+    if labels is not None:
+      raise errors.UserError('labels given, but this state is unconditional (num_classes=0); drop them or train '
+                             'with config.num_classes > 0')
+    return {}
+  if labels is None:
+    raise errors.UserError(f'this state is class-conditional (num_classes={state.num_classes}): pass labels, '
+                           f'int32 [N] in 0..{state.num_classes - 1}, one per noise vector')
+  labels = jnp.asarray(labels, jnp.int32)
+  if labels.shape != (num,):
+    raise errors.UserError(f'labels must be int32 [{num}] (one per noise vector), got shape {labels.shape}')
+  return {'labels': labels}
+
+
+def generate(state: TrainState, z: Array, labels: Optional[Array] = None, *, use_batch_stats: bool = False,
+             generator: str = 'auto') -> Array:
   """Images from noise `z: float32 [N, latent_dim]` -> `float32 [N, H, W, C]` in the generator's range. Pure and
   differentiable in `z` (latent inversion: `jax.grad` of a loss of `generate(state, z)`).
 
   Args:
     state: a `TrainState`.
     z: float32 [N, latent_dim], N >= 1.
+    labels: int32 [N], the class of each image, in 0..num_classes-1: required for a class-conditional state
+      (`state.num_classes` > 0), None for an unconditional one (`errors.UserError` otherwise).
     use_batch_stats: keyword, static. False (default): BatchNorm normalizes with the running averages gathered in
       training; each image depends on its own z only, and a single z gets a gradient. True: with the statistics of
       this batch of z (as the original TensorFlow DCGAN samples; `config.model.sample_use_batch_stats`), dropout
@@ -245,17 +295,18 @@ def generate(state: TrainState, z: Array, *, use_batch_stats: bool = False, gene
     float32 [N, H, W, C].
   """
   variables = {'params': generator_params(state, generator), 'batch_stats': state.g_batch_stats}
+  conditioning = generation_labels(state, labels, z.shape[0])
   if use_batch_stats:
     extra = {'deterministic': True} if steps.accepts(state.generator, 'deterministic') else {}
-    images, _ = state.generator.apply(variables, z, train=True, mutable=['batch_stats'], **extra)
+    images, _ = state.generator.apply(variables, z, train=True, mutable=['batch_stats'], **extra, **conditioning)
     return images
-  return state.generator.apply(variables, z, train=False)
+  return state.generator.apply(variables, z, train=False, **conditioning)
 
 
 @functools.lru_cache(maxsize=None)
 def make_parallel_train_step(mesh: jax.sharding.Mesh, sync_batchnorm: bool, data_range: tuple[float, float],
                              device_data: bool = False, kind: steps.StepKind = steps.ALTERNATING,
-                             cpu_workarounds: Optional[bool] = None):
+                             cpu_workarounds: Optional[bool] = None, conditional: bool = False):
   """Steps of `kind` data-parallel over `mesh` (axis 'data'), several per call, compiled once, state donated.
 
   We use `shard_map` under `jit` rather than `pmap`: the state stays one replicated global array (no stacking and
@@ -269,6 +320,9 @@ def make_parallel_train_step(mesh: jax.sharding.Mesh, sync_batchnorm: bool, data
       there once), `indices: int32 [R, B]` sharded over 'data' on axis 1; each device gathers its own images, so
       no pixels cross the host-device boundary per step.
   Kinds with a 'd_accuracy' check take one more argument, `heldout: uint8 [B, H, W, C]` sharded over 'data'.
+  `conditional` (a state with `num_classes` > 0): the labels come too, `fn(state, images, labels)` with
+  `labels: int32 [R, B]` sharded like the images, or `fn(state, data, labels, indices)` with `labels: int32 [N]`
+  replicated beside `data`.
   Images are converted to `data_range` on the device. Returns `(state, metrics)`, each metric float32 `[K]`.
   The K steps run as one `lax.scan`, except on the CPU path (`backend.cpu_workarounds(cpu_workarounds)`: the
   default on CPU) for networks with convolutions, where they are traced one after another.
@@ -280,14 +334,24 @@ def make_parallel_train_step(mesh: jax.sharding.Mesh, sync_batchnorm: bool, data
   def run(state, *inputs):
     heldout = input_pipeline.to_float(inputs[-1], data_range) if with_heldout else None
     inputs = inputs[:-1] if with_heldout else inputs
-    data, xs = inputs if device_data else (None, inputs[0])
-    def body(state, rows):
-      images = input_pipeline.to_float(data[rows] if device_data else rows, data_range)
-      return steps.step(state, images, kind, axis_name='data', sync_batchnorm=sync_batchnorm, heldout=heldout)
+    if device_data:
+      data, all_labels, xs = inputs if conditional else (inputs[0], None, inputs[1])
+    else:
+      data, all_labels, xs = None, None, (tuple(inputs) if conditional else inputs[0])
 
-    num_steps = xs.shape[0] // kind.rows
-    xs = xs.reshape(num_steps, kind.rows, *xs.shape[1:])
-    unroll = backend.cpu_workarounds(cpu_workarounds) and _has_convolutions(body, state, xs[0])
+    def body(state, rows):
+      if device_data:
+        images, labels = data[rows], (None if all_labels is None else all_labels[rows])
+      else:
+        images, labels = rows if conditional else (rows, None)
+      images = input_pipeline.to_float(images, data_range)
+      return steps.step(state, images, kind, axis_name='data', sync_batchnorm=sync_batchnorm, heldout=heldout,
+                        labels=labels)
+
+    num_steps = jax.tree.leaves(xs)[0].shape[0] // kind.rows
+    xs = jax.tree.map(lambda a: a.reshape(num_steps, kind.rows, *a.shape[1:]), xs)
+    row = lambda k: jax.tree.map(lambda a: a[k], xs)
+    unroll = backend.cpu_workarounds(cpu_workarounds) and _has_convolutions(body, state, row(0))
     if num_steps > 1 and not unroll:
       # Without convolutions a scan is fastest and compiles once for any K (MLP GAN, K=10: 1.05x one step per
       # call, where the Python loop below was 0.73x and compiled 4x longer).
@@ -297,13 +361,14 @@ def make_parallel_train_step(mesh: jax.sharding.Mesh, sync_batchnorm: bool, data
     # the K steps one after another; it costs compile time only.
     metrics = []
     for k in range(num_steps):
-      state, m = body(state, xs[k])
+      state, m = body(state, row(k))
       metrics.append(m)
     return state, jax.tree.map(lambda *ms: jnp.stack(ms), *metrics)
 
   P = jax.sharding.PartitionSpec
   batch_spec = P(None, 'data')
-  in_specs = (P(), P(), batch_spec) if device_data else (P(), batch_spec)
+  labels_spec = ((P(),) if device_data else (batch_spec,)) if conditional else ()
+  in_specs = (P(), P(), *labels_spec, batch_spec) if device_data else (P(), batch_spec, *labels_spec)
   if with_heldout:
     in_specs += (P('data'),)
   # check_vma=False: gradients are per-device values averaged explicitly with pmean (the classic pmap semantics).
@@ -326,9 +391,11 @@ def _has_convolutions(fn, *args) -> bool:
   return search(jax.make_jaxpr(fn)(*args).jaxpr)
 
 
-def discriminate(state: TrainState, images: Array) -> Array:
+def discriminate(state: TrainState, images: Array, labels: Optional[Array] = None) -> Array:
   """D's probability that each image is real: `images: float32 [N, H, W, C]` in the data range -> float32 [N] in
-  [0, 1] (sigmoid of the logits; BatchNorm with running averages, no dropout). Pure."""
+  [0, 1] (sigmoid of the logits; BatchNorm with running averages, no dropout); `labels` int32 [N] as for
+  `generate` (required for a conditional state). Pure."""
+  conditioning = generation_labels(state, labels, images.shape[0])
   logits = state.discriminator.apply({'params': state.d_params, 'batch_stats': state.d_batch_stats}, images,
-                                     train=False)
+                                     train=False, **conditioning)
   return jax.nn.sigmoid(logits)

@@ -18,7 +18,8 @@ CONFIG_NAMES = sorted(p.stem for p in (pathlib.Path(__file__).resolve().parents[
 
 def test_the_config_list_is_complete():
   assert {'default', 'mnist', 'fashion_mnist', 'mnist_fnn', 'emnist_letters', 'folder', 'rock_paper_scissors',
-          'cifar10', 'fashion_mnist_mlp', 'mnist_mlp'} <= set(CONFIG_NAMES)
+          'cifar10', 'fashion_mnist_mlp', 'mnist_mlp', 'mnist_conditional', 'emnist_letters_conditional',
+          'rock_paper_scissors_conditional'} <= set(CONFIG_NAMES)
 
 
 @pytest.mark.parametrize('name', CONFIG_NAMES)
@@ -27,14 +28,55 @@ def test_every_config_validates_and_builds(name):
   config_validation.validate(config)
   g, d = models.build(config)
   z = jax.ShapeDtypeStruct((3, config.latent_dim), jnp.float32)
-  g_vars = jax.eval_shape(lambda z: g.init(jax.random.key(0), z, train=False), z)
-  images = jax.eval_shape(lambda v, z: g.apply(v, z, train=False), g_vars, z)
+  kw = {'labels': jnp.zeros((3,), jnp.int32)} if config.num_classes else {}  # Class-conditional configs.
+  g_vars = jax.eval_shape(lambda z: g.init(jax.random.key(0), z, train=False, **kw), z)
+  images = jax.eval_shape(lambda v, z: g.apply(v, z, train=False, **kw), g_vars, z)
   size = config.data.image_size
   assert images.shape == (3, size, size, config.data.channels) and images.dtype == jnp.float32
   assert models.output_size(config) == size
-  d_vars = jax.eval_shape(lambda x: d.init(jax.random.key(0), x, train=False), images)
-  logits = jax.eval_shape(lambda v, x: d.apply(v, x, train=False), d_vars, images)
+  d_vars = jax.eval_shape(lambda x: d.init(jax.random.key(0), x, train=False, **kw), images)
+  logits = jax.eval_shape(lambda v, x: d.apply(v, x, train=False, **kw), d_vars, images)
   assert logits.shape == (3,) and logits.dtype == jnp.float32
+
+
+# (config, num_classes, G parameters, D parameters). A conditional config adds to its base: G the K x latent label
+# embedding and the first layer's weights for it, D one projection vector per class over the last features.
+_CONDITIONAL_COUNTS = [
+    ('mnist', 0, 2_077_569, 835_713),
+    ('mnist_conditional', 10, 2_077_569 + 10 * 100 + 100 * 7 * 7 * 256, 835_713 + 10 * 7 * 7 * 256),
+    ('emnist_letters', 0, 2_368_705, 4_311_553),
+    ('emnist_letters_conditional', 27, 2_368_705 + 27 * 100 + 100 * 7 * 7 * 256, 4_311_553 + 27 * 4 * 4 * 512),
+    ('rock_paper_scissors', 0, 3_258_083, 306_369),
+    ('rock_paper_scissors_conditional', 3, 3_258_083 + 3 * 100 + 100 * 10 * 10 * 256,
+     306_369 + 3 * 19 * 19 * 128),
+]
+
+
+@pytest.mark.parametrize('name,num_classes,g_count,d_count', _CONDITIONAL_COUNTS,
+                         ids=[c[0] for c in _CONDITIONAL_COUNTS])
+def test_conditional_configs_and_their_parameter_counts(name, num_classes, g_count, d_count):
+  config = importlib.import_module(f'dcgan_jax.configs.{name}').get_config()
+  assert config.num_classes == num_classes
+  g, d = models.build(config)
+  kw = {'labels': jnp.zeros((2,), jnp.int32)} if num_classes else {}
+  size, channels = config.data.image_size, config.data.channels
+  g_vars = jax.eval_shape(lambda: g.init(jax.random.key(0), jnp.zeros((2, config.latent_dim)), train=False, **kw))
+  d_vars = jax.eval_shape(lambda: d.init(jax.random.key(0), jnp.zeros((2, size, size, channels)), train=False,
+                                         **kw))
+  assert (models.count_params(g_vars['params']), models.count_params(d_vars['params'])) == (g_count, d_count)
+
+
+def test_num_classes_is_checked():
+  config = default.get_config()
+  config.num_classes = 1
+  with pytest.raises(errors.ConfigError, match=r'config.num_classes=1: must be 0 \(unconditional\) or an integer '
+                                               r'>= 2 \(the number of classes\)'):
+    config_validation.validate(config)
+  config.num_classes = 5
+  config.schedule = 'adaptive'
+  with pytest.raises(errors.ConfigError, match='config.num_classes=5 with schedule=adaptive: the adaptive checks '
+                                               'are not class-conditional; use --config.schedule=alternating'):
+    config_validation.validate(config)
 
 
 @pytest.mark.parametrize('field,value,message', [

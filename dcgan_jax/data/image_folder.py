@@ -126,7 +126,7 @@ def _memory_bytes() -> int:
 
 
 def load_folder(path: str, image_size: int, channels: int, num_threads: Optional[int] = None,
-                max_bytes: int = 0) -> Union[np.ndarray, 'StreamedFolder']:
+                max_bytes: int = 0, files_out: Optional[list] = None) -> Union[np.ndarray, 'StreamedFolder']:
   """Decodes every image under `path` into memory, or streams them when they would not fit.
 
   Args:
@@ -136,6 +136,7 @@ def load_folder(path: str, image_size: int, channels: int, num_threads: Optional
     num_threads: decoding threads; None uses twice the CPU count, at most 16.
     max_bytes: above this many bytes of decoded images, return a `StreamedFolder` (decoded per access) instead of
       an array; 0 means half of this machine's memory (`config.data.max_host_bytes`).
+    files_out: when given, the path of each returned image, in order, is appended to it (for `class_labels`).
 
   Returns:
     uint8 array [N, image_size, image_size, channels], N >= 1, in sorted path order (unreadable files left out); or
@@ -160,7 +161,10 @@ def load_folder(path: str, image_size: int, channels: int, num_threads: Optional
   need = len(files) * image_size * image_size * channels
   limit = max_bytes or _memory_bytes() // 2
   if limit and need > limit:
-    return _streamed(path, files, image_size, channels, need, workers)
+    streamed = _streamed(path, files, image_size, channels, need, workers)
+    if files_out is not None:
+      files_out.extend(streamed.files)
+    return streamed
   images = np.empty((len(files), image_size, image_size, channels), np.uint8)
   failures: dict[int, str] = {}
 
@@ -180,7 +184,34 @@ def load_folder(path: str, image_size: int, channels: int, num_threads: Optional
   if failures:
     _report_unreadable(path, files, failures)
     images = images[np.setdiff1d(np.arange(len(files)), list(failures))]
+  if files_out is not None:
+    files_out.extend(f for i, f in enumerate(files) if i not in failures)
   return images
+
+
+def class_labels(path: str, files: list[str]) -> tuple[np.ndarray, tuple[str, ...]]:
+  """The classes of a folder's images: its first-level subdirectories, sorted by name, are classes 0, 1, ...
+
+  Args:
+    path: the folder (`config.data.path`).
+    files: the images' paths, under `path` (as `load_folder` lists them through `files_out`).
+
+  Returns:
+    `(labels int32 [len(files)], class names)`: each file's class index, and the sorted subdirectory names.
+
+  Raises:
+    errors.DataError: an image lies directly in `path`, outside every class subdirectory.
+  """
+  names = tuple(sorted(d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d))))
+  index = {name: i for i, name in enumerate(names)}
+  labels = np.empty((len(files),), np.int32)
+  for i, f in enumerate(files):
+    parts = os.path.relpath(f, path).split(os.sep)
+    if len(parts) < 2:
+      raise errors.DataError(f'{f} lies directly in {path}, outside a class subdirectory; a class-conditional run '
+                             '(config.num_classes > 0) reads one subdirectory per class: move it into one')
+    labels[i] = index[parts[0]]
+  return labels, names
 
 
 def _report_unreadable(path: str, files: list[str], failures: dict[int, str]) -> None:

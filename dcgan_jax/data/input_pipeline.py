@@ -11,6 +11,9 @@ A DCGAN split (MNIST-sized) fits in host memory, so the pipeline is deliberately
 * `EpochBatcher` cuts that array into batches whose content depends only on `(seed, step)`, so a run resumed from a
   checkpoint at step `s` sees exactly the batches an uninterrupted run would have seen from `s` on.
 * `to_float` maps uint8 pixels to the model's float range; it is plain arithmetic so it also runs inside `jax.jit`.
+* `load_labelled` reads the images with their class labels, for class-conditional runs (`config.num_classes` > 0):
+  the IDX labels file beside the images file, TFDS's 'label' feature, or a folder's first-level subdirectories.
+  Unconditional runs never read labels.
 
 Every problem a user can fix (missing directory, corrupt file, unprepared TFDS dataset) raises `errors.DataError`
 with a one-line message that names the path or dataset and says what to do.
@@ -20,6 +23,7 @@ import fnmatch
 import gzip
 import math
 import os
+import re
 import socket
 from typing import Any, Optional, Sequence, Tuple
 import zlib
@@ -193,7 +197,7 @@ def resolve_source(data_config: ml_collections.ConfigDict) -> ml_collections.Con
   return resolved
 
 
-def load_images(data_config: ml_collections.ConfigDict) -> np.ndarray:
+def load_images(data_config: ml_collections.ConfigDict, files_out: Optional[list] = None) -> np.ndarray:
   """Loads a whole split into host memory.
 
   Args:
@@ -201,6 +205,7 @@ def load_images(data_config: ml_collections.ConfigDict) -> np.ndarray:
       by `resolve_source`), `name` (TFDS name), `split`, `path` (IDX or image directory), `data_dir` (TFDS
       data_dir; '' or None for TFDS's default), `image_size` and `channels` (the folder source resizes and converts
       to them), and `transpose` (optional, default False: swap every image's height and width axes, for EMNIST).
+    files_out: folder source only: when given, each returned image's path is appended to it, in order.
 
   Returns:
     uint8 array `[N, H, W, C]` with N >= 1, values 0..255 (C = 1 for MNIST-like data); for a folder larger than
@@ -220,7 +225,7 @@ def load_images(data_config: ml_collections.ConfigDict) -> np.ndarray:
     where = f'TFDS dataset {data_config.name!r} split {data_config.split!r}'
   elif source == 'folder':
     images = image_folder.load_folder(data_config.path, data_config.image_size, data_config.channels,
-                                      max_bytes=data_config.get('max_host_bytes', 0))
+                                      max_bytes=data_config.get('max_host_bytes', 0), files_out=files_out)
     where = data_config.path
   else:
     raise errors.DataError(f'unknown --config.data.source={source!r}; allowed values: {", ".join(SOURCES)}')
@@ -238,6 +243,98 @@ def load_images(data_config: ml_collections.ConfigDict) -> np.ndarray:
     # A contiguous copy: batches gathered from a transposed view would be strided, slower reads every step.
     images = np.ascontiguousarray(images.transpose(0, 2, 1, 3))
   return images
+
+
+def label_file_for(images_path: str) -> str:
+  """The IDX labels file beside an images file: `...-images-idx3-ubyte[.gz]` -> `...-labels-idx1-ubyte[.gz]`.
+
+  Raises:
+    errors.DataError: there is none.
+  """
+  directory, name = os.path.split(images_path)
+  stem = re.sub(r'-images-idx3-ubyte(\.gz)?$', '', name)
+  candidates = [n for n in sorted(os.listdir(directory))
+                if fnmatch.fnmatchcase(n, f'{stem}-labels-idx1-ubyte') or fnmatch.fnmatchcase(
+                    n, f'{stem}-labels-idx1-ubyte.gz')]
+  if not candidates:
+    raise errors.DataError(f'no labels file for {name} in {directory} (looked for {stem}-labels-idx1-ubyte[.gz]); '
+                           'put the matching IDX labels file there')
+  return os.path.join(directory, candidates[0])
+
+
+def read_idx_labels(path: str) -> np.ndarray:
+  """Reads an IDX labels file (magic 0x00000801: one dimension of uint8), raw or gzip-compressed.
+
+  Returns:
+    int32 [N], the labels.
+
+  Raises:
+    errors.DataError: unreadable, not IDX, not a 1-D uint8 file, or the wrong size.
+  """
+  # read_idx validates the header, the type and the size for any rank; only the rank is checked here.
+  labels = read_idx(path)
+  if labels.ndim != 1:
+    raise errors.DataError(f'{path} holds data of shape {labels.shape}, not labels (an IDX file with magic '
+                           '0x00000801, one dimension); use a *-labels-idx1-ubyte file')
+  return labels.astype(np.int32)
+
+
+def load_labels(data_config: ml_collections.ConfigDict) -> np.ndarray:
+  """The labels of the split that `load_images(data_config)` reads (source idx, bundled or tfds; 'auto' resolved
+  first), in the same order: int32 [N].
+
+  Raises:
+    errors.DataError: no labels file beside the IDX images, a TFDS dataset without a 'label' feature, or another
+      source (folders: `load_labelled`).
+  """
+  data_config = resolve_source(data_config)
+  if data_config.source in ('idx', 'bundled'):
+    return read_idx_labels(label_file_for(idx_images_file(data_config)))
+  if data_config.source != 'tfds':
+    raise errors.DataError(f'--config.data.source={data_config.source!r} has no labels file; labels come from the '
+                           'tfds, bundled or idx sources, or from a folder\'s subdirectories (load_labelled)')
+  ds = _open_tfds(data_config.name, data_config.split, data_config.get('data_dir') or None)
+  if not isinstance(ds.element_spec, dict) or 'label' not in ds.element_spec:
+    raise errors.DataError(f'TFDS dataset {data_config.name!r} has no "label" feature; a class-conditional run or '
+                           'the classifier metrics need a labelled dataset')
+  labels = read_tfds_feature(ds, 'label')
+  return labels.astype(np.int32) if labels is not None else np.zeros((0,), np.int32)
+
+
+def load_labelled(data_config: ml_collections.ConfigDict,
+                  num_classes: int) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+  """A split with its class labels, for a class-conditional run.
+
+  Args:
+    data_config: `config.data`, as for `load_images`.
+    num_classes: `config.num_classes` (> 0): every label must be below it.
+
+  Returns:
+    `(images as load_images returns them, labels int32 [N] in 0..num_classes-1, class names)`: the names are a
+    folder's sorted first-level subdirectories, else '0', '1', ... up to num_classes - 1.
+
+  Raises:
+    errors.DataError: no labels (see `load_labels`, `image_folder.class_labels`), as many labels as images not,
+      or a label (a folder's number of classes) beyond `num_classes`.
+  """
+  data_config = resolve_source(data_config)
+  files: list = []
+  images = load_images(data_config, files_out=files)
+  if data_config.source == 'folder':
+    labels, names = image_folder.class_labels(data_config.path, files)
+    if len(names) != num_classes:
+      raise errors.DataError(f'{data_config.path} has {len(names)} class subdirectories ({_preview(names)}), but '
+                             f'config.num_classes={num_classes}; set --config.num_classes={len(names)}')
+  else:
+    labels, names = load_labels(data_config), tuple(str(k) for k in range(num_classes))
+  where = f'{data_config.source}:{data_config.name if data_config.source == "tfds" else data_config.path}'
+  if labels.shape[0] != images.shape[0]:
+    raise errors.DataError(f'{where}: {images.shape[0]} images but {labels.shape[0]} labels; the labels must match '
+                           'the images one to one')
+  if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+    raise errors.DataError(f'{where} has labels {labels.min()}..{labels.max()}, outside 0..{num_classes - 1} '
+                           f'(config.num_classes={num_classes}); set --config.num_classes={labels.max() + 1}')
+  return images, labels, names
 
 
 def idx_images_file(data_config: ml_collections.ConfigDict) -> str:
@@ -278,13 +375,15 @@ class EpochBatcher:
   step `s` therefore depends only on `(seed, s)`: restarting at step `s` reproduces the original sequence.
   """
 
-  def __init__(self, images: np.ndarray, batch_size: int, seed: int):
+  def __init__(self, images: np.ndarray, batch_size: int, seed: int, labels: Optional[np.ndarray] = None):
     """Wraps `images` (not copied).
 
     Args:
       images: array `[N, ...]`, typically uint8 `[N, H, W, C]`.
       batch_size: images per batch, >= 1.
       seed: non-negative integer; selects the per-epoch orders.
+      labels: optional int32 `[N]`, the class of each image (class-conditional runs): `batch_labels(step)` gives
+        those of `batch(step)`, in the same order.
 
     Raises:
       errors.ConfigError: batch_size < 1 or seed < 0.
@@ -298,7 +397,9 @@ class EpochBatcher:
     if num_images < batch_size:
       raise errors.DataError(f'the dataset has {num_images} images, fewer than the batch size {batch_size}; lower '
                              '--config.batch_size or use a larger split')
-    self._images = images
+    if labels is not None and np.shape(labels) != (num_images,):
+      raise errors.DataError(f'{num_images} images but labels of shape {np.shape(labels)}; give one label per image')
+    self._images, self._labels = images, labels
     self._batch_size = int(batch_size)
     self._seed = int(seed)
     self._steps_per_epoch = num_images // self._batch_size
@@ -346,6 +447,16 @@ class EpochBatcher:
       A new array `[batch_size, ...]` with the dtype of `images`.
     """
     return self._images[self.indices(step)]
+
+  def batch_labels(self, step: int) -> np.ndarray:
+    """The labels of `batch(step)`, in its order: int32 `[batch_size]`.
+
+    Raises:
+      ValueError: the batcher was made without labels.
+    """
+    if self._labels is None:
+      raise ValueError('this EpochBatcher has no labels; pass labels= when making it')
+    return np.asarray(self._labels)[self.indices(step)].astype(np.int32)
 
 
 def _preview(names: Sequence[str], limit: int = 8) -> str:

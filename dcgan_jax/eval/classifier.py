@@ -16,7 +16,6 @@ Command line (prints the held-out accuracy and writes the cache):
   python -m dcgan_jax.cli.classifier --data_source=idx --data_path=DIR --split=test --out=DIR
 """
 
-import fnmatch
 import functools
 import os
 import re
@@ -41,7 +40,6 @@ FEATURE_DIM = 128
 _VERSION = 1
 # Images per call of the compiled feature/predict function; inputs are padded to a multiple of it.
 _EVAL_BATCH = 500
-_IDX_LABEL_MAGIC = 0x00000801
 
 PyTree = Any
 
@@ -322,34 +320,8 @@ def dataset_key(data_config: ml_collections.ConfigDict) -> str:
   return 'tfds_' + str(data_config.name)
 
 
-def _label_file_for(images_path: str) -> str:
-  """The IDX labels file beside an images file: `...-images-idx3-ubyte[.gz]` -> `...-labels-idx1-ubyte[.gz]`."""
-  directory, name = os.path.split(images_path)
-  stem = re.sub(r'-images-idx3-ubyte(\.gz)?$', '', name)
-  candidates = [n for n in sorted(os.listdir(directory))
-                if fnmatch.fnmatchcase(n, f'{stem}-labels-idx1-ubyte') or fnmatch.fnmatchcase(
-                    n, f'{stem}-labels-idx1-ubyte.gz')]
-  if not candidates:
-    raise errors.DataError(f'no labels file for {name} in {directory} (looked for {stem}-labels-idx1-ubyte[.gz]); '
-                           'put the matching IDX labels file there')
-  return os.path.join(directory, candidates[0])
-
-
-def read_idx_labels(path: str) -> np.ndarray:
-  """Reads an IDX labels file (magic 0x00000801: one dimension of uint8), raw or gzip-compressed.
-
-  Returns:
-    int32 [N], the labels.
-
-  Raises:
-    errors.DataError: unreadable, not IDX, not a 1-D uint8 file, or the wrong size.
-  """
-  # read_idx validates the header, the type and the size for any rank; only the rank is checked here.
-  labels = input_pipeline.read_idx(path)
-  if labels.ndim != 1:
-    raise errors.DataError(f'{path} holds data of shape {labels.shape}, not labels (an IDX file with magic '
-                           f'0x{_IDX_LABEL_MAGIC:08x}, one dimension); use a *-labels-idx1-ubyte file')
-  return labels.astype(np.int32)
+# The IDX label readers live with the data pipeline (class-conditional training reads labels too).
+read_idx_labels = input_pipeline.read_idx_labels
 
 
 def load_labels(data_config: ml_collections.ConfigDict) -> np.ndarray:
@@ -366,7 +338,7 @@ def load_labels(data_config: ml_collections.ConfigDict) -> np.ndarray:
       without labels.
   """
   if data_config.source in ('idx', 'bundled'):
-    return read_idx_labels(_label_file_for(input_pipeline.idx_images_file(data_config)))
+    return read_idx_labels(input_pipeline.label_file_for(input_pipeline.idx_images_file(data_config)))
   if data_config.source != 'tfds':
     raise errors.DataError(f'--config.data.source={data_config.source!r} has no labels; the classifier metrics '
                            'need a labelled dataset from the tfds, bundled or idx source')

@@ -26,8 +26,10 @@ from dcgan_jax import models
 
 PyTree = Any
 
-# The keys of `Evaluator.evaluate`'s result, in a stable order (for logs and tables).
+# The keys of `Evaluator.evaluate`'s result, in a stable order (for logs and tables); `CONDITIONAL_KEYS` follow
+# when the generated images' requested classes are given (class-conditional runs).
 KEYS = ('fid', 'coverage', 'kl', 'precision', 'recall', 'gen_mean', 'gen_std', 'real_mean', 'real_std')
+CONDITIONAL_KEYS = ('class_accuracy',)
 
 
 class Evaluator:
@@ -40,6 +42,8 @@ class Evaluator:
     precision, recall: improved precision and recall (k-NN manifolds, k=3) in feature space, in [0, 1]. Both use
       min(M, N) points of each set, because the k-NN radii depend on the number of points.
     gen_mean, gen_std, real_mean, real_std: pixel mean and standard deviation, in `data_range`.
+    class_accuracy (only when `evaluate` gets the requested classes): the fraction of generated images, asked for
+      class k, that the classifier recognises as k, in [0, 1].
   """
 
   def __init__(self, classifier_variables: PyTree, real_images: np.ndarray, real_labels: Optional[np.ndarray],
@@ -87,23 +91,26 @@ class Evaluator:
       self._real_radii[n] = metrics.knn_radii(self.real_features[:n], self.k)
     return self._real_radii[n]
 
-  def evaluate(self, generated: Any) -> dict[str, float]:
+  def evaluate(self, generated: Any, labels: Optional[Any] = None) -> dict[str, float]:
     """Scores generated images against the real ones.
 
     Args:
       generated: float32 [M, 28, 28, 1] in `data_range`, M > k (2,000 or more gives stable FIDs).
+      labels: optional int [M], the class each image was generated for (class-conditional generators): adds
+        `class_accuracy`.
 
     Returns:
-      `{key: float}` for every key of `KEYS`. If any generated value is NaN or Inf, every generated-side metric is
-      NaN (the real-side ones are still given).
+      `{key: float}` for every key of `KEYS` (and `CONDITIONAL_KEYS` with `labels`). If any generated value is NaN
+      or Inf, every generated-side metric is NaN (the real-side ones are still given).
     """
+    keys = KEYS + (CONDITIONAL_KEYS if labels is not None else ())
     generated = np.asarray(generated, np.float32)
     if generated.ndim != 4 or generated.shape[0] <= self.k:
       raise ValueError(f'generated must be [M, H, W, C] with M > {self.k}, got shape {generated.shape}')
     result = {'real_mean': self.real_pixels['mean'], 'real_std': self.real_pixels['std']}
     if not np.all(np.isfinite(generated)):
       logging.warning('generated images hold NaN or Inf; their metrics are NaN')
-      return {key: result.get(key, math.nan) for key in KEYS}
+      return {key: result.get(key, math.nan) for key in keys}
     predicted, feats = classifier.predict_and_features(self.variables, generated, self.data_range)
     hist = metrics.class_histogram(predicted, self.num_classes)
     n = min(self.num_real, feats.shape[0])
@@ -119,7 +126,25 @@ class Evaluator:
         'gen_mean': pixels['mean'],
         'gen_std': pixels['std'],
     })
-    return {key: result[key] for key in KEYS}
+    if labels is not None:
+      result['class_accuracy'] = class_accuracy(predicted, labels)
+    return {key: result[key] for key in keys}
+
+
+def class_accuracy(predicted: Any, requested: Any) -> float:
+  """The fraction of generated images whose predicted class is the one they were generated for.
+
+  Args:
+    predicted: int [M], the classifier's classes of the generated images.
+    requested: int [M], the classes asked of the generator.
+
+  Returns:
+    A float in [0, 1].
+  """
+  predicted, requested = np.asarray(predicted), np.asarray(requested)
+  if predicted.shape != requested.shape:
+    raise ValueError(f'{predicted.shape[0]} predictions for {requested.shape} requested labels')
+  return float(np.mean(predicted == requested))
 
 
 def build_evaluator(config: ml_collections.ConfigDict, images: np.ndarray, cache_dir: str,

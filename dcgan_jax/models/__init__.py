@@ -11,7 +11,9 @@ the module's own attribute names (big_vision style):
 
 What is not per network the builder passes in (`BUILDER_FIELDS`): `channels` and `image_shape` from `data`,
 dcgan's crop `output_size` and upsample's `upsamplings` derived from `data.image_size` (and a `start_size` of 0,
-which means "derive it", replaced by the derived one), and `dtype`; the training loop sets `bn_axis_name`.
+which means "derive it", replaced by the derived one), `dtype`, and `num_classes` from the top-level
+`config.num_classes` (0: unconditional; > 0: both networks take `labels`, see `common`); the training loop sets
+`bn_axis_name`.
 `network_config` makes a section with every config field of a family, its defaults taken from the module, so a new
 option is one field (with a default) on the module plus its line in docs/configuration.md: configs carry it, the
 command line can override it, and `field_problems` accepts it.
@@ -45,7 +47,8 @@ GENERATORS: dict[str, type[nn.Module]] = {'dcgan': DCGANGenerator, 'upsample': U
 DISCRIMINATORS: dict[str, type[nn.Module]] = {'conv': DCGANDiscriminator, 'mlp': MLPDiscriminator}
 NETWORKS = {'generator': GENERATORS, 'discriminator': DISCRIMINATORS}
 # Module fields that a config section never sets: passed by `build_network` or the training loop (see above).
-BUILDER_FIELDS = ('channels', 'image_shape', 'output_size', 'upsamplings', 'bn_axis_name', 'dtype')
+BUILDER_FIELDS = ('channels', 'image_shape', 'output_size', 'upsamplings', 'num_classes', 'bn_axis_name',
+                  'dtype')
 _FLAX_FIELDS = ('parent', 'name')
 
 
@@ -133,6 +136,8 @@ def build_network(config: ml_collections.ConfigDict, network: str) -> nn.Module:
     raise errors.ConfigError('invalid config:\n  ' + '\n  '.join(problems))
   family = fields.pop('family')
   derived: dict[str, Any] = {'dtype': jnp.dtype(config.dtype)}
+  if config.get('num_classes', 0):
+    derived['num_classes'] = int(config.num_classes)
   if network == 'generator':
     derived.update(_generator_shape(family, fields, config.data.image_size, config.data.channels))
   return NETWORKS[network][family](**{**fields, **derived})

@@ -7,6 +7,11 @@ Every module of every family has the same call signature, `module(x, train, dete
   'dropout' rng) and inference does not. Sampling that normalizes with batch statistics
   (`train=True`, `config.model.sample_use_batch_stats`) passes `deterministic=True`: batch statistics without
   random masks, and no 'dropout' rng needed.
+
+Class-conditional networks (`num_classes` > 0, set by the builder from `config.num_classes`) also take
+`labels: int32 [B]` in 0..num_classes-1 (`module(x, train, deterministic=None, labels=None)`): the generator
+concatenates a learned embedding of the label to z (`embed_label`), the discriminator adds a projection term
+(`projection`, Miyato & Koyama 2018). With `num_classes` = 0 neither exists and `labels` must be None.
 """
 
 from typing import Any, Callable, Optional
@@ -48,6 +53,42 @@ def dropout(x: Array, rate: float, train: bool, deterministic: Optional[bool]) -
     return x
   off = (not train) if deterministic is None else deterministic
   return nn.Dropout(rate, deterministic=off)(x)
+
+
+def check_labels(labels: Optional[Array], num_classes: int, module: str) -> None:
+  """Raises ValueError (one line) when `labels` and `num_classes` disagree: labels missing for a conditional
+  module, or given to an unconditional one."""
+  if num_classes > 0 and labels is None:
+    raise ValueError(f'the {module} is class-conditional (num_classes={num_classes}): pass labels, int32 [B] in '
+                     f'0..{num_classes - 1}')
+  if num_classes <= 0 and labels is not None:
+    raise ValueError(f'the {module} is unconditional (num_classes=0): labels must be None; set config.num_classes '
+                     'to train a class-conditional GAN')
+
+
+def embed_label(z: Array, labels: Optional[Array], num_classes: int, dtype: Any) -> Array:
+  """The generator's input: z [B, L] as is when `num_classes` is 0, else z concatenated with a learned embedding
+  of the label (`nn.Embed(num_classes, L)`, named 'label_embedding'): [B, 2L]."""
+  check_labels(labels, num_classes, 'generator')
+  if num_classes <= 0:
+    return z
+  embedding = nn.Embed(num_classes, z.shape[-1], dtype=dtype, name='label_embedding')(labels)
+  return jnp.concatenate([z, embedding.astype(z.dtype)], axis=-1)
+
+
+def projection(features: Array, labels: Optional[Array], num_classes: int) -> Array:
+  """The projection discriminator's class term <embed(y), h> per example: float32 [B] (Miyato & Koyama 2018; the
+  logit is psi(h) + this). Discriminators add it only when `num_classes` > 0 (and call `check_labels` always).
+
+  Args:
+    features: h, float [B, ...] (flattened here): the features the discriminator's last linear layer reads.
+    labels: int32 [B] in 0..num_classes-1.
+    num_classes: K > 0; the embedding is `nn.Embed(K, h.size / B)`, named 'label_projection'.
+  """
+  check_labels(labels, num_classes, 'discriminator')
+  h = features.reshape(features.shape[0], -1).astype(jnp.float32)
+  embedding = nn.Embed(num_classes, h.shape[-1], name='label_projection')(labels)
+  return jnp.sum(embedding * h, axis=-1)
 
 
 def upsample_nearest(x: Array, factor: int = 2) -> Array:

@@ -46,7 +46,8 @@ class DCGANGenerator(nn.Module):
   A transposed conv 'VALID' turns z (as a 1x1 image) into start_size x start_size x features[0]; each further
   entry of `features` and the output layer is a stride-2 'SAME' transposed conv that doubles the size. Hidden layers
   have no bias (BatchNorm's offset replaces it), BatchNorm and the activation. S = start_size * 2**len(features),
-  or `output_size` when that is set and smaller (the central window; see the module docstring).
+  or `output_size` when that is set and smaller (the central window; see the module docstring). With
+  `num_classes` > 0, z is first concatenated with a learned embedding of `labels` (`common.embed_label`).
   """
   start_size: int  # Size after the first layer; in a config 0 derives it from data.image_size (see above).
   features: Sequence[int]  # Widths: the first at start_size, then one per stride-2 layer.
@@ -58,14 +59,17 @@ class DCGANGenerator(nn.Module):
   activation: str = 'leaky_relu'  # Hidden layers: 'leaky_relu' or 'relu'.
   output_activation: str = 'tanh'  # 'tanh' (images in [-1, 1]) or 'sigmoid' ([0, 1]).
   output_size: int = 0  # > 0: crop the last layer's output to this size; 0: no crop (the builder derives it).
+  num_classes: int = 0  # > 0: conditional on labels 0..num_classes-1 (the builder passes config.num_classes).
   bn_axis_name: Optional[str] = None  # Set to the device axis for BatchNorm statistics over the global batch.
   dtype: Any = jnp.float32  # Computation dtype (bfloat16 for mixed precision); parameters stay float32.
 
   @nn.compact
-  def __call__(self, z: Array, train: bool, deterministic: Optional[bool] = None) -> Array:
+  def __call__(self, z: Array, train: bool, deterministic: Optional[bool] = None,
+               labels: Optional[Array] = None) -> Array:
     del deterministic  # No dropout; accepted so that every generator is called alike.
     norm = lambda: common.batchnorm(train, self.bn_momentum, self.bn_epsilon, self.bn_axis_name, self.dtype)
     act = common.activation(self.activation, self.leaky_slope)
+    z = common.embed_label(z, labels, self.num_classes, self.dtype)
     x = z.reshape(z.shape[0], 1, 1, z.shape[-1])
     x = ops.ConvTranspose(self.features[0], (self.start_size,) * 2, padding='VALID', use_bias=False,
                              dtype=self.dtype)(x)
@@ -88,7 +92,9 @@ class DCGANDiscriminator(nn.Module):
   block; 'SAME' padding, so odd sizes round up), or with `pool='max'` a stride-1 conv followed by a max-pool of that
   stride; then BatchNorm (if `batchnorm`, and for the first block only if also `first_batchnorm`), the activation,
   and dropout of rate `dropout`. Convs followed by BatchNorm have no bias (its offset replaces it). A final 'VALID'
-  conv as large as what is left gives one logit (the same as flatten + Dense(1), parameter for parameter).
+  conv as large as what is left gives one logit (the same as flatten + Dense(1), parameter for parameter). With
+  `num_classes` > 0 a projection term <embed(y), h> over the flattened last feature map h is added to the logit
+  (`common.projection`).
   """
   features: Sequence[int]  # One conv block per entry.
   kernel_size: int  # Kernel of the blocks' convs.
@@ -101,11 +107,13 @@ class DCGANDiscriminator(nn.Module):
   pool: str = 'none'  # 'none': strided convs; 'max': stride-1 convs, each followed by a max-pool.
   dropout: float = 0.0  # Dropout rate after each block's activation; 0 means none.
   activation: str = 'leaky_relu'  # Hidden layers: 'leaky_relu' or 'relu'.
+  num_classes: int = 0  # > 0: conditional on labels 0..num_classes-1 (the builder passes config.num_classes).
   bn_axis_name: Optional[str] = None
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, images: Array, train: bool, deterministic: Optional[bool] = None) -> Array:
+  def __call__(self, images: Array, train: bool, deterministic: Optional[bool] = None,
+               labels: Optional[Array] = None) -> Array:
     if self.pool not in POOLS:
       raise ValueError(f'unknown pool {self.pool!r}; use one of {POOLS}')
     strides = tuple(self.strides) or (2,) * len(self.features)
@@ -123,5 +131,6 @@ class DCGANDiscriminator(nn.Module):
       if use_bn:
         x = common.batchnorm(train, self.bn_momentum, self.bn_epsilon, self.bn_axis_name, self.dtype)(x)
       x = common.dropout(act(x), self.dropout, train, deterministic)
-    x = ops.Conv(1, x.shape[1:3], padding='VALID', dtype=self.dtype)(x)
-    return x.reshape(x.shape[0]).astype(jnp.float32)
+    logit = ops.Conv(1, x.shape[1:3], padding='VALID', dtype=self.dtype)(x).reshape(x.shape[0]).astype(jnp.float32)
+    common.check_labels(labels, self.num_classes, 'discriminator')
+    return logit + common.projection(x, labels, self.num_classes) if self.num_classes else logit

@@ -14,7 +14,8 @@ Array = jax.Array
 
 class MLPGenerator(nn.Module):
   """z [B, latent] -> images float32 [B, S, S, C]: Dense layers of `features` (each Dense, activation, then
-  BatchNorm if `batchnorm`), a Dense to S*S*C, the output activation, reshaped."""
+  BatchNorm if `batchnorm`), a Dense to S*S*C, the output activation, reshaped (with `num_classes` > 0, z is
+  first concatenated with a label embedding: `common.embed_label`)."""
   features: Sequence[int]  # Hidden Dense widths.
   image_shape: tuple[int, int, int]  # (S, S, C) (the builder passes data.image_size and data.channels).
   leaky_slope: float = 0.2  # LeakyReLU negative slope.
@@ -23,14 +24,16 @@ class MLPGenerator(nn.Module):
   activation: str = 'leaky_relu'  # Hidden layers: 'leaky_relu' or 'relu'.
   output_activation: str = 'sigmoid'  # 'sigmoid' (images in [0, 1]) or 'tanh' ([-1, 1]).
   batchnorm: bool = True  # BatchNorm after each hidden layer.
+  num_classes: int = 0  # > 0: conditional on labels 0..num_classes-1 (the builder passes config.num_classes).
   bn_axis_name: Optional[str] = None
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, z: Array, train: bool, deterministic: Optional[bool] = None) -> Array:
+  def __call__(self, z: Array, train: bool, deterministic: Optional[bool] = None,
+               labels: Optional[Array] = None) -> Array:
     del deterministic  # No dropout; accepted so that every generator is called alike.
     act = common.activation(self.activation, self.leaky_slope)
-    x = z
+    x = common.embed_label(z, labels, self.num_classes, self.dtype)
     for width in self.features:
       x = act(nn.Dense(width, dtype=self.dtype)(x))
       if self.batchnorm:
@@ -41,18 +44,22 @@ class MLPGenerator(nn.Module):
 
 class MLPDiscriminator(nn.Module):
   """images float32 [B, H, W, C] -> logits float32 [B]: flatten, Dense+activation (+dropout) per `features`,
-  Dense to 1."""
+  Dense to 1 (plus, with `num_classes` > 0, the projection term over the last hidden layer: `common.projection`)."""
   features: Sequence[int]  # Hidden Dense widths.
   leaky_slope: float = 0.2  # LeakyReLU negative slope.
   activation: str = 'leaky_relu'  # Hidden layers: 'leaky_relu' or 'relu'.
   dropout: float = 0.0  # Dropout rate after each hidden activation; 0 means none.
+  num_classes: int = 0  # > 0: conditional on labels 0..num_classes-1 (the builder passes config.num_classes).
   bn_axis_name: Optional[str] = None  # Unused (no BatchNorm); present so every discriminator clones alike.
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, images: Array, train: bool, deterministic: Optional[bool] = None) -> Array:
+  def __call__(self, images: Array, train: bool, deterministic: Optional[bool] = None,
+               labels: Optional[Array] = None) -> Array:
     act = common.activation(self.activation, self.leaky_slope)
     x = images.reshape(images.shape[0], -1)
     for width in self.features:
       x = common.dropout(act(nn.Dense(width, dtype=self.dtype)(x)), self.dropout, train, deterministic)
-    return nn.Dense(1, dtype=self.dtype)(x).reshape(images.shape[0]).astype(jnp.float32)
+    logit = nn.Dense(1, dtype=self.dtype)(x).reshape(images.shape[0]).astype(jnp.float32)
+    common.check_labels(labels, self.num_classes, 'discriminator')
+    return logit + common.projection(x, labels, self.num_classes) if self.num_classes else logit

@@ -61,7 +61,8 @@ class UpsampleGenerator(nn.Module):
   Dense(start*start*features[0]) -> activation -> BatchNorm (over the flat vector, as Keras before `Reshape`) ->
   reshape -> dropout -> per later width: [x2 nearest upsampling] -> transposed conv (stride 1, 'SAME', with bias,
   as Keras's default) -> activation -> BatchNorm -> output: [upsampling] -> transposed conv to C -> output
-  activation. The first `upsamplings` convs get the upsampling.
+  activation. The first `upsamplings` convs get the upsampling. With `num_classes` > 0, z is first concatenated
+  with a label embedding (`common.embed_label`).
   """
   start_size: int  # Size of the Dense projection; in a config 0 picks the smallest start >= 3 (see above).
   upsamplings: int  # How many convs get an x2 upsampling (the builder derives it from data.image_size).
@@ -74,13 +75,16 @@ class UpsampleGenerator(nn.Module):
   activation: str = 'leaky_relu'  # Hidden layers: 'leaky_relu' or 'relu'.
   output_activation: str = 'tanh'  # 'tanh' (images in [-1, 1]) or 'sigmoid' ([0, 1]).
   dropout: float = 0.0  # Dropout rate after the projection; 0 means none.
+  num_classes: int = 0  # > 0: conditional on labels 0..num_classes-1 (the builder passes config.num_classes).
   bn_axis_name: Optional[str] = None
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, z: Array, train: bool, deterministic: Optional[bool] = None) -> Array:
+  def __call__(self, z: Array, train: bool, deterministic: Optional[bool] = None,
+               labels: Optional[Array] = None) -> Array:
     norm = lambda: common.batchnorm(train, self.bn_momentum, self.bn_epsilon, self.bn_axis_name, self.dtype)
     act = common.activation(self.activation, self.leaky_slope)
+    z = common.embed_label(z, labels, self.num_classes, self.dtype)
     s = self.start_size
     x = norm()(act(nn.Dense(s * s * self.features[0], dtype=self.dtype)(z)))
     x = common.dropout(x.reshape(z.shape[0], s, s, self.features[0]), self.dropout, train, deterministic)

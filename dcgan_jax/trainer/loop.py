@@ -15,6 +15,7 @@ What it guarantees (see the README's "Resuming and failures"):
 import contextlib
 import functools
 import hashlib
+import json
 import os
 import signal
 import threading
@@ -37,6 +38,10 @@ from dcgan_jax import steps
 from dcgan_jax import train
 from dcgan_jax import visualize
 from dcgan_jax.trainer import workdir as workdir_lib
+
+
+# A class-conditional run's class names, in index order (`write_classes`).
+CLASSES_FILE = 'classes.json'
 
 
 def _format_time(seconds: float) -> str:
@@ -168,14 +173,29 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
 
 def _load_images(config: ml_collections.ConfigDict):
-  """The training split, checked against the config's image shape."""
-  images = input_pipeline.load_images(config.data)
+  """The training split, checked against the config's image shape: `(images, labels, class names)`; the labels
+  (int32 [N]) and names only for a class-conditional run (`config.num_classes` > 0), else None and ()."""
+  labels, names = None, ()
+  if config.get('num_classes', 0):
+    images, labels, names = input_pipeline.load_labelled(config.data, config.num_classes)
+  else:
+    images = input_pipeline.load_images(config.data)
   want = (config.data.image_size, config.data.image_size, config.data.channels)
   if images.shape[1:] != want:
     raise errors.DataError(
         f'dataset {config.data.source}:{config.data.name or config.data.path} has images of shape '
         f'{images.shape[1:]}, the config wants {want} (config.data.image_size, config.data.channels)')
-  return images
+  return images, labels, names
+
+
+def write_classes(workdir: str, names: tuple[str, ...]) -> None:
+  """Records a class-conditional run's class names, in index order, as `workdir/classes.json` (a JSON list), so
+  that sampling can take a class by name (`python -m dcgan_jax.sample --label=NAME`)."""
+  path = os.path.join(workdir, CLASSES_FILE)
+  with open(path + '.tmp', 'w') as f:
+    json.dump(list(names), f)
+  os.replace(path + '.tmp', path)
+
 
 
 class _Run:
@@ -191,12 +211,13 @@ class _Run:
       raise errors.ConfigError(
           f'config.batch_size={config.batch_size} does not divide evenly over the {len(self.devices)} devices; '
           f'use a multiple of {len(self.devices)}')
-    all_images = _load_images(config)
+    all_images, self.labels, self.class_names = _load_images(config)
     self.images, self.heldout = all_images, None
     if config.schedule == 'adaptive':
       # D's accuracy is judged on real images it never trains on.
       self.images, self.heldout = schedules.hold_out(all_images, config.batch_size, config.seed)
-    self.batcher = input_pipeline.EpochBatcher(self.images, config.batch_size, config.seed)
+    self.batcher = input_pipeline.EpochBatcher(self.images, config.batch_size, config.seed, self.labels)
+    self.num_classes = config.get('num_classes', 0)
     self.schedule = schedules.Schedule(config, self.batcher.steps_per_epoch)
     self.steps_per_epoch = self.schedule.steps_per_epoch
     self.total_steps = (config.num_train_steps if config.num_train_steps > 0
@@ -213,10 +234,18 @@ class _Run:
                                                use_batch_stats=bool(config.model.sample_use_batch_stats)))
     # Before the checkpointer: reading a TFDS dataset's labels under tfds.testing.mock_data redirects the file
     # system for a moment, which must not meet orbax's background threads.
-    self.monitor = monitor_lib.Monitor(config, workdir, all_images, self.sample_fn, self.to_global, self.writer)
+    # The classes the data holds (EMNIST letters: 1..26 of 27): the sample grids' rows and the evaluated classes.
+    self.classes = np.unique(self.labels) if self.num_classes else None
+    self.monitor = monitor_lib.Monitor(config, workdir, all_images, self.sample_fn, self.to_global, self.writer,
+                                       self.classes)
     self.discriminate = jax.jit(train.discriminate)
+    # Conditional runs: a per-class grid, one row of num_samples // classes (at least 1) images per class present.
+    self.grid_columns = max(1, config.num_samples // len(self.classes)) if self.num_classes else 0
+    num_grid = self.grid_columns * len(self.classes) if self.num_classes else config.num_samples
     self.fixed_z = self.to_global(train.sample_noise(jax.random.fold_in(jax.random.key(config.seed), 1),
-                                                     (config.num_samples, config.latent_dim), config.noise))
+                                                     (num_grid, config.latent_dim), config.noise))
+    self.fixed_labels = ((self.to_global(np.repeat(self.classes.astype(np.int32), self.grid_columns)),)
+                         if self.num_classes else ())
 
   def to_global(self, x) -> jax.Array:
     return _global(x, self.replicated)
@@ -243,6 +272,8 @@ class _Run:
           'then: it was written with another schedule or batch size; resume with that config or use a new --workdir')
     if self.is_main:  # Only now: a refused resume must leave the run's record as it was.
       workdir_lib.write_record(self.workdir, config, history)
+      if self.num_classes:
+        write_classes(self.workdir, self.class_names)
     if self.start_step:
       logging.info('Resuming at step %d (epoch %d)', self.start_step, self.start_step // self.steps_per_epoch + 1)
     return self.start_step
@@ -256,11 +287,14 @@ class _Run:
     images, config = self.images, self.config
     self.device_data = isinstance(images, np.ndarray) and images.nbytes <= config.data.max_device_bytes
     self.step_fns = {kind: train.make_parallel_train_step(self.mesh, config.model.sync_batchnorm, self.data_range,
-                                                          self.device_data, kind)
+                                                          self.device_data, kind,
+                                                          conditional=bool(self.num_classes))
                      for kind in self.schedule.kinds()}
     self.batch_sharding = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec(None, 'data'))
     if self.device_data:
       self.data_on_device = self.to_global(images)
+      if self.num_classes:
+        self.labels_on_device = self.to_global(self.labels)
     if self.heldout is not None:
       self.heldout_on_device = _global(self.heldout,
                                        jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec('data')))
@@ -268,7 +302,8 @@ class _Run:
   def _inputs(self, kind, indices: np.ndarray) -> tuple:
     """The arguments after the state of one call of `kind` on batches `indices` (int32 [rows, batch_size])."""
     if self.device_data:
-      inputs = (self.data_on_device, _global(indices, self.batch_sharding))
+      labels = (self.labels_on_device,) if self.num_classes else ()
+      inputs = (self.data_on_device, *labels, _global(indices, self.batch_sharding))
     else:
       images = self.images
 
@@ -279,19 +314,24 @@ class _Run:
         return images[picked] if read else np.zeros(picked.shape + images.shape[1:], np.uint8)
 
       inputs = (jax.make_array_from_callback(indices.shape + images.shape[1:], self.batch_sharding, gather),)
+      if self.num_classes:
+        inputs += (_global(self.labels[indices], self.batch_sharding),)
     if kind.check == 'd_accuracy':
       inputs += (self.heldout_on_device,)
     return inputs
 
   def _write_samples(self, step: int) -> None:
-    fakes = self.sample_fn(self.state, self.fixed_z)  # Every process takes part in the computation; one writes.
-    scores = self.discriminate(self.state, fakes) if self.config.annotate_samples else None
+    # Every process takes part in the computation; one writes.
+    fakes = self.sample_fn(self.state, self.fixed_z, *self.fixed_labels)
+    scores = self.discriminate(self.state, fakes, *self.fixed_labels) if self.config.annotate_samples else None
     if not self.is_main:
       return
     path = os.path.join(self.workdir, 'samples', f'step_{step:07d}.png')
-    besteffort.call(f'sample grid {path}', visualize.save_grid, path, np.asarray(_local(fakes)), self.data_range)
+    besteffort.call(f'sample grid {path}', visualize.save_grid, path, np.asarray(_local(fakes)), self.data_range,
+                    self.grid_columns)
     if scores is not None:
-      scored = visualize.annotate_scores(np.asarray(_local(fakes)), np.asarray(_local(scores)), self.data_range)
+      scored = visualize.annotate_scores(np.asarray(_local(fakes)), np.asarray(_local(scores)), self.data_range,
+                                         self.grid_columns)
       besteffort.call('scored grid', visualize.save_image,
                       os.path.join(self.workdir, 'samples', f'scored_{step:07d}.png'), scored)
     logging.info('Wrote samples %s', path)
@@ -300,7 +340,7 @@ class _Run:
     """At step 0: the untrained generator's scores (the baseline the curves fall from) and, once, what the
     generator is up against. Every process runs the computations; one writes."""
     self.monitor.evaluate(0, self.state)
-    fakes = self.sample_fn(self.state, self.fixed_z)
+    fakes = self.sample_fn(self.state, self.fixed_z, *self.fixed_labels)
     if self.is_main:
       real = input_pipeline.to_float(self.batcher.batch(0)[:self.config.num_samples], self.data_range)
       besteffort.call('real_vs_fake.png', visualize.save_real_vs_fake, os.path.join(self.workdir, 'real_vs_fake.png'),

@@ -70,11 +70,15 @@ def write_summary(workdir: str) -> list[str]:
 
 
 class Monitor:
-  """Evaluation, best checkpoint, collapse alarm and summaries for one run (see the module docstring)."""
+  """Evaluation, best checkpoint, collapse alarm and summaries for one run (see the module docstring).
+
+  For a class-conditional run, `classes` (int [K'], the classes present in the data) are asked of the generator in
+  turn, and each evaluation also reports `class_accuracy` (history.json and TensorBoard's `eval/class_accuracy`).
+  """
 
   def __init__(self, config: ml_collections.ConfigDict, workdir: str, images: np.ndarray,
                sample_fn: Callable[[train.TrainState, jax.Array], jax.Array],
-               to_global: Callable[[np.ndarray], jax.Array], writer: Any):
+               to_global: Callable[[np.ndarray], jax.Array], writer: Any, classes: Optional[np.ndarray] = None):
     self._config = config
     self._workdir = workdir
     self._is_main = jax.process_index() == 0
@@ -109,6 +113,10 @@ class Monitor:
       z = train.sample_noise(jax.random.fold_in(jax.random.key(config.seed), 2),
                              (config.eval_num_samples, config.latent_dim), config.noise)
       self._z = to_global(np.asarray(z))
+      # Class-conditional runs (`classes`: those the data holds) ask for each class in turn and score
+      # class_accuracy.
+      self._labels = None if classes is None else np.resize(np.asarray(classes, np.int32), config.eval_num_samples)
+      self._label_args = () if classes is None else (to_global(self._labels),)
       self._best_checkpointer = checkpointing.Checkpointer(os.path.join(workdir, 'checkpoints_best'), 1)
 
   @property
@@ -130,7 +138,7 @@ class Monitor:
     and raises the collapse alarm. Returns the scores on process 0."""
     if not self._enabled:
       return None
-    samples = self._sample_fn(state, self._z)
+    samples = self._sample_fn(state, self._z, *self._label_args)
     scores = None
     fid = np.inf
     if self._is_main:
@@ -146,7 +154,7 @@ class Monitor:
       return None
     if is_best:
       besteffort.call(self._best_path, _write_json, self._best_path, self.best)
-    for key in ('fid', 'inception_fid', 'inception_kid'):
+    for key in ('fid', 'class_accuracy', 'inception_fid', 'inception_kid'):
       if key in scores:
         self.history.setdefault(key, []).append((step, scores[key]))
     alarms = self._alarms(scores)
@@ -167,7 +175,7 @@ class Monitor:
     return 'fid' if self._evaluator is not None else 'inception_fid'
 
   def _scores(self, samples: np.ndarray) -> dict[str, float]:
-    scores = self._evaluator.evaluate(samples) if self._evaluator is not None else {}
+    scores = self._evaluator.evaluate(samples, self._labels) if self._evaluator is not None else {}
     if self._inception is not None:
       scores.update(self._inception.evaluate(samples))
     return scores
@@ -176,7 +184,8 @@ class Monitor:
     parts = []
     if 'fid' in scores:
       parts.append(f'FID {scores["fid"]:.2f}, coverage {int(scores["coverage"])}/{self._evaluator.num_classes}, '
-                   f'KL {scores["kl"]:.3f}, precision {scores["precision"]:.3f}, recall {scores["recall"]:.3f}')
+                   f'KL {scores["kl"]:.3f}, precision {scores["precision"]:.3f}, recall {scores["recall"]:.3f}'
+                   + (f', class accuracy {scores["class_accuracy"]:.3f}' if 'class_accuracy' in scores else ''))
     if 'inception_fid' in scores:
       parts.append(f'Inception FID {scores["inception_fid"]:.2f}, KID {scores["inception_kid"]:.5f} ± '
                    f'{scores["inception_kid_stderr"]:.5f}')
