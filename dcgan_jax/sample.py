@@ -1,6 +1,6 @@
 """Samples from a trained run, without its dataset: a grid PNG, raw arrays (.npy), or latent interpolations.
 
-  python -m dcgan_jax.sample --workdir=W [--checkpoint=best|latest|STEP] --num=64 --out=grid.png \
+  python -m dcgan_jax.cli.sample --workdir=W [--checkpoint=best|latest|STEP] --num=64 --out=grid.png \
       [--interpolate] [--use_running_average] [--seed=0] [--export=generator.jax] [--generator=ema|raw]
       [--label=K|NAME]
 
@@ -17,12 +17,9 @@ subdirectory name (`--label=paper`, from the run's `classes.json`).
 import functools
 import json
 import os
-import sys
 import tempfile
 from typing import Any, Optional
 
-from absl import app
-from absl import flags
 from absl import logging
 import jax
 import jax.numpy as jnp
@@ -363,52 +360,3 @@ def check_writable(out: str) -> None:
   except OSError as e:
     raise errors.OutputError(f'cannot write --out={out} ({type(e).__name__}: {e.strerror or e}); pass a path in '
                              'a writable directory') from None
-
-
-FLAGS = flags.FLAGS
-
-
-def _no_read_only_notes(record) -> bool:
-  """Drops orbax's three warnings that the (deliberately) read-only manager is read-only."""
-  message = record.getMessage()
-  return not ('read_only=True' in message or 'directory is read only' in message)
-
-
-def _define_flags() -> None:
-  # Only when run as a program: importing this module defines no global flags.
-  flags.DEFINE_string('workdir', None, 'The training run directory (holds config.json and checkpoints/).')
-  flags.DEFINE_string('checkpoint', 'latest', "'latest', 'best' (checkpoints_best/) or a step number.")
-  flags.DEFINE_integer('num', 64, 'Number of samples (with --interpolate: rows x --steps).')
-  flags.DEFINE_string('out', 'samples.png', '.png for a grid, .npy for the raw float32 samples [N, H, W, C].')
-  flags.DEFINE_bool('interpolate', False, 'Rows of linear interpolations between pairs of noise vectors.')
-  flags.DEFINE_integer('steps', 8, 'Points per interpolation row (with --interpolate).')
-  flags.DEFINE_bool('use_running_average', None,
-                    "BatchNorm with running averages (true) or the batch's statistics (false); default: the run's "
-                    'config.model.sample_use_batch_stats.')
-  flags.DEFINE_integer('seed', 0, 'Seed of the noise; the same seed gives the same samples.')
-  flags.DEFINE_enum('generator', None, ['ema', 'raw'],
-                    "The generator's weights: their moving average (ema; the run needs config.ema_decay > 0) or the "
-                    'trained ones (raw); default: ema when the run has it, else raw.')
-  flags.DEFINE_string('export', None, 'Also write the generator as a serialized jax.export.Exported (z [N, latent] '
-                      '-> images, parameters baked in) to this path.')
-  flags.DEFINE_string('label', None, 'Class-conditional runs: the class to draw, an index or a folder class name; '
-                      'default: a grid with one row per class.')
-  flags.mark_flag_as_required('workdir')
-
-
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
-  logging.get_absl_handler().addFilter(checkpointing.quiet_orbax_logs)
-  logging.get_absl_handler().addFilter(_no_read_only_notes)
-  try:
-    images = run(FLAGS.workdir, FLAGS.out, FLAGS.checkpoint, FLAGS.num, FLAGS.seed, FLAGS.interpolate,
-                 FLAGS.use_running_average, FLAGS.steps, FLAGS.export, FLAGS.generator, FLAGS.label)
-  except errors.UserError as e:
-    sys.exit(f'Error: {e}')
-  print(f'wrote {FLAGS.out}: {images.shape[0]} samples')
-
-
-if __name__ == '__main__':
-  _define_flags()
-  app.run(main)

@@ -427,7 +427,7 @@ def test_bad_workdir_is_one_line_before_the_data_is_read(tmp_path, case):
 
 
 def _sample_cli(*args):
-  return _run([sys.executable, '-m', 'dcgan_jax.sample', *args], timeout=120)
+  return _run([sys.executable, '-m', 'dcgan_jax.cli.sample', *args], timeout=120)
 
 
 @pytest.mark.slow

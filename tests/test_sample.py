@@ -101,7 +101,7 @@ def test_user_errors(workdir, tmp_path):
 
 @pytest.mark.slow
 def test_command_line_error_is_one_line(tmp_path):
-  result = subprocess.run([sys.executable, '-m', 'dcgan_jax.sample', f'--workdir={tmp_path / "nowhere"}'],
+  result = subprocess.run([sys.executable, '-m', 'dcgan_jax.cli.sample', f'--workdir={tmp_path / "nowhere"}'],
                           capture_output=True, text=True, env=conftest.subprocess_env(), cwd=conftest.ROOT,
                           timeout=120)
   assert result.returncode == 1

@@ -190,7 +190,7 @@ def _load_images(config: ml_collections.ConfigDict):
 
 def write_classes(workdir: str, names: tuple[str, ...]) -> None:
   """Records a class-conditional run's class names, in index order, as `workdir/classes.json` (a JSON list), so
-  that sampling can take a class by name (`python -m dcgan_jax.sample --label=NAME`)."""
+  that sampling can take a class by name (`python -m dcgan_jax.cli.sample --label=NAME`)."""
   path = os.path.join(workdir, CLASSES_FILE)
   with open(path + '.tmp', 'w') as f:
     json.dump(list(names), f)
