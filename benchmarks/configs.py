@@ -4,7 +4,7 @@ Run from the repository root:
 
   python benchmarks/configs.py [--configs mnist,folder:64,...] [--steps 5]
 
-For each config, the step functions its schedule runs (`train.make_parallel_train_step` for each of the schedule's
+For each config, the step functions its schedule runs (`parallel.make_parallel_train_step` for each of the schedule's
 step kinds, the dataset on the device as uint8, state donated) are timed on random images of the config's shape:
 one call to compile, then `--steps` single-step calls each, median. Real images per second counts the images D
 reads (`batch_size` per D update); for schedules with G-only steps the G-update rate is listed beside it.
@@ -29,7 +29,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks import harness  # pylint: disable=g-import-not-at-top,wrong-import-position
 from dcgan_jax import models  # pylint: disable=g-import-not-at-top,wrong-import-position
 from dcgan_jax.trainer import schedules  # pylint: disable=g-import-not-at-top,wrong-import-position
-from dcgan_jax import train  # pylint: disable=g-import-not-at-top,wrong-import-position
+from dcgan_jax import parallel
+from dcgan_jax import train_state
 
 CONFIGS = ('mnist', 'fashion_mnist', 'mnist_mlp', 'fashion_mnist_mlp', 'mnist_fnn', 'emnist_letters', 'cifar10',
            'folder:64', 'folder', 'rock_paper_scissors')
@@ -53,12 +54,12 @@ def measure(spec: str, num_steps: int) -> dict:
   data = jax.device_put(rng.integers(0, 256, (4 * batch, size, size, channels), dtype=np.uint8), replicated)
   heldout = jax.device_put(rng.integers(0, 256, (batch, size, size, channels), dtype=np.uint8),
                            jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data')))
-  state = jax.device_put(train.create_train_state(config, jax.random.key(0)), replicated)
+  state = jax.device_put(train_state.create_train_state(config, jax.random.key(0)), replicated)
   schedule = schedules.Schedule(config, batches_per_epoch=4)
   per_kind = {}
   compile_s = 0.0
   for kind in schedule.kinds():
-    fn = train.make_parallel_train_step(mesh, config.model.sync_batchnorm, models.data_range(config), True, kind)
+    fn = parallel.make_parallel_train_step(mesh, config.model.sync_batchnorm, models.data_range(config), True, kind)
     indices = jax.device_put(np.arange(kind.rows * batch, dtype=np.int32).reshape(kind.rows, batch) % (4 * batch),
                              batch_sharding)
     extra = (heldout,) if kind.check == 'd_accuracy' else ()

@@ -41,6 +41,7 @@ from benchmarks import harness  # pylint: disable=g-import-not-at-top,wrong-impo
 from benchmarks import throughput  # pylint: disable=g-import-not-at-top,wrong-import-position
 from dcgan_jax import models  # pylint: disable=g-import-not-at-top,wrong-import-position
 from dcgan_jax import train  # pylint: disable=g-import-not-at-top,wrong-import-position
+from dcgan_jax import train_state
 from dcgan_jax.configs import mnist  # pylint: disable=g-import-not-at-top,wrong-import-position
 from dcgan_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top,wrong-import-position
 from dcgan_jax.eval import evaluation  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -96,7 +97,7 @@ def train_ours(config, images: np.ndarray, order: np.ndarray, init: Optional[Cal
   """Trains with `dcgan_jax.train_step` (parameters redrawn by `init(params, key)` if given); returns a sampler
   z [N, latent] -> float32 images [N, H, W, C]."""
   key = jax.random.key(config.seed)
-  state = train.create_train_state(config, key)
+  state = train_state.create_train_state(config, key)
   if init is not None:
     g_key, d_key = jax.random.split(jax.random.fold_in(key, 1))
     g_params, d_params = init(state.g_params, g_key), init(state.d_params, d_key)

@@ -4,7 +4,7 @@ Run from the repository root:
 
   python benchmarks/throughput.py [--models mnist_dcgan,mlp,dcgan64] [--rounds 5] [--steps N] [--no-torch]
 
-For each model, ours is the function the training loop runs (`train.make_parallel_train_step` over a mesh of all
+For each model, ours is the function the training loop runs (`parallel.make_parallel_train_step` over a mesh of all
 local devices, the uint8 dataset resident on the device as the loop keeps MNIST-sized data, state donated), and the
 reference is a PyTorch model with the same layers, parameter counts, batch size, optimizers (two Adams, lr 2e-4,
 betas (0.5, 0.999)) and update order as the PyTorch DCGAN example: D on a real batch and on a fresh, detached fake
@@ -42,7 +42,8 @@ from dcgan_jax.configs import default  # pylint: disable=g-import-not-at-top,wro
 from dcgan_jax.configs import fashion_mnist_mlp  # pylint: disable=g-import-not-at-top,wrong-import-position
 from dcgan_jax.configs import mnist  # pylint: disable=g-import-not-at-top,wrong-import-position
 from dcgan_jax import models  # pylint: disable=g-import-not-at-top,wrong-import-position
-from dcgan_jax import train  # pylint: disable=g-import-not-at-top,wrong-import-position
+from dcgan_jax import parallel
+from dcgan_jax import train_state
 
 # Fused steps per call for the extra MLP row (unless its config sets more), if the trainer has `steps_per_call`.
 _FUSED_STEPS = 10
@@ -253,7 +254,7 @@ class OursRunner:
     replicated = jax.sharding.NamedSharding(mesh, P())
     self._index_sharding = jax.sharding.NamedSharding(mesh, P(None, 'data'))
     self.steps_per_call = steps_per_call
-    self.state = jax.device_put(train.create_train_state(config, jax.random.key(config.seed)), replicated)
+    self.state = jax.device_put(train_state.create_train_state(config, jax.random.key(config.seed)), replicated)
 
     size, channels = models.output_size(config), config.data.channels
     image_bytes = size * size * channels
@@ -267,7 +268,7 @@ class OursRunner:
     self._indices = [rng.integers(0, num_images, (steps_per_call, config.batch_size), dtype=np.int32)
                      for _ in range(_INDEX_SETS)]
     self._calls = 0
-    self.step_fn = train.make_parallel_train_step(
+    self.step_fn = parallel.make_parallel_train_step(
         mesh, config.model.sync_batchnorm, models.data_range(config), True)
     self.metrics = None
 

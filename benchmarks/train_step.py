@@ -4,7 +4,7 @@ Run from the repository root:
 
   python benchmarks/train_step.py [--configs emnist_letters,rock_paper_scissors,folder,mnist] [--rounds 3]
 
-For each config: the state from `train.create_train_state(config, jax.random.key(0))` and one random batch
+For each config: the state from `train_state.create_train_state(config, jax.random.key(0))` and one random batch
 `{'image': uniform [-1, 1] of [batch_size, S, S, C]}` (the config's batch size and image shape). Two compiled
 steps of the same function are compared:
 
@@ -42,6 +42,7 @@ from dcgan_jax.ops import transposed as ops_transposed  # pylint: disable=g-impo
 from dcgan_jax import ops  # pylint: disable=g-import-not-at-top,wrong-import-position
 from dcgan_jax import models  # pylint: disable=g-import-not-at-top,wrong-import-position
 from dcgan_jax import train  # pylint: disable=g-import-not-at-top,wrong-import-position
+from dcgan_jax import train_state
 
 _VARIANTS = ('stock', 'layers')
 
@@ -83,7 +84,7 @@ def _steps(step, state, batch, steps: int):
 def benchmark_config(name: str, rounds: int, steps: int, max_step_seconds: float, log) -> dict[str, object]:
   """Median images/s per variant (and the batch size) for `configs/<name>.py`."""
   config = importlib.import_module(f'dcgan_jax.configs.{name}').get_config()
-  state = train.create_train_state(config, jax.random.key(0))
+  state = train_state.create_train_state(config, jax.random.key(0))
   size = models.output_size(config)
   shape = (config.batch_size, size, size, config.data.channels)
   batch = {'image': jax.random.uniform(jax.random.key(1), shape, jnp.float32, -1.0, 1.0)}

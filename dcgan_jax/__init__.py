@@ -19,14 +19,14 @@ from dcgan_jax.population import create_population
 from dcgan_jax.population import member
 from dcgan_jax.sample import load
 from dcgan_jax.steps import all_finite
-from dcgan_jax.train import create_train_state
+from dcgan_jax.train_state import create_train_state
 from dcgan_jax.train import d_step
 from dcgan_jax.train import discriminate
 from dcgan_jax.train import g_step
 from dcgan_jax.train import generate
 from dcgan_jax.train import sample_noise
 from dcgan_jax.train import train_step
-from dcgan_jax.train import TrainState
+from dcgan_jax.train_state import TrainState
 
 __version__ = "0.1.0"
 __all__ = ['GANLoss', 'TrainState', 'all_finite', 'cpu_workarounds', 'create_population', 'create_train_state', 'd_step',

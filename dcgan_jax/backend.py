@@ -3,7 +3,7 @@
 On XLA:CPU some convolution forms and any convolution inside a loop run 10-60x below its other convolutions, so
 the library works around them there (measured in benchmarks/): im2col convolutions and custom-VJP transposed
 convolutions and max-pooling (`conv_layers`, `layers`), and K fused steps traced one after another in Python
-(`train.make_parallel_train_step`). None of that was measured on GPU or TPU, so there the standard flax/lax
+(`parallel.make_parallel_train_step`). None of that was measured on GPU or TPU, so there the standard flax/lax
 layers and `lax.scan` run instead. Both paths compute the same values (to float rounding).
 
 The choice is made when a function is traced: `cpu_workarounds()` is True when JAX's default backend is 'cpu'.

@@ -16,6 +16,8 @@ import jax.numpy as jnp
 
 from dcgan_jax import train
 
+from dcgan_jax import train_state
+
 DEFAULT_PLATFORMS = ('cpu', 'cuda', 'tpu')
 
 
@@ -35,7 +37,7 @@ def _lower(fn, spec: jax.ShapeDtypeStruct, platforms: Sequence[str]) -> jax.expo
     return jax.export.export(fn, platforms=tuple(usable))(spec)
 
 
-def export_generator(state: train.TrainState, path: Optional[str] = None, *, use_batch_stats: bool = False,
+def export_generator(state: train_state.TrainState, path: Optional[str] = None, *, use_batch_stats: bool = False,
                      platforms: Sequence[str] = DEFAULT_PLATFORMS, generator: str = 'auto') -> bytes:
   """Serializes `z -> generate(state, z, use_batch_stats=..., generator=...)` with the generator's parameters as
   constants.

@@ -4,7 +4,7 @@
     step = jax.jit(jax.vmap(train.train_step, in_axes=(0, None)))   # every member sees the same batch
     population, metrics = step(population, batch)                  # metrics: float32 [4] each
 
-Member i is `train.create_train_state(config_i, jax.random.key(seeds[i]))`, config_i being `config` with member i's
+Member i is `train_state.create_train_state(config_i, jax.random.key(seeds[i]))`, config_i being `config` with member i's
 values, stacked along a new leading axis; trained under `vmap` it follows the single run on the same batches (up to
 float rounding). Only fields the state holds as data can differ between members: `g_optimizer.learning_rate`,
 `d_optimizer.learning_rate`, `label_smoothing`, `gp_weight`, `ema_decay`, `r1_weight`, `r2_weight` (and `seed`,
@@ -20,7 +20,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from dcgan_jax import train
+
+from dcgan_jax import train_state
 
 SWEEPABLE = ('g_optimizer.learning_rate', 'd_optimizer.learning_rate', 'label_smoothing', 'gp_weight', 'ema_decay',
              'r1_weight', 'r2_weight')
@@ -42,7 +43,7 @@ def _member_config(config: ml_collections.ConfigDict, values: dict[str, Sequence
 
 
 def create_population(config: ml_collections.ConfigDict, seeds: Sequence[int],
-                      **values: Sequence[Any]) -> train.TrainState:
+                      **values: Sequence[Any]) -> train_state.TrainState:
   """A stacked `TrainState` of len(seeds) members, for `jax.vmap(train.train_step, in_axes=(0, None))`.
 
   Args:
@@ -66,11 +67,11 @@ def create_population(config: ml_collections.ConfigDict, seeds: Sequence[int],
     if field in OPTIONAL and len({float(v) > 0 for v in column}) > 1:
       raise ValueError(f'create_population: {field}={list(column)} switches its option off (0) for some members '
                        'only, which changes the state layout; use values that are all > 0 or all 0')
-  members = [train.create_train_state(_member_config(config, values, i), jax.random.key(seed))
+  members = [train_state.create_train_state(_member_config(config, values, i), jax.random.key(seed))
              for i, seed in enumerate(seeds)]
   return jax.tree.map(lambda *leaves: jnp.stack(leaves), *members)
 
 
-def member(population: train.TrainState, i: int) -> train.TrainState:
+def member(population: train_state.TrainState, i: int) -> train_state.TrainState:
   """Member i of a stacked population, as a single `TrainState` (e.g. to `generate` from or export)."""
   return jax.tree.map(lambda leaf: leaf[i], population)

@@ -31,6 +31,7 @@ from dcgan_jax.trainer import checkpointing
 from dcgan_jax import errors
 from dcgan_jax import models
 from dcgan_jax import train
+from dcgan_jax import train_state
 from dcgan_jax import visualize
 
 CHECKPOINTS = 'checkpoints'
@@ -103,10 +104,10 @@ def _network_sections(path: str, model: dict[str, Any]) -> dict[str, ml_collecti
   return sections
 
 
-def abstract_state(config: ml_collections.ConfigDict) -> train.TrainState:
+def abstract_state(config: ml_collections.ConfigDict) -> train_state.TrainState:
   """The `TrainState` of `config` as shapes and dtypes only (on the first device), for restoring a checkpoint
   without compiling or running the networks' initialization."""
-  shapes = jax.eval_shape(lambda: train.create_train_state(config, jax.random.key(0)))
+  shapes = jax.eval_shape(lambda: train_state.create_train_state(config, jax.random.key(0)))
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), shapes)
 
@@ -117,7 +118,7 @@ def _steps(directory: str) -> list[int]:
                 if name.isdigit() and os.path.isdir(os.path.join(directory, name)))
 
 
-def _restore_step(directory: str, step: int, template: train.TrainState) -> train.TrainState:
+def _restore_step(directory: str, step: int, template: train_state.TrainState) -> train_state.TrainState:
   """Checkpoint `step` of `directory` restored into `template`'s structure, after the same model check as
   `Checkpointer.restore`.
 
@@ -138,7 +139,7 @@ def _restore_step(directory: str, step: int, template: train.TrainState) -> trai
     manager.close()
 
 
-def restore_state(workdir: str, config: ml_collections.ConfigDict, checkpoint: str = 'latest') -> train.TrainState:
+def restore_state(workdir: str, config: ml_collections.ConfigDict, checkpoint: str = 'latest') -> train_state.TrainState:
   """The train state of a run.
 
   Args:
@@ -189,7 +190,7 @@ def restore_state(workdir: str, config: ml_collections.ConfigDict, checkpoint: s
       f'available steps ({", ".join(map(str, available))}) or retrain')
 
 
-def load(workdir: str, checkpoint: 'str | int' = 'latest') -> tuple[ml_collections.ConfigDict, train.TrainState]:
+def load(workdir: str, checkpoint: 'str | int' = 'latest') -> tuple[ml_collections.ConfigDict, train_state.TrainState]:
   """A run written by `main.py` (single- or multi-process): its config and its train state.
 
   Args:
@@ -262,7 +263,7 @@ def _generate_fn(use_batch_stats: bool, generator: str):
   return jax.jit(functools.partial(train.generate, use_batch_stats=use_batch_stats, generator=generator))
 
 
-def generate_samples(state: train.TrainState, config: ml_collections.ConfigDict, num: int, seed: int = 0,
+def generate_samples(state: train_state.TrainState, config: ml_collections.ConfigDict, num: int, seed: int = 0,
                      interpolate: bool = False, steps: int = 8, generator: str = 'auto',
                      label: Optional[int] = None) -> tuple[np.ndarray, int]:
   """Images from the run's generator, deterministic for a given seed.

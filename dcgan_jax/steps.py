@@ -328,7 +328,7 @@ def step(state, images: Array, kind: StepKind = ALTERNATING, axis_name: Optional
   """One step of `kind`. Pure.
 
   Args:
-    state: a `train.TrainState`.
+    state: a `train_state.TrainState`.
     images: float32 [kind.rows, B, H, W, C] in the data range: the real batch of each D update, in order. G's
       loss sees D's logits on the last one (in G-only steps, the batch the step receives).
     kind: the static pattern of updates.

@@ -1,199 +1,30 @@
-"""Train state, the pure train step, sampling, and the training loop.
+"""The pure functions over the train state (`dcgan_jax.train_state`): the train step, its single D and G updates,
+sampling and scoring.
 
 Public API (re-exported by `dcgan_jax`, documented in docs/api.md):
-  `TrainState`, `create_train_state(config, rng, *, generator, discriminator, g_optimizer, d_optimizer, loss)`,
-  `train_step(state, batch)`, `generate(state, z, labels=None, *, use_batch_stats, generator)`.
+  `train_step(state, batch)`, `d_step`, `g_step`, `generate(state, z, labels=None, *, use_batch_stats, generator)`,
+  `discriminate(state, images, labels=None)`, `sample_noise`.
 
-Static pieces (the two modules, the two optax transformations, the loss and the noise settings) travel as
-non-pytree fields of the state, as flax's `TrainState.apply_fn` does: `train_step` then needs nothing but its two
-arguments, is pure, and works under a plain `jax.jit`. The values researchers sweep are data: the learning rates
-(optimizer hyperparameters, `optax.inject_hyperparams`), `label_smoothing`, `gp_weight` and, when their option is
-on, `ema_decay`, `r1_weight` and `r2_weight` (arrays in the state).
-Two states built from configs that differ only in those compare equal in their static fields, so they share
-compiled code and stack into one population (`population.create_population`).
+Each takes the state as its first argument and needs nothing else from outside: pure, and works under a plain
+`jax.jit` and `jax.vmap` (populations). Data-parallel training over a mesh: `dcgan_jax.parallel`.
 """
 
-import functools
 from typing import Any, Optional
 
-import flax
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
-import optax
 
-from dcgan_jax import backend
 from dcgan_jax import errors
-from dcgan_jax import losses
-from dcgan_jax import models
 from dcgan_jax import steps
+from dcgan_jax import train_state
 
 Array = jax.Array
 PyTree = Any
 
-
-@flax.struct.dataclass
-class TrainState:
-  """Everything a GAN run carries from step to step.
-
-  `rng` is raw key data (uint32 [2]) so that checkpoints hold plain arrays; each step derives its keys with
-  `fold_in(rng, step)`, so the random stream depends only on the seed and the step number.
-  """
-  step: Array
-  g_params: PyTree
-  g_batch_stats: PyTree
-  g_opt_state: optax.OptState
-  d_params: PyTree
-  d_batch_stats: PyTree
-  d_opt_state: optax.OptState
-  rng: Array
-  d_updates: Array  # int32: D updates so far (the stream position of the next real batch).
-  g_updates: Array  # int32: G updates so far.
-  phase: Array  # int32: the adaptive schedule's turn (0: G, 1: D); 0 for the other schedules.
-  phase_steps: Array  # int32: steps taken in the current adaptive phase.
-  label_smoothing: Array  # float32: one-sided, on D's real targets (losses with `label_smoothing` support).
-  gp_weight: Array  # float32: weight of the gradient penalty (losses with `gradient_penalty`).
-  generator: nn.Module = flax.struct.field(pytree_node=False)
-  discriminator: nn.Module = flax.struct.field(pytree_node=False)
-  g_tx: optax.GradientTransformation = flax.struct.field(pytree_node=False)
-  d_tx: optax.GradientTransformation = flax.struct.field(pytree_node=False)
-  loss: losses.GANLoss = flax.struct.field(pytree_node=False, default=losses.get('non_saturating'))
-  latent_dim: int = flax.struct.field(pytree_node=False, default=100)
-  noise: str = flax.struct.field(pytree_node=False, default='uniform')
-  # Skip (do not apply) a step whose losses or gradients are not finite, instead of stopping the run.
-  skip_nonfinite: bool = flax.struct.field(pytree_node=False, default=False)
-  # Class-conditional (> 0: both networks take labels 0..num_classes-1; batches carry 'label'); 0: unconditional.
-  num_classes: int = flax.struct.field(pytree_node=False, default=0)
-  # Optional parts, None when their option is off (`config.ema_decay`, `r1_weight`, `r2_weight`). Declared last,
-  # with the default None: a checkpoint written before a field existed restores it as None
-  # (`checkpointing.restore_step`), and an off-run's leaves keep their order.
-  g_ema_params: Optional[PyTree] = None  # Exponential moving average of g_params (`steps.update_ema`).
-  ema_decay: Optional[Array] = None  # float32: the EMA's decay (before its warm-up).
-  r1_weight: Optional[Array] = None  # float32: gamma of the R1 penalty on reals.
-  r2_weight: Optional[Array] = None  # float32: gamma of the R2 penalty on fakes.
-  r_every: int = flax.struct.field(pytree_node=False, default=1)  # Lazy R1/R2: every r_every-th D update.
-  diffaugment: str = flax.struct.field(pytree_node=False, default='')  # DiffAugment policy (`augment.parse`).
-
-
-@functools.lru_cache(maxsize=None)
-def _adam(b1: float, b2: float) -> optax.GradientTransformation:
-  # The learning rate is a hyperparameter in the optimizer state (set by `_init_optimizer`), so configs that
-  # differ only in it give the identical transformation and share compiled code.
-  return optax.inject_hyperparams(optax.adam, static_args=('b1', 'b2'))(learning_rate=0.0, b1=b1, b2=b2)
-
-
-def _init_optimizer(tx: optax.GradientTransformation, params: PyTree, learning_rate: float) -> optax.OptState:
-  opt_state = tx.init(params)
-  hyperparams = dict(opt_state.hyperparams, learning_rate=jnp.asarray(learning_rate, jnp.float32))
-  return opt_state._replace(hyperparams=hyperparams)
-
-
-@functools.lru_cache(maxsize=None)
-def _init_fn(module: nn.Module, conditional: bool = False):
-  # One compiled initializer per module (modules compare by their fields), shared by the members of a population.
-  if conditional:
-    return jax.jit(lambda key, x: module.init_with_output(key, x, train=False,
-                                                          labels=jnp.zeros((x.shape[0],), jnp.int32)))
-  return jax.jit(lambda key, x: module.init_with_output(key, x, train=False))
-
-
 sample_noise = steps.sample_noise
 
 
-def _key_data(rng: Array) -> Array:
-  if jnp.issubdtype(rng.dtype, jax.dtypes.prng_key):
-    return jax.random.key_data(rng)
-  return jnp.asarray(rng, jnp.uint32)
-
-
-def create_train_state(config: ml_collections.ConfigDict, rng: Array, *, generator: Optional[nn.Module] = None,
-                       discriminator: Optional[nn.Module] = None,
-                       g_optimizer: Optional[optax.GradientTransformation] = None,
-                       d_optimizer: Optional[optax.GradientTransformation] = None,
-                       loss: 'losses.GANLoss | str | None' = None) -> TrainState:
-  """Initializes both networks and both optimizers.
-
-  Args:
-    config: a config (`dcgan_jax.configs`); gives `latent_dim`, `noise`, `label_smoothing`, `gp_weight`,
-      `skip_nonfinite`, `num_classes` (> 0: a class-conditional state, whose modules take `labels`), `ema_decay`,
-      `r1_weight`, `r2_weight`, `r_every`, `diffaugment`, and whatever of the networks, optimizers and loss is not
-      passed.
-    rng: a typed or raw PRNG key.
-    generator: any `flax.linen` module called as `generator(z, train: bool)`: z float32 [B, latent_dim] -> images
-      [B, H, W, C]. Optional, detected: a `bn_axis_name` field (synchronised BatchNorm in the loop's multi-device
-      step), a `deterministic` call argument (switches dropout off when sampling with batch statistics). Default:
-      built from `config.model.generator` (`models.build_network`).
-    discriminator: any `flax.linen` module called as `discriminator(x, train: bool)` -> logits [B] or [B, 1].
-      Default: built from `config.model.discriminator`.
-    g_optimizer: any `optax.GradientTransformation`. Default: Adam from `config.g_optimizer`, its learning rate an
-      injected hyperparameter (data in `g_opt_state`, so populations can differ in it).
-    d_optimizer: the same for D (`config.d_optimizer`).
-    loss: a `losses.GANLoss` value or the name of a built-in. Default: `config.loss`.
-
-  Returns:
-    The `TrainState` at step 0.
-  """
-  rng = _key_data(rng)
-  g_key, d_key, state_key = jax.random.split(rng, 3)
-  generator = models.build_network(config, 'generator') if generator is None else generator
-  discriminator = models.build_network(config, 'discriminator') if discriminator is None else discriminator
-  num_classes = int(config.get('num_classes', 0))
-  sample, g_vars = _init_fn(generator, num_classes > 0)(g_key, jnp.zeros((1, config.latent_dim), jnp.float32))
-  _, d_vars = _init_fn(discriminator, num_classes > 0)(d_key, jnp.zeros(sample.shape, jnp.float32))
-  g_tx = g_optimizer if g_optimizer is not None else _adam(config.g_optimizer.b1, config.g_optimizer.b2)
-  d_tx = d_optimizer if d_optimizer is not None else _adam(config.d_optimizer.b1, config.d_optimizer.b2)
-  g_opt_state = (g_tx.init(g_vars['params']) if g_optimizer is not None else
-                 _init_optimizer(g_tx, g_vars['params'], config.g_optimizer.learning_rate))
-  d_opt_state = (d_tx.init(d_vars['params']) if d_optimizer is not None else
-                 _init_optimizer(d_tx, d_vars['params'], config.d_optimizer.learning_rate))
-  zero = lambda: jnp.zeros((), jnp.int32)  # One buffer per counter: the loop donates the state.
-  return TrainState(
-      step=zero(), g_params=g_vars['params'], g_batch_stats=g_vars.get('batch_stats', {}), g_opt_state=g_opt_state,
-      d_params=d_vars['params'], d_batch_stats=d_vars.get('batch_stats', {}), d_opt_state=d_opt_state,
-      rng=state_key, d_updates=zero(), g_updates=zero(), phase=zero(), phase_steps=zero(),
-      label_smoothing=jnp.asarray(config.label_smoothing, jnp.float32),
-      gp_weight=jnp.asarray(config.gp_weight, jnp.float32),
-      generator=generator, discriminator=discriminator, g_tx=g_tx, d_tx=d_tx,
-      loss=losses.resolve(config.loss if loss is None else loss), latent_dim=config.latent_dim, noise=config.noise,
-      skip_nonfinite=config.skip_nonfinite, num_classes=num_classes,
-      **_options(config, g_vars['params']))
-
-
-def _options(config: ml_collections.ConfigDict, g_params: PyTree) -> dict[str, Any]:
-  """The state's optional fields from `config` (fields missing from an older config count as off)."""
-  def weight(name):
-    value = float(config.get(name, 0.0))
-    return jnp.asarray(value, jnp.float32) if value > 0 else None
-  ema_decay = weight('ema_decay')
-  return dict(g_ema_params=None if ema_decay is None else jax.tree.map(jnp.copy, g_params), ema_decay=ema_decay,
-              r1_weight=weight('r1_weight'), r2_weight=weight('r2_weight'), r_every=int(config.get('r_every', 1)),
-              diffaugment=str(config.get('diffaugment', '')))
-
-
-def with_hyperparameters(state: TrainState, source: TrainState) -> TrainState:
-  """`state` with the swept values of `source`: label smoothing, gradient-penalty weight, the EMA decay, the R1/R2
-  weights and the optimizers' injected hyperparameters (when both optimizer states carry them).
-
-  The EMA follows `source` too: dropped when `source` has none; started from `state.g_params` when `state` has none
-  (EMA switched on at a resume, or a checkpoint written before EMA existed).
-  """
-  def hyper(opt_state, src):
-    if hasattr(opt_state, 'hyperparams') and hasattr(src, 'hyperparams'):
-      return opt_state._replace(hyperparams=src.hyperparams)
-    return opt_state
-  ema = state.g_ema_params
-  if source.g_ema_params is None:
-    ema = None
-  elif ema is None:
-    ema = jax.tree.map(jnp.copy, state.g_params)
-  return state.replace(label_smoothing=source.label_smoothing, gp_weight=source.gp_weight, g_ema_params=ema,
-                       ema_decay=source.ema_decay, r1_weight=source.r1_weight, r2_weight=source.r2_weight,
-                       g_opt_state=hyper(state.g_opt_state, source.g_opt_state),
-                       d_opt_state=hyper(state.d_opt_state, source.d_opt_state))
-
-
-def batch_labels(state: TrainState, batch: dict[str, Array], rows: bool = True) -> Optional[Array]:
+def batch_labels(state: train_state.TrainState, batch: dict[str, Array], rows: bool = True) -> Optional[Array]:
   """`batch['label']` (int32 [B]; with `rows`, as one row [1, B]) for a conditional state, None otherwise.
 
   Raises:
@@ -208,11 +39,11 @@ def batch_labels(state: TrainState, batch: dict[str, Array], rows: bool = True) 
   return labels[None] if rows else labels
 
 
-def train_step(state: TrainState, batch: dict[str, Array]) -> tuple[TrainState, dict[str, Array]]:
+def train_step(state: train_state.TrainState, batch: dict[str, Array]) -> tuple[train_state.TrainState, dict[str, Array]]:
   """One GAN training step: a D update, then a G update through the updated D. Pure; jit it.
 
   Args:
-    state: the carried `TrainState`.
+    state: the carried `train_state.TrainState`.
     batch: `{'image': float32 [B, H, W, C]}` in the generator's output range ([-1, 1] for tanh generators); a
       conditional state (`num_classes` > 0) also needs `'label': int32 [B]` in 0..num_classes-1 (the fake batch's
       labels are drawn uniformly from the state's key, per step).
@@ -227,12 +58,12 @@ def train_step(state: TrainState, batch: dict[str, Array]) -> tuple[TrainState, 
   return steps.step(state, batch['image'][None], steps.ALTERNATING, labels=batch_labels(state, batch))
 
 
-def d_step(state: TrainState, batch: dict[str, Array]) -> tuple[TrainState, dict[str, Array]]:
+def d_step(state: train_state.TrainState, batch: dict[str, Array]) -> tuple[train_state.TrainState, dict[str, Array]]:
   """One D update on `batch['image']` (as in `train_step`) and a fresh fake batch; G's parameters stay. Pure."""
   return steps.step(state, batch['image'][None], steps.D_ONLY, labels=batch_labels(state, batch))
 
 
-def g_step(state: TrainState, batch: dict[str, Array]) -> tuple[TrainState, dict[str, Array]]:
+def g_step(state: train_state.TrainState, batch: dict[str, Array]) -> tuple[train_state.TrainState, dict[str, Array]]:
   """One G update through the current D on fresh noise; D's parameters stay. `batch` only sets the batch size."""
   return steps.step(state, batch['image'][None], steps.G_ONLY, labels=batch_labels(state, batch))
 
@@ -240,7 +71,7 @@ def g_step(state: TrainState, batch: dict[str, Array]) -> tuple[TrainState, dict
 GENERATORS = ('auto', 'ema', 'raw')  # What `generate(..., generator=)` accepts.
 
 
-def generator_params(state: TrainState, generator: str = 'auto') -> PyTree:
+def generator_params(state: train_state.TrainState, generator: str = 'auto') -> PyTree:
   """The generator weights to sample with: 'ema' (the moving average; the state must carry one), 'raw'
   (`g_params`, the weights the optimizer trains) or 'auto' (the EMA when the state carries one, else raw)."""
   if generator not in GENERATORS:
@@ -252,7 +83,7 @@ def generator_params(state: TrainState, generator: str = 'auto') -> PyTree:
   return state.g_ema_params
 
 
-def generation_labels(state: TrainState, labels: Optional[Array], num: int) -> dict[str, Array]:
+def generation_labels(state: train_state.TrainState, labels: Optional[Array], num: int) -> dict[str, Array]:
   """The keyword arguments that pass `labels` (int32 [num]) to the state's generator: {'labels': ...} for a
   conditional state, {} for an unconditional one.
 
@@ -273,13 +104,13 @@ def generation_labels(state: TrainState, labels: Optional[Array], num: int) -> d
   return {'labels': labels}
 
 
-def generate(state: TrainState, z: Array, labels: Optional[Array] = None, *, use_batch_stats: bool = False,
+def generate(state: train_state.TrainState, z: Array, labels: Optional[Array] = None, *, use_batch_stats: bool = False,
              generator: str = 'auto') -> Array:
   """Images from noise `z: float32 [N, latent_dim]` -> `float32 [N, H, W, C]` in the generator's range. Pure and
   differentiable in `z` (latent inversion: `jax.grad` of a loss of `generate(state, z)`).
 
   Args:
-    state: a `TrainState`.
+    state: a `train_state.TrainState`.
     z: float32 [N, latent_dim], N >= 1.
     labels: int32 [N], the class of each image, in 0..num_classes-1: required for a class-conditional state
       (`state.num_classes` > 0), None for an unconditional one (`errors.UserError` otherwise).
@@ -303,95 +134,7 @@ def generate(state: TrainState, z: Array, labels: Optional[Array] = None, *, use
   return state.generator.apply(variables, z, train=False, **conditioning)
 
 
-@functools.lru_cache(maxsize=None)
-def make_parallel_train_step(mesh: jax.sharding.Mesh, sync_batchnorm: bool, data_range: tuple[float, float],
-                             device_data: bool = False, kind: steps.StepKind = steps.ALTERNATING,
-                             cpu_workarounds: Optional[bool] = None, conditional: bool = False):
-  """Steps of `kind` data-parallel over `mesh` (axis 'data'), several per call, compiled once, state donated.
-
-  We use `shard_map` under `jit` rather than `pmap`: the state stays one replicated global array (no stacking and
-  unstacking per device), the batch is one array sharded along its batch axis, and BatchNorm can average its
-  statistics over the devices (`sync_batchnorm`) or not, which plain sharding propagation cannot express.
-
-  The returned function runs K steps in one call, so small models are not dominated by per-call dispatch. Its
-  real batches come as R = K * kind.rows rows, in order (step k takes rows k * kind.rows, ...):
-    * `device_data=False`: `fn(state, images)`, `images: uint8 [R, B, H, W, C]` sharded over 'data' on axis 1.
-    * `device_data=True`: `fn(state, data, indices)`, `data: uint8 [N, H, W, C]` replicated on every device (put
-      there once), `indices: int32 [R, B]` sharded over 'data' on axis 1; each device gathers its own images, so
-      no pixels cross the host-device boundary per step.
-  Kinds with a 'd_accuracy' check take one more argument, `heldout: uint8 [B, H, W, C]` sharded over 'data'.
-  `conditional` (a state with `num_classes` > 0): the labels come too, `fn(state, images, labels)` with
-  `labels: int32 [R, B]` sharded like the images, or `fn(state, data, labels, indices)` with `labels: int32 [N]`
-  replicated beside `data`.
-  Images are converted to `data_range` on the device. Returns `(state, metrics)`, each metric float32 `[K]`.
-  The K steps run as one `lax.scan`, except on the CPU path (`backend.cpu_workarounds(cpu_workarounds)`: the
-  default on CPU) for networks with convolutions, where they are traced one after another.
-  Cached: runs in one process with equal settings share one compiled function.
-  """
-  from dcgan_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top  (keeps tf out of train_step users)
-  with_heldout = kind.check == 'd_accuracy'
-
-  def run(state, *inputs):
-    heldout = input_pipeline.to_float(inputs[-1], data_range) if with_heldout else None
-    inputs = inputs[:-1] if with_heldout else inputs
-    if device_data:
-      data, all_labels, xs = inputs if conditional else (inputs[0], None, inputs[1])
-    else:
-      data, all_labels, xs = None, None, (tuple(inputs) if conditional else inputs[0])
-
-    def body(state, rows):
-      if device_data:
-        images, labels = data[rows], (None if all_labels is None else all_labels[rows])
-      else:
-        images, labels = rows if conditional else (rows, None)
-      images = input_pipeline.to_float(images, data_range)
-      return steps.step(state, images, kind, axis_name='data', sync_batchnorm=sync_batchnorm, heldout=heldout,
-                        labels=labels)
-
-    num_steps = jax.tree.leaves(xs)[0].shape[0] // kind.rows
-    xs = jax.tree.map(lambda a: a.reshape(num_steps, kind.rows, *a.shape[1:]), xs)
-    row = lambda k: jax.tree.map(lambda a: a[k], xs)
-    unroll = backend.cpu_workarounds(cpu_workarounds) and _has_convolutions(body, state, row(0))
-    if num_steps > 1 and not unroll:
-      # Without convolutions a scan is fastest and compiles once for any K (MLP GAN, K=10: 1.05x one step per
-      # call, where the Python loop below was 0.73x and compiled 4x longer).
-      return jax.lax.scan(body, state, xs)
-    # Inside a while loop (even a length-1 or unrolled scan) XLA:CPU compiles the convolutions' weight gradients
-    # without their fast kernels and a DCGAN step ran ~25x slower (benchmarks/throughput.py). A Python loop traces
-    # the K steps one after another; it costs compile time only.
-    metrics = []
-    for k in range(num_steps):
-      state, m = body(state, row(k))
-      metrics.append(m)
-    return state, jax.tree.map(lambda *ms: jnp.stack(ms), *metrics)
-
-  P = jax.sharding.PartitionSpec
-  batch_spec = P(None, 'data')
-  labels_spec = ((P(),) if device_data else (batch_spec,)) if conditional else ()
-  in_specs = (P(), P(), *labels_spec, batch_spec) if device_data else (P(), batch_spec, *labels_spec)
-  if with_heldout:
-    in_specs += (P('data'),)
-  # check_vma=False: gradients are per-device values averaged explicitly with pmean (the classic pmap semantics).
-  sharded = jax.shard_map(run, mesh=mesh, in_specs=in_specs, out_specs=(P(), P()), check_vma=False)
-  return jax.jit(sharded, donate_argnums=0)
-
-
-def _has_convolutions(fn, *args) -> bool:
-  """Whether `fn(*args)` computes any convolution (looking inside custom-VJP and other nested jaxprs)."""
-  import jax.extend  # pylint: disable=g-import-not-at-top
-
-  def search(jaxpr) -> bool:
-    for eqn in jaxpr.eqns:
-      if eqn.primitive.name == 'conv_general_dilated':
-        return True
-      if any(search(sub) for sub in jax.extend.core.jaxprs_in_params(eqn.params)):
-        return True
-    return False
-
-  return search(jax.make_jaxpr(fn)(*args).jaxpr)
-
-
-def discriminate(state: TrainState, images: Array, labels: Optional[Array] = None) -> Array:
+def discriminate(state: train_state.TrainState, images: Array, labels: Optional[Array] = None) -> Array:
   """D's probability that each image is real: `images: float32 [N, H, W, C]` in the data range -> float32 [N] in
   [0, 1] (sigmoid of the logits; BatchNorm with running averages, no dropout); `labels` int32 [N] as for
   `generate` (required for a conditional state). Pure."""

@@ -21,6 +21,7 @@ import dcgan_jax
 from dcgan_jax import population as population_lib
 from dcgan_jax import steps
 from dcgan_jax import train
+from dcgan_jax import parallel
 
 
 class _PlainGenerator(nn.Module):
@@ -198,7 +199,7 @@ def test_fused_steps_scan_or_unroll_alike():
   rows = jax.device_put(rows, jax.sharding.NamedSharding(mesh, P(None, 'data')))
   results = []
   for cpu in (True, False):
-    fn = train.make_parallel_train_step(mesh, False, (-1.0, 1.0), cpu_workarounds=cpu)
+    fn = parallel.make_parallel_train_step(mesh, False, (-1.0, 1.0), cpu_workarounds=cpu)
     # The step donates its state: each call gets its own copy, replicated over the mesh.
     copy = jax.device_put(jax.tree.map(jnp.copy, state), jax.sharding.NamedSharding(mesh, P()))
     jaxpr = str(jax.make_jaxpr(fn)(copy, rows))

@@ -15,6 +15,7 @@ from dcgan_jax import config_validation
 from dcgan_jax import errors
 from dcgan_jax.trainer import loop
 from dcgan_jax import train
+from dcgan_jax import train_state
 
 KEY = jax.random.key(7)
 
@@ -119,7 +120,7 @@ def _images():
 
 def test_train_step_with_diffaugment_is_deterministic_and_trains_g_through_it(config):
   config.diffaugment = 'color,translation,cutout'
-  state = train.create_train_state(config, jax.random.key(0))
+  state = train_state.create_train_state(config, jax.random.key(0))
   assert state.diffaugment == 'color,translation,cutout'
   step = jax.jit(train.train_step)
   new, metrics = step(state, {'image': _images()})
@@ -157,7 +158,7 @@ from dcgan_jax import train
 config = conftest.tiny_config()
 config.ema_decay, config.r1_weight, config.r2_weight, config.r_every = 0.9, 1.0, 0.5, 2
 config.diffaugment = 'color,translation,cutout'
-state = train.create_train_state(config, jax.random.key(0))
+state = train_state.create_train_state(config, jax.random.key(0))
 images = jax.random.uniform(jax.random.key(1), (8, 28, 28, 1), minval=-1, maxval=1)
 mesh = jax.make_mesh((2,), ('data',), axis_types=(jax.sharding.AxisType.Auto,))
 P = jax.sharding.PartitionSpec
@@ -166,7 +167,7 @@ step = jax.jit(train.train_step)
 one, m1 = step(state, {'image': images})
 many, m2 = step(state, {'image': sharded})
 diff = [float(np.max(np.abs(a - b))) for a, b in zip(jax.tree.leaves(one), jax.tree.leaves(many))]
-fn = train.make_parallel_train_step(mesh, True, (-1.0, 1.0))
+fn = parallel.make_parallel_train_step(mesh, True, (-1.0, 1.0))
 rows = jax.device_put(jax.random.randint(jax.random.key(3), (2, 8, 28, 28, 1), 0, 256).astype(jnp.uint8),
                       jax.sharding.NamedSharding(mesh, P(None, 'data')))
 par, m = fn(jax.device_put(state, jax.sharding.NamedSharding(mesh, P())), rows)

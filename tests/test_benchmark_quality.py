@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from benchmarks import quality
-from dcgan_jax import train
+from dcgan_jax import train_state
 from dcgan_jax.configs import mnist
 
 
@@ -24,7 +24,7 @@ def test_batch_order_is_one_permutation_per_epoch_without_the_partial_batch():
 
 @pytest.fixture(scope='module')
 def mnist_state():
-  return train.create_train_state(mnist.get_config(), jax.random.key(0))
+  return train_state.create_train_state(mnist.get_config(), jax.random.key(0))
 
 
 def test_torch_default_init_uses_pytorch_fan_in_for_each_layer(mnist_state):

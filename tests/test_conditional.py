@@ -17,6 +17,7 @@ from dcgan_jax import errors
 from dcgan_jax import models
 from dcgan_jax import steps
 from dcgan_jax import train
+from dcgan_jax import train_state
 from dcgan_jax.trainer import loop
 
 
@@ -107,7 +108,7 @@ def test_labels_must_match_the_module(config):
 
 def _conditional_state(config, num_classes=3):
   config.num_classes = num_classes
-  return train.create_train_state(config, jax.random.key(0))
+  return train_state.create_train_state(config, jax.random.key(0))
 
 
 def _batch(seed=1, batch=8, num_classes=3):
@@ -131,7 +132,7 @@ def test_generate_requires_labels_for_a_conditional_state(config):
 
 
 def test_generate_refuses_labels_for_an_unconditional_state(config):
-  state = train.create_train_state(config, jax.random.key(0))
+  state = train_state.create_train_state(config, jax.random.key(0))
   with pytest.raises(errors.UserError, match=r'^labels given, but this state is unconditional'):
     dcgan_jax.generate(state, jnp.ones((2, config.latent_dim)), jnp.zeros((2,), jnp.int32))
 
@@ -174,7 +175,7 @@ def test_conditional_steps_are_deterministic_and_use_the_real_labels(config):
 
 def test_the_unconditional_step_is_traced_as_before(config):
   # No label draw, no label input: only the conditional step draws integers (its fake labels).
-  state = train.create_train_state(config, jax.random.key(0))
+  state = train_state.create_train_state(config, jax.random.key(0))
   batch = {'image': _batch()['image']}
   text = str(jax.make_jaxpr(dcgan_jax.train_step)(state, batch))
   conditional = str(jax.make_jaxpr(dcgan_jax.train_step)(_conditional_state(conftest.tiny_config()), _batch()))
@@ -387,7 +388,7 @@ from dcgan_jax.data import input_pipeline
 assert jax.device_count() == 4, jax.devices()
 config = conftest.tiny_config()
 config.num_classes = 3
-state = train.create_train_state(config, jax.random.key(0))
+state = train_state.create_train_state(config, jax.random.key(0))
 sgd = optax.sgd(0.05)
 state = state.replace(g_tx=sgd, d_tx=sgd, g_opt_state=sgd.init(state.g_params), d_opt_state=sgd.init(state.d_params))
 images = np.asarray(jax.random.randint(jax.random.key(1), (8, 28, 28, 1), 0, 256), np.uint8)
@@ -395,7 +396,7 @@ labels = np.arange(8, dtype=np.int32) % 3
 one, _ = jax.jit(train.train_step)(state, {'image': input_pipeline.to_float(images), 'label': labels})
 mesh = jax.sharding.Mesh(np.asarray(jax.devices()), ('data',))
 sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(None, 'data'))
-step = train.make_parallel_train_step(mesh, True, (-1.0, 1.0), conditional=True)
+step = parallel.make_parallel_train_step(mesh, True, (-1.0, 1.0), conditional=True)
 four, _ = step(state, jax.device_put(images[None], sharding), jax.device_put(labels[None], sharding))
 json.dump({name: [np.asarray(x).tolist() for x in jax.tree.leaves((s.g_params, s.d_params))]
            for name, s in (('one', one), ('four', four))}, sys.stdout)

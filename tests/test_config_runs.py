@@ -15,7 +15,6 @@ from PIL import Image
 
 import conftest
 from dcgan_jax.trainer import loop
-from dcgan_jax import train
 from test_configs import CONFIG_NAMES
 
 

@@ -18,6 +18,7 @@ from dcgan_jax.trainer import loop
 from dcgan_jax import sample
 from dcgan_jax import steps
 from dcgan_jax import train
+from dcgan_jax import train_state
 from dcgan_jax.trainer import workdir as workdir_lib
 
 # The state's fields before the optional ones existed (the layout of older checkpoints).
@@ -43,7 +44,7 @@ def test_warm_up_values():
 
 
 def test_ema_after_three_steps_equals_a_numpy_computation():
-  state = train.create_train_state(_ema_config(0.999), jax.random.key(0))
+  state = train_state.create_train_state(_ema_config(0.999), jax.random.key(0))
   assert float(state.ema_decay) == pytest.approx(0.999)
   chex.assert_trees_all_equal(state.g_ema_params, state.g_params)  # Starts at the initial weights.
   expected = jax.tree.map(lambda p: np.asarray(p, np.float32), state.g_params)
@@ -57,7 +58,7 @@ def test_ema_after_three_steps_equals_a_numpy_computation():
 
 
 def test_off_leaves_the_state_layout_unchanged(config):
-  state = train.create_train_state(config, jax.random.key(0))
+  state = train_state.create_train_state(config, jax.random.key(0))
   assert (state.g_ema_params, state.ema_decay) == (None, None)
   old = {name: getattr(state, name) for name in _OLD_FIELDS}
   assert jax.tree.structure(jax.tree.leaves(state)) == jax.tree.structure(jax.tree.leaves(old))
@@ -77,34 +78,34 @@ def _old_layout_checkpoint(directory, state):
 
 
 def test_checkpoint_round_trip_and_a_checkpoint_from_before_the_option(config, tmp_path):
-  state = train.create_train_state(_ema_config(0.99), jax.random.key(0))
+  state = train_state.create_train_state(_ema_config(0.99), jax.random.key(0))
   state, _ = jax.jit(train.train_step)(state, {'image': _images()})
   checkpointer = checkpointing.Checkpointer(str(tmp_path / 'ema'), 3)
   checkpointer.save(state)
   checkpointer.wait()
-  restored = checkpointer.restore(train.create_train_state(_ema_config(0.99), jax.random.key(5)))
+  restored = checkpointer.restore(train_state.create_train_state(_ema_config(0.99), jax.random.key(5)))
   checkpointer.close()
   chex.assert_trees_all_equal(restored.g_ema_params, state.g_ema_params)
   assert float(restored.ema_decay) == pytest.approx(0.99)
 
-  plain = train.create_train_state(config, jax.random.key(0))
+  plain = train_state.create_train_state(config, jax.random.key(0))
   plain, _ = jax.jit(train.train_step)(plain, {'image': _images()})
   _old_layout_checkpoint(str(tmp_path / 'old'), plain)
   old = checkpointing.Checkpointer(str(tmp_path / 'old'), 3)
-  restored = old.restore(train.create_train_state(config, jax.random.key(5)))
+  restored = old.restore(train_state.create_train_state(config, jax.random.key(5)))
   chex.assert_trees_all_equal(restored, plain)
   # Resumed with the EMA switched on: the average starts at the restored weights.
-  template = train.create_train_state(_ema_config(0.99), jax.random.key(5))
-  restored = train.with_hyperparameters(old.restore(template), template)
+  template = train_state.create_train_state(_ema_config(0.99), jax.random.key(5))
+  restored = train_state.with_hyperparameters(old.restore(template), template)
   old.close()
   chex.assert_trees_all_equal(restored.g_ema_params, plain.g_params)
   assert float(restored.ema_decay) == pytest.approx(0.99)
   # And switched off again: dropped.
-  dropped = train.with_hyperparameters(restored, train.create_train_state(config, jax.random.key(5)))
+  dropped = train_state.with_hyperparameters(restored, train_state.create_train_state(config, jax.random.key(5)))
   assert (dropped.g_ema_params, dropped.ema_decay) == (None, None)
   # A checkpoint with an EMA restored into a state without one (ema_decay set to 0 on a resume): the EMA is dropped.
   again = checkpointing.Checkpointer(str(tmp_path / 'ema'), 3)
-  without = again.restore(train.create_train_state(config, jax.random.key(5)))
+  without = again.restore(train_state.create_train_state(config, jax.random.key(5)))
   again.close()
   assert (without.g_ema_params, without.ema_decay) == (None, None)
   chex.assert_trees_all_equal(without.g_params, state.g_params)
@@ -118,14 +119,14 @@ def test_population_sweeps_the_decay_under_vmap():
   for i, decay in enumerate([0.5, 0.9]):
     member = dcgan_jax.member(population, i)
     assert float(member.ema_decay) == pytest.approx(decay)
-    first = train.create_train_state(_ema_config(decay), jax.random.key(i))
+    first = train_state.create_train_state(_ema_config(decay), jax.random.key(i))
     # After one G update the warm-up's 0.1 applies (below both decays): ema = 0.1 * init + 0.9 * new.
     expected = jax.tree.map(lambda e, p: 0.1 * e + 0.9 * p, first.g_params, member.g_params)
     chex.assert_trees_all_close(member.g_ema_params, expected, rtol=1e-5, atol=1e-6)
 
 
 def test_generate_picks_the_ema_by_default():
-  state = train.create_train_state(_ema_config(0.5), jax.random.key(0))
+  state = train_state.create_train_state(_ema_config(0.5), jax.random.key(0))
   state, _ = jax.jit(train.train_step)(state, {'image': _images()})
   z = jax.random.uniform(jax.random.key(3), (4, 8), minval=-1, maxval=1)
   ema = dcgan_jax.generate(state, z)

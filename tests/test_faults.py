@@ -33,6 +33,7 @@ from dcgan_jax import models
 from dcgan_jax import sample
 from dcgan_jax import steps
 from dcgan_jax import train
+from dcgan_jax import train_state
 from dcgan_jax.trainer import workdir
 
 STEPS = 30  # 64 images, batch 8: 8 steps per epoch.
@@ -124,7 +125,7 @@ def test_update_that_makes_parameters_nan_is_never_checkpointed(tmp_path, monkey
       loop.train_and_evaluate(config, str(tmp_path), allow_config_change=True)
   ckpt = checkpointing.Checkpointer(str(tmp_path / 'checkpoints'), 3)
   assert ckpt.all_steps() == [2, 4, 5]
-  restored = ckpt.restore(train.create_train_state(conftest.tiny_config(), jax.random.key(0)))
+  restored = ckpt.restore(train_state.create_train_state(conftest.tiny_config(), jax.random.key(0)))
   assert int(restored.step) == 5
   assert bool(steps.all_finite(restored))
 
@@ -140,8 +141,8 @@ def test_skip_nonfinite_skips_updates_that_leave_nonfinite_parameters(tmp_path, 
   config = conftest.tiny_config()
   config.num_train_steps = 4
   config.skip_nonfinite = True
-  monkeypatch.setattr(train, '_adam', _exploding_adam)  # Finite losses and gradients, Inf parameters after.
-  initial = train.create_train_state(config, jax.random.key(config.seed))
+  monkeypatch.setattr(train_state, '_adam', _exploding_adam)  # Finite losses and gradients, Inf parameters after.
+  initial = train_state.create_train_state(config, jax.random.key(config.seed))
   with tfds.testing.mock_data(num_examples=32):
     final = loop.train_and_evaluate(config, str(tmp_path))
   assert int(final.step) == 4
@@ -153,12 +154,12 @@ def test_skip_nonfinite_skips_updates_that_leave_nonfinite_parameters(tmp_path, 
 
 
 def test_all_finite_tells_a_nonfinite_update_that_the_losses_do_not_show():
-  state = train.create_train_state(conftest.tiny_config(), jax.random.key(0))
+  state = train_state.create_train_state(conftest.tiny_config(), jax.random.key(0))
   batch = {'image': jnp.zeros((8, 28, 28, 1))}
   new, _ = jax.jit(train.train_step)(state, batch)
   assert bool(jax.jit(dcgan_jax.all_finite)(new)) is True
   exploding = optax.chain(optax.adam(2e-4, b1=0.5), optax.scale(jnp.inf))  # Finite losses, Inf parameters after.
-  state = train.create_train_state(conftest.tiny_config(), jax.random.key(0), g_optimizer=exploding)
+  state = train_state.create_train_state(conftest.tiny_config(), jax.random.key(0), g_optimizer=exploding)
   new, metrics = jax.jit(train.train_step)(state, batch)
   assert np.isfinite(float(metrics['g_loss']))
   assert bool(jax.jit(dcgan_jax.all_finite)(new)) is False
@@ -204,7 +205,7 @@ def _save(directory, state, steps_and_shifts):
 
 @pytest.fixture(scope='module')
 def tiny_state():
-  return train.create_train_state(conftest.tiny_config(), jax.random.key(0))
+  return train_state.create_train_state(conftest.tiny_config(), jax.random.key(0))
 
 
 def test_checkpoint_with_nan_parameters_is_not_restored(tmp_path, tiny_state, caplog):
@@ -251,7 +252,7 @@ def test_damaged_newest_checkpoint_is_replaced_when_its_step_is_trained_again(tm
   assert (tmp_path / 'checkpoints' / '5.damaged').is_dir()
   ckpt = checkpointing.Checkpointer(str(tmp_path / 'checkpoints'), 3)
   assert ckpt.all_steps() == [2, 4, 5]
-  restored = ckpt.restore(train.create_train_state(config, jax.random.key(0)))
+  restored = ckpt.restore(train_state.create_train_state(config, jax.random.key(0)))
   chex.assert_trees_all_equal(restored.g_params, again.g_params)
 
 

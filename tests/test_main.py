@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 
+from absl import logging as absl_logging
 import chex
 import pytest
 import tensorflow_datasets as tfds
@@ -16,7 +17,6 @@ import conftest
 from dcgan_jax import errors
 from dcgan_jax.cli import train as train_cli
 from dcgan_jax.trainer import loop
-from dcgan_jax import train
 
 
 def _run_main(args, num_devices=1):
@@ -95,6 +95,17 @@ def _assert_one_line_error(proc, *fragments):
   message = proc.stderr[proc.stderr.index('Error: '):]
   for fragment in fragments:
     assert fragment in message, message
+
+
+@pytest.fixture(autouse=True)
+def _absl_state_restored():
+  """Parsing main.py's flags in process sets absl's logging level from its flags; later tests read INFO logs."""
+  absl_logger = absl_logging.get_absl_logger()
+  level, python_level = absl_logging.get_verbosity(), absl_logger.level
+  yield
+  train_cli.FLAGS.unparse_flags()
+  absl_logging.set_verbosity(level)
+  absl_logger.setLevel(python_level)
 
 
 def _error_in_process(args):

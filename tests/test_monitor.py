@@ -10,7 +10,6 @@ import conftest
 from dcgan_jax.trainer import loop
 from dcgan_jax.trainer import monitor as monitor_lib
 from dcgan_jax import sample
-from dcgan_jax import train
 
 
 def test_a_run_with_evaluation_keeps_the_best_checkpoint_and_writes_its_summary(tmp_path):

@@ -15,6 +15,7 @@ from dcgan_jax import config_validation
 from dcgan_jax import errors
 from dcgan_jax import losses
 from dcgan_jax import train
+from dcgan_jax import train_state
 
 
 def test_squared_gradient_norm_is_exact_for_a_quadratic_critic():
@@ -79,7 +80,7 @@ def _d_loss(state, d_updates=0):
 
 @pytest.mark.parametrize('r1, r2', [(2.0, 0.0), (0.0, 3.0), (2.0, 3.0)])
 def test_penalties_in_d_loss_equal_the_analytic_values(r1, r2):
-  state = train.create_train_state(_config(r1, r2), jax.random.key(0), generator=_ConstantG(),
+  state = train_state.create_train_state(_config(r1, r2), jax.random.key(0), generator=_ConstantG(),
                                    discriminator=_QuadraticD())
   assert (state.r1_weight is None) == (r1 == 0) and (state.r2_weight is None) == (r2 == 0)
   plain = state.replace(r1_weight=None, r2_weight=None)
@@ -93,7 +94,7 @@ def test_penalties_in_d_loss_equal_the_analytic_values(r1, r2):
 @pytest.mark.parametrize('cpu_path', [True, False])
 def test_lazy_schedule_applies_on_multiples_of_r_every_scaled_by_it(cpu_path, monkeypatch):
   monkeypatch.setenv(backend.ENV_VAR, '1' if cpu_path else '0')
-  state = train.create_train_state(_config(r1=2.0, every=3), jax.random.key(0), generator=_ConstantG(),
+  state = train_state.create_train_state(_config(r1=2.0, every=3), jax.random.key(0), generator=_ConstantG(),
                                    discriminator=_QuadraticD())
   assert state.r_every == 3
   plain = state.replace(r1_weight=None)
@@ -118,7 +119,7 @@ def test_r1_gradient_moves_a_linear_d_toward_zero_input_gradient():
       return nn.Dense(1)(x.reshape(x.shape[0], -1))
 
   import optax  # pylint: disable=g-import-not-at-top
-  state = train.create_train_state(_config(r1=4.0), jax.random.key(0), discriminator=LinearD(),
+  state = train_state.create_train_state(_config(r1=4.0), jax.random.key(0), discriminator=LinearD(),
                                    d_optimizer=optax.sgd(0.1))
   plain = state.replace(r1_weight=None)
   step = jax.jit(lambda s, b: train.d_step(s, b))
@@ -145,7 +146,7 @@ def test_population_sweeps_r1_under_vmap():
   population = dcgan_jax.create_population(config, [0, 0], r1_weight=[1.0, 5.0])
   _, metrics = jax.jit(jax.vmap(train.d_step, in_axes=(0, None)))(population, {'image': _images()})
   for i, weight in enumerate([1.0, 5.0]):
-    single = train.create_train_state(_config(r1=weight, every=2), jax.random.key(0))
+    single = train_state.create_train_state(_config(r1=weight, every=2), jax.random.key(0))
     _, m = jax.jit(train.d_step)(single, {'image': _images()})
     np.testing.assert_allclose(float(metrics['d_loss'][i]), float(m['d_loss']), rtol=1e-4)
   assert float(metrics['d_loss'][1]) > float(metrics['d_loss'][0])

@@ -17,7 +17,7 @@ from dcgan_jax.trainer import loop
 from dcgan_jax.trainer import checkpointing
 from dcgan_jax import errors
 from dcgan_jax import losses
-from dcgan_jax import train
+from dcgan_jax import train_state
 
 TOTAL_STEPS = 80  # 64 images, batch 8: 8 steps per epoch, 10 epochs.
 
@@ -61,7 +61,7 @@ def _wait_for_step(proc, step):
 
 def _final_state(workdir):
   config = conftest.tiny_config()
-  template = train.create_train_state(config, jax.random.key(0))
+  template = train_state.create_train_state(config, jax.random.key(0))
   return checkpointing.Checkpointer(os.path.join(workdir, 'checkpoints'), 3).restore(template)
 
 
@@ -146,7 +146,7 @@ def test_sigterm_checkpoints_and_exits_zero_then_resumes(idx_dir, tmp_path, unin
 
 @pytest.fixture(scope='module')
 def tiny_state():
-  return train.create_train_state(conftest.tiny_config(), jax.random.key(0))
+  return train_state.create_train_state(conftest.tiny_config(), jax.random.key(0))
 
 
 def _save_steps(directory, state, steps):
@@ -229,7 +229,7 @@ def test_skip_nonfinite_skips_and_counts_the_steps(tmp_path, monkeypatch):
   config.skip_nonfinite = True
   monkeypatch.setitem(losses.LOSSES, 'nan_for_test', _nan_loss())
   config.loss = 'nan_for_test'
-  initial = train.create_train_state(config, jax.random.key(config.seed))
+  initial = train_state.create_train_state(config, jax.random.key(config.seed))
   with tfds.testing.mock_data(num_examples=32):
     final = loop.train_and_evaluate(config, str(tmp_path))
   assert int(final.step) == 3

@@ -10,10 +10,8 @@ import jax
 import numpy as np
 from PIL import Image
 import pytest
-import tensorflow_datasets as tfds
 
 import conftest
-from dcgan_jax.trainer import loop
 from dcgan_jax import errors
 from dcgan_jax import sample
 from dcgan_jax import train

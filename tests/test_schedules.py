@@ -15,11 +15,12 @@ from dcgan_jax.trainer import loop
 from dcgan_jax.trainer import schedules
 from dcgan_jax import steps
 from dcgan_jax import train
+from dcgan_jax import train_state
 
 
 @pytest.fixture(scope='module')
 def state():
-  return train.create_train_state(conftest.tiny_config(), jax.random.key(0))
+  return train_state.create_train_state(conftest.tiny_config(), jax.random.key(0))
 
 
 def _images(rows, seed=1):

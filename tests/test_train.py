@@ -14,15 +14,16 @@ import optax
 import pytest
 
 from dcgan_jax.data import input_pipeline
-from dcgan_jax.trainer import loop
 from dcgan_jax import train
+from dcgan_jax import parallel
+from dcgan_jax import train_state
 import conftest
 
 
 @pytest.fixture(scope='module')
 def setup():
   config = conftest.tiny_config()
-  state = train.create_train_state(config, jax.random.key(0))
+  state = train_state.create_train_state(config, jax.random.key(0))
   images = jax.random.uniform(jax.random.key(1), (8, 28, 28, 1), minval=-1, maxval=1)
   return config, state, {'image': images}
 
@@ -116,8 +117,8 @@ def test_generate_shapes_range_and_batchnorm_switch(setup):
 
 def test_typed_and_raw_keys_give_the_same_state():
   config = conftest.tiny_config()
-  a = train.create_train_state(config, jax.random.key(3))
-  b = train.create_train_state(config, jax.random.PRNGKey(3))
+  a = train_state.create_train_state(config, jax.random.key(3))
+  b = train_state.create_train_state(config, jax.random.PRNGKey(3))
   chex.assert_trees_all_equal(a, b)
 
 
@@ -132,7 +133,7 @@ _PARALLEL_SCRIPT = textwrap.dedent('''
     out = {}
     for sync in (True, False):
       mesh = jax.sharding.Mesh(np.asarray(jax.devices()), ('data',))
-      step = train.make_parallel_train_step(mesh, sync, (-1.0, 1.0))
+      step = parallel.make_parallel_train_step(mesh, sync, (-1.0, 1.0))
       # Two steps on the same batch, fused into one call.
       sharded = jax.device_put(np.stack([images, images]),
                                jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(None, 'data')))
@@ -196,7 +197,7 @@ def test_per_device_batchnorm_equals_the_mean_of_per_shard_computations(four_dev
 def test_bfloat16_compute_keeps_float32_state_and_finite_losses():
   config = conftest.tiny_config()
   config.dtype = 'bfloat16'
-  state = train.create_train_state(config, jax.random.key(0))
+  state = train_state.create_train_state(config, jax.random.key(0))
   images = jax.random.uniform(jax.random.key(1), (8, 28, 28, 1), minval=-1, maxval=1)
   step = jax.jit(train.train_step)
   for _ in range(2):
@@ -218,7 +219,7 @@ def test_wgan_gp_with_a_batchnorm_free_critic_trains_finitely():
   config = conftest.tiny_config()
   config.loss = 'wgan_gp'
   config.model.discriminator.batchnorm = False
-  state = train.create_train_state(config, jax.random.key(0))
+  state = train_state.create_train_state(config, jax.random.key(0))
   images = jax.random.uniform(jax.random.key(1), (8, 28, 28, 1), minval=-1, maxval=1)
   step = jax.jit(train.train_step)
   for _ in range(2):
@@ -251,10 +252,10 @@ def test_fused_mlp_steps_run_as_a_scan_equal_to_single_steps():
   config = mnist_fnn.get_config()
   config.batch_size = 8
   mesh = jax.sharding.Mesh(np.asarray(jax.devices()), ('data',))
-  fn = train.make_parallel_train_step(mesh, True, (-1.0, 1.0), True)
+  fn = parallel.make_parallel_train_step(mesh, True, (-1.0, 1.0), True)
   data = np.asarray(jax.random.randint(jax.random.key(2), (32, 28, 28, 1), 0, 256), np.uint8)
   indices = np.arange(24, dtype=np.int32).reshape(3, 8)
-  state = train.create_train_state(config, jax.random.key(0))
+  state = train_state.create_train_state(config, jax.random.key(0))
   assert 'scan' in str(jax.make_jaxpr(fn)(state, data, indices))
   fused, fused_metrics = fn(jax.tree.map(jnp.copy, state), data, indices)
   single = state

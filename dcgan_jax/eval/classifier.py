@@ -22,7 +22,6 @@ import re
 import time
 from typing import Any, Optional
 
-from absl import flags
 from absl import logging
 import flax
 import flax.linen as nn

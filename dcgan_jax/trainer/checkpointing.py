@@ -75,7 +75,7 @@ def parameter_mismatch(tree: Any, template: Any) -> list[str]:
 
   Args:
     tree: the checkpoint's metadata tree (a dict with 'g_params' and 'd_params' of arrays or orbax ArrayMetadata).
-    template: the `train.TrainState` the checkpoint is to be restored into.
+    template: the `train_state.TrainState` the checkpoint is to be restored into.
 
   Returns:
     `describe_mismatch` lines prefixed with their field ('g_params/...', 'd_params/...'); empty if the shapes agree.

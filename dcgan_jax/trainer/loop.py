@@ -36,6 +36,8 @@ from dcgan_jax.trainer import monitor as monitor_lib
 from dcgan_jax.trainer import schedules
 from dcgan_jax import steps
 from dcgan_jax import train
+from dcgan_jax import parallel
+from dcgan_jax import train_state
 from dcgan_jax import visualize
 from dcgan_jax.trainer import workdir as workdir_lib
 
@@ -110,13 +112,13 @@ def _local(tree):
   return jax.tree.map(lambda a: a.addressable_data(0), tree)
 
 
-def _counters(state: train.TrainState) -> dict[str, int]:
+def _counters(state: train_state.TrainState) -> dict[str, int]:
   """The schedule counters of `state` on the host: four scalars cross over, not the whole state."""
   names = ('phase', 'phase_steps', 'd_updates', 'g_updates')
   return {name: int(value) for name, value in zip(names, _local([getattr(state, n) for n in names]))}
 
 
-def _fingerprint(state: train.TrainState) -> str:
+def _fingerprint(state: train_state.TrainState) -> str:
   """A short hash of all parameters: equal on every process of a run, and between bit-identical runs."""
   digest = hashlib.sha256()
   for leaf in jax.tree.leaves(_local((state.g_params, state.d_params))):
@@ -141,7 +143,7 @@ def _has_checkpoint(workdir: str) -> bool:
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
-                       allow_config_change: bool = False) -> train.TrainState:
+                       allow_config_change: bool = False) -> train_state.TrainState:
   """Trains per `config`, writing samples, scalars and checkpoints to `workdir`; resumes from its checkpoints.
 
   Checks what can be checked cheaply first: the config, the workdir (one run per workdir: a lock; a second run
@@ -253,7 +255,7 @@ class _Run:
   def restore(self, history: list) -> int:
     """Creates the state and restores the newest checkpoint; writes config.json; returns the start step."""
     config = self.config
-    state = train.create_train_state(config, jax.random.key(config.seed))
+    state = train_state.create_train_state(config, jax.random.key(config.seed))
     logging.info('Generator: %d parameters, discriminator: %d parameters',
                  models.count_params(state.g_params), models.count_params(state.d_params))
     state = jax.tree.map(self.to_global, state)
@@ -262,7 +264,7 @@ class _Run:
     restored = self.checkpointer.restore(state)
     if restored is not None:
       # The config's hyperparameters win over the checkpoint's (a resume may change the learning rate).
-      state = train.with_hyperparameters(restored, state)
+      state = train_state.with_hyperparameters(restored, state)
     self.state, self.start_step = state, int(_local(state.step))
     expected = None if self.schedule.dynamic else self.schedule.d_updates_before(self.start_step)
     if self.start_step and expected is not None and int(_local(state.d_updates)) != expected:
@@ -286,7 +288,7 @@ class _Run:
     """
     images, config = self.images, self.config
     self.device_data = isinstance(images, np.ndarray) and images.nbytes <= config.data.max_device_bytes
-    self.step_fns = {kind: train.make_parallel_train_step(self.mesh, config.model.sync_batchnorm, self.data_range,
+    self.step_fns = {kind: parallel.make_parallel_train_step(self.mesh, config.model.sync_batchnorm, self.data_range,
                                                           self.device_data, kind,
                                                           conditional=bool(self.num_classes))
                      for kind in self.schedule.kinds()}
@@ -366,7 +368,7 @@ class _Run:
           f'a loss, parameter or optimizer state became NaN or Inf at step {bad}; training stopped and {kept}. Lower '
           'the learning rates, or set --config.skip_nonfinite=True to skip such steps')
 
-  def run(self) -> train.TrainState:
+  def run(self) -> train_state.TrainState:
     """Runs the schedule's compiled calls from the start step to the end (or a stop request); returns the state."""
     self._compile()
     if self.start_step == 0:
@@ -466,7 +468,7 @@ class _Run:
                  _format_time(eta), f', {skipped:.0f} non-finite steps skipped' if skipped else '')
     self._new_window()
 
-  def _finish(self, stopped_at: int = 0) -> train.TrainState:
+  def _finish(self, stopped_at: int = 0) -> train_state.TrainState:
     """Closes the checkpointer (waiting for the last write), the summaries and the event file."""
     self.checkpointer.close()
     self.monitor.finish()

@@ -27,6 +27,7 @@ from dcgan_jax import errors
 from dcgan_jax.eval import evaluation
 from dcgan_jax import models
 from dcgan_jax import train
+from dcgan_jax import train_state
 from dcgan_jax import visualize
 from dcgan_jax.eval import scores as inception_scores
 
@@ -77,7 +78,7 @@ class Monitor:
   """
 
   def __init__(self, config: ml_collections.ConfigDict, workdir: str, images: np.ndarray,
-               sample_fn: Callable[[train.TrainState, jax.Array], jax.Array],
+               sample_fn: Callable[[train_state.TrainState, jax.Array], jax.Array],
                to_global: Callable[[np.ndarray], jax.Array], writer: Any, classes: Optional[np.ndarray] = None):
     self._config = config
     self._workdir = workdir
@@ -133,7 +134,7 @@ class Monitor:
     if self._is_main:
       besteffort.call(self._history_path, _write_json, self._history_path, self.history)
 
-  def evaluate(self, step: int, state: train.TrainState) -> Optional[dict[str, float]]:
+  def evaluate(self, step: int, state: train_state.TrainState) -> Optional[dict[str, float]]:
     """Scores samples of `state` (every process calls this; process 0 computes), keeps the best checkpoint by FID,
     and raises the collapse alarm. Returns the scores on process 0."""
     if not self._enabled:
