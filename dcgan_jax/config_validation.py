@@ -12,6 +12,7 @@ import numbers
 
 import ml_collections
 
+from dcgan_jax import backend
 from dcgan_jax.data import bundled
 from dcgan_jax import errors
 from dcgan_jax.data import input_pipeline
@@ -79,6 +80,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
       problems.append(f'config.{name}={value!r}: must be a number in [0, 1]')
   _choice(config, 'noise', NOISES, problems)
   _choice(config, 'dtype', DTYPES, problems)
+  _choice(config, 'cpu_conv', backend.CPU_CONV_MODES, problems)
   _choice(config, 'loss', tuple(sorted(losses.LOSSES)), problems)
   _choice(config, 'data.source', SOURCES, problems)
   _rate(config, 'label_smoothing', problems)

@@ -30,6 +30,7 @@ from dcgan_jax.trainer import checkpointing
 from dcgan_jax import config_validation
 from dcgan_jax import errors
 from dcgan_jax.data import input_pipeline
+from dcgan_jax.ops import onednn
 from dcgan_jax import models
 from dcgan_jax.trainer import monitor as monitor_lib
 from dcgan_jax.trainer import schedules
@@ -148,6 +149,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   `checkpoints/STEP/` (orbax), `config.json` (the resolved config). Returns the final state.
   """
   config_validation.validate(config)
+  onednn.configure(config.cpu_conv)  # 'onednn' that cannot be built: one line, before any data is read.
   if not workdir:
     raise errors.WorkdirError('--workdir is empty; pass the directory for checkpoints and outputs')
   if os.path.exists(workdir) and not os.path.isdir(workdir):
