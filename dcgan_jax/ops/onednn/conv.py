@@ -35,9 +35,28 @@ _DIMENSION_NUMBERS = ('NHWC', 'HWIO', 'NHWC')
 _VMAP_METHOD = 'sequential'
 
 
+def _match_vma(a: Array, b: Array) -> tuple[Array, Array]:
+  """Both operands varying over the same `shard_map` axes (`check_vma`): the invariant one is cast to varying.
+
+  Done outside the custom VJPs, so a kernel that is the same on every device gets its gradient summed over them by
+  the cast's transpose, as for XLA's convolution.
+  """
+  va, vb = jax.typeof(a).mat.varying, jax.typeof(b).mat.varying
+  if vb - va:
+    a = lax.pcast(a, tuple(sorted(vb - va)), to='varying')
+  if va - vb:
+    b = lax.pcast(b, tuple(sorted(va - vb)), to='varying')
+  return a, b
+
+
 def _call(target: str, out_shape: Sequence[int], a: Array, b: Array, strides: Pair, pads: Pads,
           dilation: Pair) -> Array:
-  call = jax.ffi.ffi_call(target, jax.ShapeDtypeStruct(tuple(out_shape), jnp.float32), vmap_method=_VMAP_METHOD)
+  aval = jax.typeof(a)
+  if aval.mat.varying:  # Inside shard_map with check_vma: the result varies over the same axes as the operands.
+    result = jax.ShapeDtypeStruct(tuple(out_shape), jnp.float32, sharding=aval.sharding, manual_axis_type=aval.mat)
+  else:
+    result = jax.ShapeDtypeStruct(tuple(out_shape), jnp.float32)
+  call = jax.ffi.ffi_call(target, result, vmap_method=_VMAP_METHOD)
   return call(a, b, strides=np.asarray(strides, np.int64), pad_lo=np.asarray([p[0] for p in pads], np.int64),
               pad_hi=np.asarray([p[1] for p in pads], np.int64), dilation=np.asarray(dilation, np.int64))
 
@@ -48,7 +67,6 @@ def _out_spatial(in_spatial: Sequence[int], kernel: Sequence[int], strides: Pair
                for n, k, s, (lo, hi), d in zip(in_spatial, kernel, strides, pads, dilation))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
 def forward(x: Array, kernel: Array, strides: Pair, pads: Pads, dilation: Pair = (1, 1)) -> Array:
   """`lax.conv_general_dilated(x, kernel, strides, pads, rhs_dilation=dilation)` in oneDNN.
 
@@ -62,28 +80,44 @@ def forward(x: Array, kernel: Array, strides: Pair, pads: Pads, dilation: Pair =
   Returns:
     float32 `[B, Ho, Wo, Cout]`.
   """
+  x, kernel = _match_vma(x, kernel)
+  return _forward(x, kernel, tuple(strides), tuple(map(tuple, pads)), tuple(dilation))
+
+
+def backward_data(dy: Array, kernel: Array, in_spatial: Pair, strides: Pair, pads: Pads,
+                  dilation: Pair = (1, 1)) -> Array:
+  """The input gradient of `forward` for the output gradient `dy` (`[B, Ho, Wo, Cout]`): `[B, *in_spatial, Cin]`."""
+  dy, kernel = _match_vma(dy, kernel)
+  return _backward_data(dy, kernel, tuple(in_spatial), tuple(strides), tuple(map(tuple, pads)), tuple(dilation))
+
+
+def backward_weights(x: Array, dy: Array, kernel_spatial: Pair, strides: Pair, pads: Pads,
+                     dilation: Pair = (1, 1)) -> Array:
+  """The kernel gradient of `forward` at input `x` for the output gradient `dy`: `[*kernel_spatial, Cin, Cout]`."""
+  x, dy = _match_vma(x, dy)
+  return _backward_weights(x, dy, tuple(kernel_spatial), tuple(strides), tuple(map(tuple, pads)), tuple(dilation))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _forward(x: Array, kernel: Array, strides: Pair, pads: Pads, dilation: Pair) -> Array:
   out = _out_spatial(x.shape[1:3], kernel.shape[:2], strides, pads, dilation)
   return _call('dcgan_onednn_conv_forward', (x.shape[0], *out, kernel.shape[3]), x, kernel, strides, pads, dilation)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
-def backward_data(dy: Array, kernel: Array, in_spatial: Pair, strides: Pair, pads: Pads,
-                  dilation: Pair = (1, 1)) -> Array:
-  """The input gradient of `forward` for the output gradient `dy` (`[B, Ho, Wo, Cout]`): `[B, *in_spatial, Cin]`."""
+def _backward_data(dy: Array, kernel: Array, in_spatial: Pair, strides: Pair, pads: Pads, dilation: Pair) -> Array:
   return _call('dcgan_onednn_conv_backward_data', (dy.shape[0], *in_spatial, kernel.shape[2]), dy, kernel, strides,
                pads, dilation)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
-def backward_weights(x: Array, dy: Array, kernel_spatial: Pair, strides: Pair, pads: Pads,
-                     dilation: Pair = (1, 1)) -> Array:
-  """The kernel gradient of `forward` at input `x` for the output gradient `dy`: `[*kernel_spatial, Cin, Cout]`."""
+def _backward_weights(x: Array, dy: Array, kernel_spatial: Pair, strides: Pair, pads: Pads, dilation: Pair) -> Array:
   return _call('dcgan_onednn_conv_backward_weights', (*kernel_spatial, x.shape[3], dy.shape[3]), x, dy, strides,
                pads, dilation)
 
 
 def _forward_fwd(x, kernel, strides, pads, dilation):
-  return forward(x, kernel, strides, pads, dilation), (x, kernel)
+  return _forward(x, kernel, strides, pads, dilation), (x, kernel)
 
 
 def _forward_bwd(strides, pads, dilation, residuals, g):
@@ -93,7 +127,7 @@ def _forward_bwd(strides, pads, dilation, residuals, g):
 
 
 def _backward_data_fwd(dy, kernel, in_spatial, strides, pads, dilation):
-  return backward_data(dy, kernel, in_spatial, strides, pads, dilation), (dy, kernel)
+  return _backward_data(dy, kernel, in_spatial, strides, pads, dilation), (dy, kernel)
 
 
 def _backward_data_bwd(in_spatial, strides, pads, dilation, residuals, c):
@@ -103,7 +137,7 @@ def _backward_data_bwd(in_spatial, strides, pads, dilation, residuals, c):
 
 
 def _backward_weights_fwd(x, dy, kernel_spatial, strides, pads, dilation):
-  return backward_weights(x, dy, kernel_spatial, strides, pads, dilation), (x, dy)
+  return _backward_weights(x, dy, kernel_spatial, strides, pads, dilation), (x, dy)
 
 
 def _backward_weights_bwd(kernel_spatial, strides, pads, dilation, residuals, c):
@@ -111,9 +145,9 @@ def _backward_weights_bwd(kernel_spatial, strides, pads, dilation, residuals, c)
   return (backward_data(dy, c, x.shape[1:3], strides, pads, dilation), forward(x, c, strides, pads, dilation))
 
 
-forward.defvjp(_forward_fwd, _forward_bwd)
-backward_data.defvjp(_backward_data_fwd, _backward_data_bwd)
-backward_weights.defvjp(_backward_weights_fwd, _backward_weights_bwd)
+_forward.defvjp(_forward_fwd, _forward_bwd)
+_backward_data.defvjp(_backward_data_fwd, _backward_data_bwd)
+_backward_weights.defvjp(_backward_weights_fwd, _backward_weights_bwd)
 
 
 def supports(pads: Pads, dtype) -> bool:

@@ -105,12 +105,18 @@ def configure(mode: str) -> bool:
     Whether the CPU path's convolutions will be oneDNN's (`active()`).
 
   Raises:
-    errors.ConfigError: mode 'onednn' and the library cannot be used (one line), or an unknown mode.
+    errors.ConfigError: mode 'onednn' and the library cannot be used (one line; the previous mode stays), or an
+      unknown mode.
   """
   if mode not in backend.CPU_CONV_MODES:
     raise errors.ConfigError(f'config.cpu_conv={mode!r}: must be one of {", ".join(backend.CPU_CONV_MODES)}')
+  previous = backend.cpu_conv_mode()
   backend.set_cpu_conv(mode)
-  return active()
+  try:
+    return active()
+  except errors.ConfigError:
+    backend.set_cpu_conv(previous)  # The setting in force stays what it was.
+    raise
 
 
 def reset() -> None:
