@@ -275,3 +275,29 @@ def test_shard_map_over_two_host_devices_equals_xla():
                           check=False)
   assert result.returncode == 0, result.stderr[-2000:]
   assert result.stdout.strip().splitlines()[-1] == 'OK'
+
+
+@pytest.mark.parametrize('loss', ['non_saturating', 'wgan_gp'])
+def test_train_step_with_onednn_equals_xla(use_onednn, monkeypatch, loss):
+  """The tiny MNIST DCGAN's whole step (transposed convs, strided convs, BatchNorm; WGAN-GP's gradient of a
+  gradient), under jit and vmap over a population of two, with cpu_conv=onednn against xla."""
+  import dcgan_jax  # pylint: disable=g-import-not-at-top
+  config = conftest.tiny_config()
+  config.loss = loss
+  if loss == 'wgan_gp':
+    config.model.discriminator.batchnorm = False
+  states = jax.vmap(lambda key: dcgan_jax.create_train_state(config, key))(jax.random.split(jax.random.key(0), 2))
+  images = jax.random.uniform(jax.random.key(1), (config.batch_size, 28, 28, 1), minval=-1, maxval=1)
+
+  def run(mode):
+    monkeypatch.setenv(backend.CPU_CONV_ENV_VAR, mode)
+    step = jax.vmap(dcgan_jax.train_step, in_axes=(0, None))
+    found = _targets(step, states, {'image': images})
+    return found, jax.jit(step)(states, {'image': images})
+
+  xla_targets, (xla_state, xla_metrics) = run('xla')
+  onednn_targets, (onednn_state, onednn_metrics) = run('onednn')
+  assert (xla_targets, onednn_targets) == ([], _ALL_TARGETS)
+  for got, want in zip(jax.tree.leaves((onednn_metrics, onednn_state.g_params, onednn_state.d_params)),
+                       jax.tree.leaves((xla_metrics, xla_state.g_params, xla_state.d_params))):
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=2e-4, atol=2e-5)
