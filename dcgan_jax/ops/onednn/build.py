@@ -30,6 +30,7 @@ import jax
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'conv.cc')
 LIBRARY_NAME = 'libdcgan_onednn.so'
 CACHE_ENV_VAR = 'DCGAN_JAX_FFI_CACHE'
+THREADS_ENV_VAR = 'DCGAN_JAX_ONEDNN_THREADS'  # oneDNN's OpenMP threads per convolution; default: the usable cores.
 # The FFI target names, and the library symbols that implement them.
 TARGETS = {
     'dcgan_onednn_conv_forward': 'DcganOnednnConvForward',
@@ -143,7 +144,9 @@ def _register(path: str) -> str:
       jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(library, symbol)), platform='cpu')
     _REGISTERED['library'] = library
   cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
-  library.dcgan_onednn_set_num_threads(ctypes.c_int(cores))
+  threads = os.environ.get(THREADS_ENV_VAR, '').strip()
+  library.dcgan_onednn_set_num_threads(ctypes.c_int(int(threads) if threads.isdigit() and int(threads) > 0
+                                                    else cores))
   number = library.dcgan_onednn_version()
   return f'{number // 10000}.{number // 100 % 100}.{number % 100}'
 

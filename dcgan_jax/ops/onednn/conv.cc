@@ -6,7 +6,8 @@
 // gradient) is reordered between HWIO and the layout oneDNN prefers (`format_tag::any`), as the go/no-go in
 // docs/performance.md measured fastest. Primitives and reorders are created once per shape and attributes and kept
 // in a mutex-guarded cache; one engine, one stream per calling thread, user-mode scratchpads in per-thread buffers,
-// so concurrent calls (shard_map over host devices) share nothing mutable.
+// so concurrent calls (shard_map over host devices) share nothing mutable; they execute one at a time (each on all
+// cores), so that concurrent XLA threads do not oversubscribe the cores with OpenMP teams.
 //
 // Built and loaded by dcgan_jax/ops/onednn.py. Exported: the three handlers, `dcgan_onednn_set_num_threads` (the
 // OpenMP team size each call uses) and `dcgan_onednn_version` (major * 10000 + minor * 100 + patch).
@@ -146,10 +147,15 @@ void Run(Pass pass, const Shape& s, void* a, void* b, void* out) {
   memory kernel = plan->reorder_kernel
                       ? memory(plan->kernel_conv, engine, ThreadBuffer(0, plan->kernel_conv.get_size()))
                       : kernel_user;
+  memory act_in(plan->act_in, engine, a);
+  // One convolution at a time: each already uses every core, and XLA runs independent ops (the discriminator on
+  // the real and the fake batch) on concurrent threads, whose OpenMP teams would otherwise oversubscribe the cores
+  // (barriers then wait out scheduler ticks). A waiting caller blocks, it does not spin.
+  static std::mutex execute_mutex;
+  std::lock_guard<std::mutex> lock(execute_mutex);
   if (pass != Pass::kBackwardWeights && plan->reorder_kernel) {
     plan->kernel_reorder.execute(stream, {{DNNL_ARG_FROM, kernel_user}, {DNNL_ARG_TO, kernel}});
   }
-  memory act_in(plan->act_in, engine, a);
   if (pass == Pass::kForward) {
     memory y(plan->act_out, engine, out);
     plan->conv.execute(stream, {{DNNL_ARG_SRC, act_in}, {DNNL_ARG_WEIGHTS, kernel}, {DNNL_ARG_DST, y},
