@@ -301,3 +301,14 @@ def test_train_step_with_onednn_equals_xla(use_onednn, monkeypatch, loss):
   for got, want in zip(jax.tree.leaves((onednn_metrics, onednn_state.g_params, onednn_state.d_params)),
                        jax.tree.leaves((xla_metrics, xla_state.g_params, xla_state.d_params))):
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=2e-4, atol=2e-5)
+
+
+def test_the_loops_step_function_is_cached_per_convolution_library(use_onednn, monkeypatch):
+  from dcgan_jax import train  # pylint: disable=g-import-not-at-top
+  mesh = jax.sharding.Mesh(np.asarray(jax.devices()[:1]), ('data',))
+  monkeypatch.setenv(backend.CPU_CONV_ENV_VAR, 'xla')
+  xla_step = train.make_parallel_train_step(mesh, True, (-1.0, 1.0))
+  monkeypatch.setenv(backend.CPU_CONV_ENV_VAR, 'onednn')
+  onednn_step = train.make_parallel_train_step(mesh, True, (-1.0, 1.0))
+  assert onednn_step is not xla_step
+  assert onednn_step is train.make_parallel_train_step(mesh, True, (-1.0, 1.0))
