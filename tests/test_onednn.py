@@ -234,7 +234,7 @@ def test_config_rejects_an_unknown_cpu_conv():
   config.cpu_conv = 'mkl'
   with pytest.raises(errors.ConfigError, match=r"config\.cpu_conv='mkl': must be one of auto, xla, onednn$"):
     config_validation.validate(config)
-  assert conftest.tiny_config().cpu_conv == 'xla'
+  assert conftest.tiny_config().cpu_conv == 'auto'
 
 
 @pytest.mark.slow
@@ -312,3 +312,10 @@ def test_the_loops_step_function_is_cached_per_convolution_library(use_onednn, m
   onednn_step = train.make_parallel_train_step(mesh, True, (-1.0, 1.0))
   assert onednn_step is not xla_step
   assert onednn_step is train.make_parallel_train_step(mesh, True, (-1.0, 1.0))
+
+
+def test_using_sets_the_mode_for_its_block_only(use_onednn, monkeypatch):
+  monkeypatch.delenv(backend.CPU_CONV_ENV_VAR)
+  with onednn.using('onednn') as active:
+    assert (active, backend.cpu_conv_mode()) == (True, 'onednn')
+  assert backend.cpu_conv_mode() == 'xla'

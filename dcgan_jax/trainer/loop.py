@@ -149,7 +149,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   `checkpoints/STEP/` (orbax), `config.json` (the resolved config). Returns the final state.
   """
   config_validation.validate(config)
-  onednn.configure(config.cpu_conv)  # 'onednn' that cannot be built: one line, before any data is read.
+  # config.cpu_conv for this run's traces ('onednn' that cannot be built: one line, before any data is read).
+  with onednn.using(config.cpu_conv):
+    return _train(config, workdir, allow_config_change)
+
+
+def _train(config: ml_collections.ConfigDict, workdir: str, allow_config_change: bool) -> train.TrainState:
+  """`train_and_evaluate` after the config check: the workdir, the resume check and the staged run."""
   if not workdir:
     raise errors.WorkdirError('--workdir is empty; pass the directory for checkpoints and outputs')
   if os.path.exists(workdir) and not os.path.isdir(workdir):

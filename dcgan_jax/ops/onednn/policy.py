@@ -1,6 +1,6 @@
 """Whether the CPU path's convolutions use the oneDNN handlers: `configure`, `active`, `self_check`.
 
-`backend.cpu_conv_mode()` says what the user asked for: 'xla' never builds anything; 'auto' uses oneDNN when the
+`backend.cpu_conv_mode()` says what the user asked for (`configure`, or `using` for a block): 'xla' never builds anything; 'auto' uses oneDNN when the
 library builds (`build.library_status`) and its three handlers equal XLA's convolution on a small case
 (`self_check`), else XLA's convolutions, saying why in ONE log line; 'onednn' insists: `configure` (and `active`,
 at trace time) raise `errors.ConfigError` with one line naming the problem and the install command. Only the CPU
@@ -8,6 +8,9 @@ backend ever uses them: on GPU/TPU (`jax.default_backend()` not 'cpu') `active()
 """
 
 from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
 
 import jax
 import jax.numpy as jnp
@@ -117,6 +120,24 @@ def configure(mode: str) -> bool:
   except errors.ConfigError:
     backend.set_cpu_conv(previous)  # The setting in force stays what it was.
     raise
+
+
+@contextlib.contextmanager
+def using(mode: str) -> Iterator[bool]:
+  """`configure(mode)` for the duration of a `with` block (functions traced inside it), then the previous mode.
+
+  Yields:
+    Whether the CPU path's convolutions are oneDNN's inside the block.
+
+  Raises:
+    errors.ConfigError: as `configure`, before the block runs.
+  """
+  previous = backend.cpu_conv_mode()
+  active_now = configure(mode)
+  try:
+    yield active_now
+  finally:
+    backend.set_cpu_conv(previous)
 
 
 def reset() -> None:
