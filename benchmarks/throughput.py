@@ -3,6 +3,7 @@
 Run from the repository root:
 
   python benchmarks/throughput.py [--models mnist_dcgan,mlp,dcgan64] [--rounds 5] [--steps N] [--no-torch]
+      [--cpu_conv xla,onednn]
 
 For each model, ours is the function the training loop runs (`parallel.make_parallel_train_step` over a mesh of all
 local devices, the uint8 dataset resident on the device as the loop keeps MNIST-sized data, state donated), and the
@@ -16,6 +17,10 @@ hits both sides alike. FLOPs per step come from XLA's cost analysis of our compi
 express PyTorch's speed in GFLOP/s, against the measured float32 matmul peak of this machine. A model whose warm-up
 step is very slow gets fewer steps and rounds (noted under the table), so that a regression cannot stretch the run
 to hours.
+
+`--cpu_conv` takes one or more values of `config.cpu_conv` (comma-separated): each model with convolutions then
+gets one row per value ("model, cpu_conv=onednn"), all of them and torch alternating in the same rounds, so that
+XLA's and oneDNN's convolutions are compared under the same load (the MLP has no convolutions: one row).
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from dcgan_jax.configs import default  # pylint: disable=g-import-not-at-top,wro
 from dcgan_jax.configs import fashion_mnist_mlp  # pylint: disable=g-import-not-at-top,wrong-import-position
 from dcgan_jax.configs import mnist  # pylint: disable=g-import-not-at-top,wrong-import-position
 from dcgan_jax import models  # pylint: disable=g-import-not-at-top,wrong-import-position
+from dcgan_jax.ops import onednn  # pylint: disable=g-import-not-at-top,wrong-import-position
 from dcgan_jax import parallel
 from dcgan_jax import train_state
 
@@ -246,6 +252,10 @@ class OursRunner:
   """
 
   def __init__(self, config: ml_collections.ConfigDict, steps_per_call: int = 1):
+    # The convolution library is chosen when the step is traced: set it for this runner's every call (a call after
+    # `jax.clear_caches()` traces again).
+    self.cpu_conv = config.cpu_conv
+    onednn.configure(self.cpu_conv)
     devices = jax.devices()
     if config.batch_size % len(devices):
       raise ValueError(f'batch {config.batch_size} does not split over {len(devices)} devices')
@@ -279,6 +289,7 @@ class OursRunner:
 
   def compile(self) -> CompileInfo:
     """Measures AOT compilation (and reads the FLOP count), then the cold first call the training loop sees."""
+    onednn.configure(self.cpu_conv)
     aot_s, compiled = harness.compile_seconds(self.step_fn, self.state, self.data, self._next_indices())
     flops = _flops(compiled)
     # The jitted function could otherwise reuse what the AOT path just built; the first call should be cold.
@@ -290,6 +301,7 @@ class OursRunner:
   def run(self, steps: int) -> tuple[Any, Any]:
     """`steps` training steps (whole calls), unblocked: the caller (the harness) waits at the end, as the loop does."""
     calls = -(-steps // self.steps_per_call)
+    onednn.configure(self.cpu_conv)
     for _ in range(calls):
       self.state, self.metrics = self.step_fn(self.state, self.data, self._next_indices())
     return self.state, self.metrics
@@ -361,17 +373,37 @@ def _alternate(runners: dict[str, Any], steps: int, rounds: int, batch: int) -> 
   return {name: timing.rates(steps * batch) for name, timing in timings.items()}
 
 
-def benchmark_model(name: str, steps: int, rounds: int, use_torch: bool, log) -> list[Row]:
-  """The row of model `name` (and, for the MLP, a row with fused steps if the trainer supports them)."""
+def _has_convolutions(config: ml_collections.ConfigDict) -> bool:
+  return 'mlp' not in (config.model.generator.family, config.model.discriminator.family)
+
+
+def _ours_runners(config: ml_collections.ConfigDict, name: str, cpu_convs: list[str],
+                  log) -> tuple[dict[str, OursRunner], dict[str, CompileInfo], float]:
+  """One compiled runner per `config.cpu_conv` value (one only for a model without convolutions), keyed by row
+  label; their compile infos; the slowest warm-up step in seconds."""
+  runners, infos = {}, {}
+  for cpu_conv in cpu_convs if _has_convolutions(config) else cpu_convs[:1]:
+    label = name if len(cpu_convs) == 1 or not _has_convolutions(config) else f'{name}, cpu_conv={cpu_conv}'
+    log(f'{label}: building and compiling ours')
+    variant = config.copy_and_resolve_references()
+    variant.cpu_conv = cpu_conv
+    # One step per call: the unit torch is timed in, and the loop's default.
+    runners[label] = OursRunner(variant, steps_per_call=1)
+    infos[label] = runners[label].compile()
+  # A second call of each (after every compile: `compile` clears JAX's caches): any lazy allocation or retrace
+  # after compilation stays out of the timings.
+  step_s = max(harness.time_once(runner.run, 1)[0] for runner in runners.values())
+  return runners, infos, step_s
+
+
+def benchmark_model(name: str, steps: int, rounds: int, use_torch: bool, log,
+                    cpu_convs: Optional[list[str]] = None) -> list[Row]:
+  """The rows of model `name`: one per `cpu_convs` value (default: the config's) for a model with convolutions,
+  and for the MLP a row with fused steps if the trainer supports them."""
   config = MODELS[name][0]()
   batch = config.batch_size
-  log(f'{name}: building and compiling ours')
-  # One step per call: the unit torch is timed in, and the loop's default.
-  ours = OursRunner(config, steps_per_call=1)
-  info = ours.compile()
-  # A second call: any lazy allocation after compilation stays out of the timings.
-  step_s, _ = harness.time_once(ours.run, 1)
-  runners: dict[str, Any] = {'ours': ours}
+  ours_runners, infos, step_s = _ours_runners(config, name, cpu_convs or [config.cpu_conv], log)
+  runners: dict[str, Any] = dict(ours_runners)
   if use_torch:
     log(f'{name}: building torch reference')
     ref = TorchRunner(config)
@@ -391,7 +423,9 @@ def benchmark_model(name: str, steps: int, rounds: int, use_torch: bool, log) ->
     runners['torch'] = ref
   log(f'{name}: timing {rounds} rounds x {steps} steps')
   ips = _alternate(runners, steps, rounds, batch)
-  rows = [Row(name, batch, ips['ours'], ips.get('torch'), info, info.flops_per_call, note)]
+  # XLA's cost analysis does not count the FFI calls' FLOPs; every row runs the same step, so all take the largest.
+  flops = max((i.flops_per_call for i in infos.values() if i.flops_per_call), default=None)
+  rows = [Row(label, batch, ips[label], ips.get('torch'), infos[label], flops, note) for label in ours_runners]
 
   if name == 'mlp':
     if _fused_step_supported():
@@ -407,7 +441,7 @@ def benchmark_model(name: str, steps: int, rounds: int, use_torch: bool, log) ->
       # The step is the same; XLA's cost analysis counts a while-loop body once, not K times, so the FLOPs of the
       # unfused call are the right count per step.
       rows.append(Row(f'mlp, steps_per_call={k}', batch, fused_ips['ours'], fused_ips.get('torch'), fused_info,
-                      info.flops_per_call))
+                      flops))
     else:
       log('mlp: configs/default.py has no steps_per_call; the fused-steps row is skipped')
   return rows
@@ -456,6 +490,9 @@ def _parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
                       help='train steps per round and framework (default: ' +
                       ', '.join(f'{k} {v[1]}' for k, v in MODELS.items()) + ')')
   parser.add_argument('--no-torch', action='store_true', help='time ours only')
+  parser.add_argument('--cpu_conv', default=None,
+                      help='comma-separated config.cpu_conv values (auto, xla, onednn): one row each for the models '
+                      "with convolutions, timed in the same rounds (default: each config's own)")
   args = parser.parse_args(argv)
   args.names = [n.strip() for n in args.models.split(',') if n.strip()]
   unknown = [n for n in args.names if n not in MODELS]
@@ -463,6 +500,10 @@ def _parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.error(f'unknown model(s) {unknown}; choose from {list(MODELS)}')
   if args.rounds < 1 or (args.steps is not None and args.steps < 1):
     parser.error('--rounds and --steps must be >= 1')
+  args.cpu_convs = [c.strip() for c in (args.cpu_conv or '').split(',') if c.strip()] or None
+  bad = [c for c in args.cpu_convs or [] if c not in ('auto', 'xla', 'onednn')]
+  if bad:
+    parser.error(f'--cpu_conv: unknown value(s) {bad}; choose from auto, xla, onednn')
   return args
 
 
@@ -480,7 +521,7 @@ def main(argv: Optional[list[str]] = None) -> None:
 
   rows = []
   for name in names:
-    rows += benchmark_model(name, args.steps or MODELS[name][1], args.rounds, use_torch, log)
+    rows += benchmark_model(name, args.steps or MODELS[name][1], args.rounds, use_torch, log, args.cpu_convs)
 
   # Measured again at the end: other processes can depress either measurement, and the higher one is closer to
   # what the machine can do.

@@ -14,6 +14,7 @@ import os
 import ml_collections
 
 from dcgan_jax import augment
+from dcgan_jax import backend
 from dcgan_jax.data import bundled
 from dcgan_jax import errors
 from dcgan_jax.data import input_pipeline
@@ -91,6 +92,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
       problems.append(f'config.{name}={value!r}: must be a number in [0, 1]')
   _choice(config, 'noise', NOISES, problems)
   _choice(config, 'dtype', DTYPES, problems)
+  _choice(config, 'cpu_conv', backend.CPU_CONV_MODES, problems)
   _choice(config, 'loss', tuple(sorted(losses.LOSSES)), problems)
   _choice(config, 'data.source', SOURCES, problems)
   for name in ('label_smoothing', 'ema_decay'):

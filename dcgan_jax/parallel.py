@@ -12,9 +12,9 @@ import jax.numpy as jnp
 
 from dcgan_jax import backend
 from dcgan_jax import steps
+from dcgan_jax.ops.onednn import policy as onednn_policy
 
 
-@functools.lru_cache(maxsize=None)
 def make_parallel_train_step(mesh: jax.sharding.Mesh, sync_batchnorm: bool, data_range: tuple[float, float],
                              device_data: bool = False, kind: steps.StepKind = steps.ALTERNATING,
                              cpu_workarounds: Optional[bool] = None, conditional: bool = False):
@@ -37,8 +37,20 @@ def make_parallel_train_step(mesh: jax.sharding.Mesh, sync_batchnorm: bool, data
   Images are converted to `data_range` on the device. Returns `(state, metrics)`, each metric float32 `[K]`.
   The K steps run as one `lax.scan`, except on the CPU path (`backend.cpu_workarounds(cpu_workarounds)`: the
   default on CPU) for networks with convolutions, where they are traced one after another.
-  Cached: runs in one process with equal settings share one compiled function.
+  Cached: runs in one process with equal settings and the same convolution library in force (`config.cpu_conv`,
+  `dcgan_jax.ops.onednn.active()`, read now) share one compiled function.
   """
+  conv_library = 'onednn' if backend.cpu_workarounds(cpu_workarounds) and onednn_policy.active() else 'xla'
+  return _parallel_train_step(mesh, sync_batchnorm, data_range, device_data, kind, cpu_workarounds, conditional,
+                              conv_library)
+
+
+@functools.lru_cache(maxsize=None)
+def _parallel_train_step(mesh: jax.sharding.Mesh, sync_batchnorm: bool, data_range: tuple[float, float],
+                         device_data: bool, kind: steps.StepKind, cpu_workarounds: Optional[bool], conditional: bool,
+                         conv_library: str):
+  """`make_parallel_train_step`, cached per settings and `conv_library` (the library the traced step will use)."""
+  del conv_library  # Only a cache key: the trace reads the setting in force.
   from dcgan_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top  (keeps tf out of train_step users)
   with_heldout = kind.check == 'd_accuracy'
 
@@ -93,8 +105,9 @@ def _has_convolutions(fn, *args) -> bool:
 
   def search(jaxpr) -> bool:
     for eqn in jaxpr.eqns:
-      if eqn.primitive.name == 'conv_general_dilated':
-        return True
+      if eqn.primitive.name == 'conv_general_dilated' or (
+          eqn.primitive.name == 'ffi_call' and str(eqn.params.get('target_name', '')).startswith('dcgan_onednn_')):
+        return True  # XLA's convolution, or oneDNN's (config.cpu_conv): either way traced one step after another.
       if any(search(sub) for sub in jax.extend.core.jaxprs_in_params(eqn.params)):
         return True
     return False

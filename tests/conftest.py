@@ -90,8 +90,7 @@ def sgd_state_and_images():
   """
   import jax  # pylint: disable=g-import-not-at-top
   import optax  # pylint: disable=g-import-not-at-top
-  from dcgan_jax import train  # pylint: disable=g-import-not-at-top
-  from dcgan_jax import train_state
+  from dcgan_jax import train_state  # pylint: disable=g-import-not-at-top
   state = train_state.create_train_state(tiny_config(), jax.random.key(0))
   sgd = optax.sgd(0.05)
   state = state.replace(g_tx=sgd, d_tx=sgd, g_opt_state=sgd.init(state.g_params),

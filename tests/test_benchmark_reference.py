@@ -72,3 +72,14 @@ def test_benchmark_help_runs():
   assert result.returncode == 0, result.stderr
   for flag in ('--models', '--rounds', '--steps', '--no-torch'):
     assert flag in result.stdout
+
+
+def test_cpu_conv_flag_names_one_row_per_library_for_convolutional_models():
+  benchmark = _load_benchmark()
+  args = benchmark._parse_args(['--models', 'mnist_dcgan,mlp', '--cpu_conv', 'xla, onednn'])  # pylint: disable=protected-access
+  assert (args.names, args.cpu_convs) == (['mnist_dcgan', 'mlp'], ['xla', 'onednn'])
+  assert benchmark._parse_args([]).cpu_convs is None  # pylint: disable=protected-access
+  with pytest.raises(SystemExit):
+    benchmark._parse_args(['--cpu_conv', 'xla,mkl'])  # pylint: disable=protected-access
+  assert [benchmark._has_convolutions(benchmark.MODELS[n][0]()) for n in ('mnist_dcgan', 'mlp', 'dcgan64')] == [  # pylint: disable=protected-access
+      True, False, True]

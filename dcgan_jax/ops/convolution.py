@@ -30,6 +30,8 @@ import jax.numpy as jnp
 from jax import lax
 
 from dcgan_jax import backend
+from dcgan_jax.ops.onednn import conv as onednn_conv
+from dcgan_jax.ops.onednn import policy as onednn_policy
 
 Array = jax.Array
 Padding = str | Sequence[tuple[int, int]]
@@ -146,8 +148,9 @@ def conv(x: Array, kernel: Array, strides: Sequence[int] = (1, 1), padding: Padd
     kernel: `[kh, kw, Cin, Cout]`.
     strides: `(sh, sw)`.
     padding: 'SAME', 'VALID' or two explicit `(low, high)` pairs, as in lax.
-    im2col: force im2col (True) or XLA's convolution (False); None applies `uses_im2col` on the CPU path
-      (`backend.cpu_workarounds()`) and XLA's convolution on GPU/TPU.
+    im2col: force im2col (True) or XLA's convolution (False); None: on the CPU path (`backend.cpu_workarounds()`)
+      oneDNN's convolution where `config.cpu_conv` selects it (`dcgan_jax.ops.onednn.policy.active()`, float32,
+      padding >= 0), else `uses_im2col`; XLA's convolution on GPU/TPU.
 
   Returns:
     `[B, Ho, Wo, Cout]`, as lax.
@@ -160,12 +163,14 @@ def conv(x: Array, kernel: Array, strides: Sequence[int] = (1, 1), padding: Padd
   strides = tuple(int(s) for s in strides)
   if len(strides) != _NUM_SPATIAL:
     raise ValueError(f'need {_NUM_SPATIAL} strides, got {strides}')
-  if im2col is None:
-    im2col = backend.cpu_workarounds() and uses_im2col(x.shape[1:3], kernel.shape[:2], strides, padding)
-  if im2col:
-    return conv_im2col(x, kernel, strides, padding)
   pads = _conv_pads(x.shape[1:3], kernel.shape[:2], strides, padding)
   dtype = jnp.result_type(x, kernel)
+  if im2col is None and backend.cpu_workarounds():
+    if onednn_conv.supports(pads, dtype) and onednn_policy.active():  # config.cpu_conv: oneDNN's convolution.
+      return onednn_conv.forward(x.astype(dtype), kernel.astype(dtype), strides, pads, (1, 1))
+    im2col = uses_im2col(x.shape[1:3], kernel.shape[:2], strides, padding)
+  if im2col:
+    return conv_im2col(x, kernel, strides, padding)
   return lax.conv_general_dilated(x.astype(dtype), kernel.astype(dtype), strides, pads,
                                   dimension_numbers=_DIMENSION_NUMBERS)
 

@@ -41,6 +41,8 @@ import jax.numpy as jnp
 from jax import lax
 
 from dcgan_jax import backend
+from dcgan_jax.ops.onednn import conv as onednn_conv
+from dcgan_jax.ops.onednn import policy as onednn_policy
 
 Array = jax.Array
 Padding = str | Sequence[tuple[int, int]]
@@ -204,7 +206,9 @@ def conv_transpose(x: Array, kernel: Array, strides: Sequence[int] = (1, 1),
   ConvTranspose` with `transpose_kernel=False`; its gradients use only
   window-strided and rhs-dilated convolutions (never `lhs_dilation`). That is
   the CPU path (`backend.cpu_workarounds()`); on GPU/TPU it is
-  `lax.conv_transpose` itself.
+  `lax.conv_transpose` itself. Where `config.cpu_conv` selects oneDNN
+  (`dcgan_jax.ops.onednn.policy.active()`), the CPU path's forward and both
+  gradients are oneDNN's convolution passes instead.
 
   If `x` and `kernel` differ in dtype both are promoted for the computation;
   each gradient comes back in its own argument's dtype.
@@ -244,6 +248,9 @@ def conv_transpose(x: Array, kernel: Array, strides: Sequence[int] = (1, 1),
     y = jnp.dot(x.astype(dtype).reshape(-1, cin),
                 jnp.transpose(kernel.astype(dtype)[::-1, ::-1], (2, 0, 1, 3)).reshape(cin, kh * kw * cout))
     return y.reshape(-1, kh, kw, cout)
+  if onednn_conv.transpose_supports(kernel.shape[:2], pads, dtype) and onednn_policy.active():
+    # config.cpu_conv: forward and both gradients in oneDNN (the strided convolution's three passes).
+    return onednn_conv.conv_transpose(x.astype(dtype), kernel.astype(dtype), strides, pads)
   # Casting outside the custom_vjp lets autodiff of the casts return each
   # gradient in its argument's own dtype.
   return _conv_transpose(x.astype(dtype), kernel.astype(dtype), strides, pads)

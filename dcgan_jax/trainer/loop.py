@@ -31,6 +31,7 @@ from dcgan_jax.trainer import checkpointing
 from dcgan_jax import config_validation
 from dcgan_jax import errors
 from dcgan_jax.data import input_pipeline
+from dcgan_jax.ops import onednn
 from dcgan_jax import models
 from dcgan_jax.trainer import monitor as monitor_lib
 from dcgan_jax.trainer import schedules
@@ -155,6 +156,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   `checkpoints/STEP/` (orbax), `config.json` (the resolved config). Returns the final state.
   """
   config_validation.validate(config)
+  # config.cpu_conv for this run's traces ('onednn' that cannot be built: one line, before any data is read).
+  with onednn.using(config.cpu_conv):
+    return _train(config, workdir, allow_config_change)
+
+
+def _train(config: ml_collections.ConfigDict, workdir: str, allow_config_change: bool) -> train_state.TrainState:
+  """`train_and_evaluate` after the config check: the workdir, the resume check and the staged run."""
   if not workdir:
     raise errors.WorkdirError('--workdir is empty; pass the directory for checkpoints and outputs')
   if os.path.exists(workdir) and not os.path.isdir(workdir):
