@@ -154,7 +154,9 @@ def test_a_resumed_run_with_ema_lazy_r1_and_diffaugment_is_bit_identical(tmp_pat
 _SHARDED = """
 import json, jax, jax.numpy as jnp, numpy as np
 import conftest
+from dcgan_jax import parallel
 from dcgan_jax import train
+from dcgan_jax import train_state
 config = conftest.tiny_config()
 config.ema_decay, config.r1_weight, config.r2_weight, config.r_every = 0.9, 1.0, 0.5, 2
 config.diffaugment = 'color,translation,cutout'

@@ -383,7 +383,9 @@ import json, sys
 import jax, jax.numpy as jnp, numpy as np, optax
 sys.path.insert(0, 'tests')
 import conftest
+from dcgan_jax import parallel
 from dcgan_jax import train
+from dcgan_jax import train_state
 from dcgan_jax.data import input_pipeline
 assert jax.device_count() == 4, jax.devices()
 config = conftest.tiny_config()

@@ -127,7 +127,10 @@ _PARALLEL_SCRIPT = textwrap.dedent('''
     import jax, jax.numpy as jnp, numpy as np, optax
     sys.path.insert(0, 'tests')
     import conftest
-    from dcgan_jax.data import input_pipeline, steps, train
+    from dcgan_jax import parallel
+    from dcgan_jax import steps
+    from dcgan_jax import train
+    from dcgan_jax.data import input_pipeline
     assert jax.device_count() == 4, jax.devices()
     state, images = conftest.sgd_state_and_images()
     out = {}
