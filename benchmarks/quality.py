@@ -7,7 +7,8 @@ Run from the repository root:
 Every variant trains on the 10,000 MNIST test digits that ship with the package, with `configs/mnist.py`'s defaults
 (batch 128, two Adams at 2e-4 / beta1 0.5, uniform z, BatchNorm momentum and epsilon as configured), the same data
 order (one permutation per (seed, epoch), the last partial batch dropped) and the same number of steps:
-- `ours`: `dcgan_jax.train_step` under `jax.jit`, flax's default initialisation (`lecun_normal` kernels, zero biases).
+- `ours`: `dcgan_jax.train_step` under `jax.jit`, flax's default initialisation (`lecun_normal` kernels, zero biases),
+  with the convolution library `config.cpu_conv` selects, as the trainer does (oneDNN's on the CPU where it builds).
 - `ours_torch_init`: the same, with every kernel and bias drawn as PyTorch initialises its layers (kaiming-uniform
   with a=sqrt(5): uniform(+-1/sqrt(fan_in)), and PyTorch's fan-in of a transposed convolution, out_channels * kh *
   kw), to isolate what initialisation alone explains.
@@ -45,6 +46,7 @@ from dcgan_jax import train_state
 from dcgan_jax.configs import mnist  # pylint: disable=g-import-not-at-top,wrong-import-position
 from dcgan_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top,wrong-import-position
 from dcgan_jax.eval import evaluation  # pylint: disable=g-import-not-at-top,wrong-import-position
+from dcgan_jax.ops.onednn import policy as onednn  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 VARIANTS = ('ours', 'ours_torch_init', 'ours_uniform_init', 'torch')
 _CACHE_DIR = os.path.join(os.path.expanduser('~'), '.cache', 'dcgan_jax')
@@ -104,12 +106,17 @@ def train_ours(config, images: np.ndarray, order: np.ndarray, init: Optional[Cal
     state = state.replace(g_params=g_params, d_params=d_params, g_opt_state=state.g_tx.init(g_params),
                           d_opt_state=state.d_tx.init(d_params))
   real = jnp.asarray(input_pipeline.to_float(images, models.data_range(config)))
-  step = jax.jit(lambda s, idx: train.train_step(s, {'image': real[idx]}), donate_argnums=0)
-  for idx in order:
-    state, _ = step(state, jnp.asarray(idx))
   use_batch_stats = bool(config.model.sample_use_batch_stats)
+  with onednn.using(config.cpu_conv):  # The convolution library the trainer would use (traced in here).
+    step = jax.jit(lambda s, idx: train.train_step(s, {'image': real[idx]}), donate_argnums=0)
+    for idx in order:
+      state, _ = step(state, jnp.asarray(idx))
   sample = jax.jit(lambda s, z: train.generate(s, z, use_batch_stats=use_batch_stats))
-  return lambda z: np.asarray(sample(state, jnp.asarray(z)))
+
+  def sampler(z: np.ndarray) -> np.ndarray:
+    with onednn.using(config.cpu_conv):  # Traced (per batch shape) under the same library.
+      return np.asarray(sample(state, jnp.asarray(z)))
+  return sampler
 
 
 def train_torch(config, images: np.ndarray, order: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:

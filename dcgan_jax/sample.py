@@ -133,7 +133,7 @@ def _restore_step(directory: str, step: int, template: train_state.TrainState) -
     if lines:
       raise errors.CheckpointError(
           f'the checkpoint at {directory}/{step} was written for another model than {directory}/../config.json '
-          f'describes; differing parameters: {"; ".join(lines[:10])}')
+          f'describes; differing parameters and statistics: {"; ".join(lines[:10])}')
     return checkpointing.restore_step(manager, step, template, tree)
   finally:
     manager.close()

@@ -139,15 +139,19 @@ def _run(config, workdir, steps):
     return loop.train_and_evaluate(config, workdir)
 
 
-def test_a_resumed_run_with_ema_lazy_r1_and_diffaugment_is_bit_identical(tmp_path):
+def test_a_resumed_run_with_ema_lazy_r1_diffaugment_and_spectral_norm_is_bit_identical(tmp_path):
   config = conftest.tiny_config()
   config.ema_decay, config.r1_weight, config.r_every = 0.9, 1.0, 2
   config.diffaugment = 'color,translation,cutout'
+  config.model.discriminator.spectral_norm = True  # Its power iteration's state is checkpointed in batch_stats.
   straight = _run(config.copy_and_resolve_references(), str(tmp_path / 'a'), 4)
   _run(config.copy_and_resolve_references(), str(tmp_path / 'b'), 2)
   resumed = _run(config.copy_and_resolve_references(), str(tmp_path / 'b'), 4)
   assert int(resumed.step) == 4
-  fields = lambda s: jax.device_get((s.g_params, s.d_params, s.g_ema_params, s.g_opt_state, s.d_opt_state))
+  fields = lambda s: jax.device_get((s.g_params, s.d_params, s.g_ema_params, s.g_opt_state, s.d_opt_state,
+                                     s.d_batch_stats))
+  assert set(resumed.d_batch_stats) == {'BatchNorm_0', 'BatchNorm_1', 'SpectralNorm_0', 'SpectralNorm_1',
+                                        'SpectralNorm_2'}
   chex.assert_trees_all_equal(fields(resumed), fields(straight))
 
 
@@ -160,6 +164,7 @@ from dcgan_jax import train_state
 config = conftest.tiny_config()
 config.ema_decay, config.r1_weight, config.r2_weight, config.r_every = 0.9, 1.0, 0.5, 2
 config.diffaugment = 'color,translation,cutout'
+config.model.discriminator.spectral_norm = True
 state = train_state.create_train_state(config, jax.random.key(0))
 images = jax.random.uniform(jax.random.key(1), (8, 28, 28, 1), minval=-1, maxval=1)
 mesh = jax.make_mesh((2,), ('data',), axis_types=(jax.sharding.AxisType.Auto,))

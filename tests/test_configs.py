@@ -178,7 +178,7 @@ def test_relativistic_losses_need_the_alternating_schedule(schedule):
 # The networks' sections: `family` and the module's own fields.
 
 _DCGAN_G_FIELDS = 'family, start_size, features, kernel_size, leaky_slope, bn_momentum, bn_epsilon, activation, ' \
-                  'output_activation'
+                  'output_activation, spectral_norm'
 
 
 def _problems(config):
@@ -193,11 +193,12 @@ def test_default_sections_hold_exactly_the_modules_fields():
   config = default.get_config()
   assert dict(config.model.generator) == {
       'family': 'dcgan', 'start_size': 7, 'features': (256, 128), 'kernel_size': 5, 'leaky_slope': 0.2,
-      'bn_momentum': 0.99, 'bn_epsilon': 1e-3, 'activation': 'leaky_relu', 'output_activation': 'tanh'}
+      'bn_momentum': 0.99, 'bn_epsilon': 1e-3, 'activation': 'leaky_relu', 'output_activation': 'tanh',
+      'spectral_norm': False}
   assert dict(config.model.discriminator) == {
       'family': 'conv', 'features': (128, 256), 'kernel_size': 5, 'leaky_slope': 0.2, 'bn_momentum': 0.99,
       'bn_epsilon': 1e-3, 'first_batchnorm': True, 'batchnorm': True, 'strides': (), 'pool': 'none', 'dropout': 0.0,
-      'activation': 'leaky_relu'}
+      'activation': 'leaky_relu', 'spectral_norm': False}
   assert sorted(config.model) == ['discriminator', 'generator', 'sample_use_batch_stats', 'sync_batchnorm']
 
 
@@ -213,7 +214,7 @@ def test_another_familys_fields_name_the_family_rule():
   config = default.get_config()
   config.model.discriminator.family = 'mlp'  # As --config.model.discriminator.family=mlp would.
   hint = '; to change family, start from a config of that family: docs/configuration.md)'
-  fields = 'family, features, leaky_slope, activation, dropout'
+  fields = 'family, features, leaky_slope, activation, dropout, spectral_norm'
   assert _problems(config) == [
       f'config.model.discriminator.{name}: the mlp discriminator (MLPDiscriminator) has no field {name}; its fields: '
       f'{fields} ({name} belongs to the conv discriminator{hint}'
@@ -235,7 +236,7 @@ def test_a_missing_required_field_and_a_flat_model_field_are_rejected():
 def test_network_config_fills_the_module_defaults_and_refuses_unknown_fields():
   section = models.network_config('discriminator', 'mlp', features=(8,))
   assert dict(section) == {'family': 'mlp', 'features': (8,), 'leaky_slope': 0.2, 'activation': 'leaky_relu',
-                           'dropout': 0.0}
+                           'dropout': 0.0, 'spectral_norm': False}
   with pytest.raises(errors.ConfigError, match=r'^config.model.discriminator.pool: the mlp discriminator '
                                                r'\(MLPDiscriminator\) has no field pool;'):
     models.network_config('discriminator', 'mlp', features=(8,), pool='max')

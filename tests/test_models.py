@@ -266,7 +266,7 @@ def test_discriminators_avoid_slow_xla_cpu_convolutions(name):
 def test_config_fields_are_the_modules_attributes_less_what_the_builder_passes():
   assert models.config_fields(models.DCGANGenerator) == (
       'start_size', 'features', 'kernel_size', 'leaky_slope', 'bn_momentum', 'bn_epsilon', 'activation',
-      'output_activation')
+      'output_activation', 'spectral_norm')
   assert models.config_fields(models.UpsampleGenerator) == (
       'start_size', 'features', 'kernel_size', 'leaky_slope', 'bn_momentum', 'bn_epsilon', 'activation',
       'output_activation', 'dropout')
@@ -274,8 +274,9 @@ def test_config_fields_are_the_modules_attributes_less_what_the_builder_passes()
       'features', 'leaky_slope', 'bn_momentum', 'bn_epsilon', 'activation', 'output_activation', 'batchnorm')
   assert models.config_fields(models.DCGANDiscriminator) == (
       'features', 'kernel_size', 'leaky_slope', 'bn_momentum', 'bn_epsilon', 'first_batchnorm', 'batchnorm',
-      'strides', 'pool', 'dropout', 'activation')
-  assert models.config_fields(models.MLPDiscriminator) == ('features', 'leaky_slope', 'activation', 'dropout')
+      'strides', 'pool', 'dropout', 'activation', 'spectral_norm')
+  assert models.config_fields(models.MLPDiscriminator) == ('features', 'leaky_slope', 'activation', 'dropout',
+                                                          'spectral_norm')
 
 
 # (network, family, the section's fields other than defaults, the module fields the builder derives for 28x28x1).

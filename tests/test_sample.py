@@ -129,7 +129,7 @@ def test_a_run_config_of_another_family_loads_as_saved(tmp_path):
                                           'bn_momentum': 0.99, 'bn_epsilon': 1e-3, 'activation': 'relu',
                                           'output_activation': 'tanh', 'batchnorm': False}
   assert dict(config.model.discriminator) == {'family': 'mlp', 'features': (128,), 'leaky_slope': 0.2,
-                                              'activation': 'relu', 'dropout': 0.0}
+                                              'activation': 'relu', 'dropout': 0.0, 'spectral_norm': False}
   assert config.to_dict() == mnist_fnn.get_config().to_dict()
 
 

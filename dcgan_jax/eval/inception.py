@@ -24,7 +24,7 @@ any work and records the sha256, which results print so that they name their wei
 import dataclasses
 import hashlib
 import os
-from typing import Any, Mapping, Optional, Sequence, Union
+from typing import Any, Mapping, Sequence, Union
 
 import flax.linen as nn
 import jax

@@ -14,6 +14,7 @@ concatenates a learned embedding of the label to z (`embed_label`), the discrimi
 (`projection`, Miyato & Koyama 2018). With `num_classes` = 0 neither exists and `labels` must be None.
 """
 
+import functools
 from typing import Any, Callable, Optional
 
 import flax.linen as nn
@@ -45,6 +46,18 @@ def batchnorm(train: bool, momentum: float, epsilon: float, axis_name: Optional[
   # Statistics are reduced in float32 whatever `dtype` is (flax's force_float32_reductions), and kept in float32.
   return nn.BatchNorm(use_running_average=not train, momentum=momentum, epsilon=epsilon,
                       axis_name=axis_name if train else None, dtype=dtype)
+
+
+def spectral(layer: nn.Module, enabled: bool, train: bool) -> Callable[..., Array]:
+  """`layer` as is, or with spectral normalization (Miyato et al. 2018) when `enabled`: flax's `nn.SpectralNorm`
+  divides each kernel (flattened to [fan_in, out]) by its largest singular value, estimated by one power iteration
+  per call. The iteration's vector `u` and the estimate `sigma` are state, kept in 'batch_stats' beside BatchNorm's
+  (`SpectralNorm_N/<layer>/kernel/u`, `.../sigma`), so the train state carries and checkpoints them; calls in
+  training mode (`train`) move them on, inference calls use them as they are. The layer's parameters keep their
+  names, so `enabled` changes no parameter count."""
+  if not enabled:
+    return layer
+  return functools.partial(nn.SpectralNorm(layer), update_stats=train)
 
 
 def dropout(x: Array, rate: float, train: bool, deterministic: Optional[bool]) -> Array:

@@ -50,6 +50,7 @@ class MLPDiscriminator(nn.Module):
   activation: str = 'leaky_relu'  # Hidden layers: 'leaky_relu' or 'relu'.
   dropout: float = 0.0  # Dropout rate after each hidden activation; 0 means none.
   num_classes: int = 0  # > 0: conditional on labels 0..num_classes-1 (the builder passes config.num_classes).
+  spectral_norm: bool = False  # Spectral normalization of every Dense (SN-GAN); its state in batch_stats.
   bn_axis_name: Optional[str] = None  # Unused (no BatchNorm); present so every discriminator clones alike.
   dtype: Any = jnp.float32
 
@@ -58,8 +59,9 @@ class MLPDiscriminator(nn.Module):
                labels: Optional[Array] = None) -> Array:
     act = common.activation(self.activation, self.leaky_slope)
     x = images.reshape(images.shape[0], -1)
+    dense = lambda width: common.spectral(nn.Dense(width, dtype=self.dtype), self.spectral_norm, train)
     for width in self.features:
-      x = common.dropout(act(nn.Dense(width, dtype=self.dtype)(x)), self.dropout, train, deterministic)
-    logit = nn.Dense(1, dtype=self.dtype)(x).reshape(images.shape[0]).astype(jnp.float32)
+      x = common.dropout(act(dense(width)(x)), self.dropout, train, deterministic)
+    logit = dense(1)(x).reshape(images.shape[0]).astype(jnp.float32)
     common.check_labels(labels, self.num_classes, 'discriminator')
     return logit + common.projection(x, labels, self.num_classes) if self.num_classes else logit

@@ -20,7 +20,6 @@ boundary by `benchmarks/conv_layers.py`.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from typing import Any
 

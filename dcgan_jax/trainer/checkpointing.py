@@ -71,17 +71,19 @@ def _shapes(tree: Any, prefix: str = '') -> dict[str, tuple[int, ...]]:
 
 
 def parameter_mismatch(tree: Any, template: Any) -> list[str]:
-  """Lines naming each generator or discriminator parameter whose shape differs between a checkpoint and a state.
+  """Lines naming each generator or discriminator parameter or statistic (BatchNorm's running averages, spectral
+  normalization's power iteration) whose shape differs between a checkpoint and a state, or that only one has.
 
   Args:
-    tree: the checkpoint's metadata tree (a dict with 'g_params' and 'd_params' of arrays or orbax ArrayMetadata).
+    tree: the checkpoint's metadata tree (a dict with 'g_params', 'd_params', 'g_batch_stats' and 'd_batch_stats' of
+      arrays or orbax ArrayMetadata).
     template: the `train_state.TrainState` the checkpoint is to be restored into.
 
   Returns:
-    `describe_mismatch` lines prefixed with their field ('g_params/...', 'd_params/...'); empty if the shapes agree.
+    `describe_mismatch` lines prefixed with their field ('g_params/...', 'd_batch_stats/...'); empty if they agree.
   """
   lines = []
-  for field in ('g_params', 'd_params'):
+  for field in ('g_params', 'd_params', 'g_batch_stats', 'd_batch_stats'):
     lines += [f'{field}/{line}' for line in describe_mismatch(
         _shapes(tree.get(field)), _shapes(getattr(template, field)))]
   return lines
@@ -261,7 +263,7 @@ class Checkpointer:
     lines = parameter_mismatch(tree, template)
     if lines:
       raise errors.CheckpointError(
-          f'the checkpoint at {path} was written for another model; differing parameters: '
+          f'the checkpoint at {path} was written for another model; differing parameters and statistics: '
           + '; '.join(lines[:10]) + (f' (and {len(lines) - 10} more)' if len(lines) > 10 else '')
           + '. Use a new --workdir for this config, or the config the checkpoint was trained with.')
 
