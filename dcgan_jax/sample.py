@@ -10,7 +10,7 @@ same images. A run trained with `config.ema_decay` > 0 samples from the moving a
 `--generator=raw`.
 
 Class-conditional runs (`config.num_classes` > 0) write a per-class grid by default (one row of `num // K` images
-per class, at least one); `--label` asks for one class, by index (`--label=7`) or, for a folder dataset, by its
+per class the run's data holds, at least one); `--label` asks for one class, by index (`--label=7`) or, for a folder dataset, by its
 subdirectory name (`--label=paper`, from the run's `classes.json`).
 """
 
@@ -18,7 +18,7 @@ import functools
 import json
 import os
 import tempfile
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from absl import logging
 import jax
@@ -216,6 +216,20 @@ def interpolation_noise(rng: jax.Array, rows: int, steps: int, latent_dim: int, 
   return z.reshape(rows * steps, latent_dim)
 
 
+def recorded_classes(workdir: str, num_classes: int) -> tuple[list[Optional[str]], list[int]]:
+  """A class-conditional run's class names (None for a class its data does not hold) and the classes its data
+  holds, from `workdir/classes.json` (written by the trainer); a run without the record: names '0'..'K-1', all
+  classes."""
+  try:
+    with open(os.path.join(workdir, 'classes.json')) as f:
+      names = [None if n is None else str(n) for n in json.load(f)]
+  except (OSError, ValueError, TypeError):
+    names = []
+  if len(names) != num_classes:
+    names = [str(k) for k in range(num_classes)]
+  return names, [k for k, name in enumerate(names) if name is not None]
+
+
 def class_index(workdir: str, config: ml_collections.ConfigDict, label: str) -> int:
   """The class `label` names in a class-conditional run: an index in 0..num_classes-1, or a class name from
   `workdir/classes.json` (the folder source's subdirectory names, written by the trainer).
@@ -226,35 +240,34 @@ def class_index(workdir: str, config: ml_collections.ConfigDict, label: str) -> 
   num_classes = config.get('num_classes', 0)
   if not num_classes:
     raise errors.ConfigError(f'--label={label}: this run is unconditional (config.num_classes=0); drop --label')
-  names: list = []
-  try:
-    with open(os.path.join(workdir, 'classes.json')) as f:
-      names = [str(n) for n in json.load(f)]
-  except (OSError, ValueError):
-    pass  # A run without the record: indices only.
+  names, _ = recorded_classes(workdir, num_classes)
   if label in names and not label.isdigit():
     return names.index(label)
   if label.isdigit() and int(label) < num_classes:
     return int(label)
-  named = f' or one of {", ".join(names)}' if names and names != [str(k) for k in range(num_classes)] else ''
-  raise errors.ConfigError(f'--label={label}: not a class of this run; pass an index in 0..{num_classes - 1}{named}')
+  named = [n for n in names if n is not None]
+  hint = f' or one of {", ".join(named)}' if named != [str(k) for k in range(num_classes)] else ''
+  raise errors.ConfigError(f'--label={label}: not a class of this run; pass an index in 0..{num_classes - 1}{hint}')
 
 
 def sample_labels(config: ml_collections.ConfigDict, num: int, label: Optional[int] = None,
-                  rows: int = 0, steps: int = 0) -> tuple[Optional[np.ndarray], int]:
+                  rows: int = 0, steps: int = 0, classes: Optional[Sequence[int]] = None
+                  ) -> tuple[Optional[np.ndarray], int]:
   """The labels to sample a run with, and the grid's columns: `(None, 0)` for an unconditional run; `label` for
-  every image (columns 0: near-square); with `rows` (interpolation) row r gets class `label` or r % K, columns
-  `steps`; else a per-class grid, one row of max(1, num // K) images per class (int32 [K * that])."""
+  every image (columns 0: near-square); with `rows` (interpolation) row r gets class `label` or the r-th of
+  `classes` (cycling), columns `steps`; else a per-class grid, one row of max(1, num // len(classes)) images per
+  class of `classes` (int32). `classes`: those the run's data holds (`recorded_classes`), default all K."""
   num_classes = config.get('num_classes', 0)
   if not num_classes:
     return None, 0
+  classes = np.asarray(range(num_classes) if classes is None else classes, np.int32)
   if rows:
-    per_row = np.full((rows,), label, np.int32) if label is not None else np.arange(rows, dtype=np.int32) % num_classes
+    per_row = np.full((rows,), label, np.int32) if label is not None else classes[np.arange(rows) % len(classes)]
     return np.repeat(per_row, steps), steps
   if label is not None:
     return np.full((num,), label, np.int32), 0
-  per_class = max(1, num // num_classes)
-  return visualize.per_class_labels(num_classes, per_class), per_class
+  per_class = max(1, num // len(classes))
+  return np.repeat(classes, per_class), per_class
 
 
 @functools.lru_cache(maxsize=None)
@@ -265,7 +278,8 @@ def _generate_fn(use_batch_stats: bool, generator: str):
 
 def generate_samples(state: train_state.TrainState, config: ml_collections.ConfigDict, num: int, seed: int = 0,
                      interpolate: bool = False, steps: int = 8, generator: str = 'auto',
-                     label: Optional[int] = None) -> tuple[np.ndarray, int]:
+                     label: Optional[int] = None, classes: Optional[Sequence[int]] = None
+                     ) -> tuple[np.ndarray, int]:
   """Images from the run's generator, deterministic for a given seed.
 
   Args:
@@ -278,6 +292,7 @@ def generate_samples(state: train_state.TrainState, config: ml_collections.Confi
     generator: 'auto' (the EMA weights when the run has them, else the raw ones), 'ema' or 'raw'
       (`train.generate`).
     label: class-conditional runs: the class of every image; None gives a per-class grid (`sample_labels`).
+    classes: class-conditional runs: the classes of a per-class grid or interpolation (default all).
 
   Returns:
     `(images float32 [N, H, W, C] in models.data_range(config), columns for a grid: steps if interpolating, the
@@ -285,7 +300,7 @@ def generate_samples(state: train_state.TrainState, config: ml_collections.Confi
   """
   rng = jax.random.key(seed)
   rows = max(1, num // steps) if interpolate else 0
-  labels, columns = sample_labels(config, num, label, rows, steps)
+  labels, columns = sample_labels(config, num, label, rows, steps, classes)
   if interpolate:
     z = interpolation_noise(rng, rows, steps, config.latent_dim, config.noise)
   else:
@@ -329,7 +344,8 @@ def run(workdir: str, out: str, checkpoint: str = 'latest', num: int = 64, seed:
   if use_running_average is not None:
     config.model.sample_use_batch_stats = not use_running_average
   state = restore_state(workdir, config, checkpoint)
-  images, columns = generate_samples(state, config, num, seed, interpolate, steps, generator, label_index)
+  classes = recorded_classes(workdir, config.num_classes)[1] if config.get('num_classes', 0) else None
+  images, columns = generate_samples(state, config, num, seed, interpolate, steps, generator, label_index, classes)
   if export:
     from dcgan_jax import export as export_lib  # pylint: disable=g-import-not-at-top
     export_lib.export_generator(state, export, use_batch_stats=bool(config.model.sample_use_batch_stats),

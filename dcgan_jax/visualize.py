@@ -54,12 +54,6 @@ def make_grid(images: np.ndarray, data_range: tuple[float, float] = (-1.0, 1.0),
   return grid
 
 
-def per_class_labels(num_classes: int, per_class: int) -> np.ndarray:
-  """The labels of a per-class grid, one row per class: int32 [num_classes * per_class] = 0 (per_class times),
-  1, ..., num_classes - 1; show the images with `columns=per_class`."""
-  return np.repeat(np.arange(num_classes, dtype=np.int32), per_class)
-
-
 def save_grid(path: str, images: np.ndarray, data_range: tuple[float, float] = (-1.0, 1.0),
               columns: int = 0) -> None:
   """Writes `make_grid(images)` as a PNG at `path`, creating its directory."""

@@ -305,13 +305,25 @@ def test_class_accuracy_on_a_hand_made_classifier_case():
   predicted = classifier.predict_and_features(variables, real)[0]
   evaluator = evaluation.Evaluator(variables, real, None, num_classes=10)
   scores = evaluator.evaluate(generated, predicted)
-  assert tuple(scores) == evaluation.KEYS + ('class_accuracy',)
-  assert scores['class_accuracy'] == 1.0
+  assert tuple(scores) == evaluation.KEYS + ('class_accuracy', 'class_accuracy_min')
+  assert scores['class_accuracy'] == 1.0 and scores['class_accuracy_min'] == 1.0
   wrong = predicted.copy()
   wrong[:3] = (wrong[:3] + 1) % 10
-  assert evaluator.evaluate(generated, wrong)['class_accuracy'] == 5 / 8
+  scores = evaluator.evaluate(generated, wrong)
+  assert scores['class_accuracy'] == 5 / 8
+  assert scores['class_accuracy_min'] == min(evaluation.per_class_accuracy(predicted, wrong).values())
   assert tuple(evaluator.evaluate(generated)) == evaluation.KEYS  # Unconditional: no class_accuracy.
   assert evaluation.class_accuracy([1, 2, 3, 4], [1, 2, 0, 0]) == 0.5
+
+
+def test_per_class_accuracy_counts_each_asked_class_on_its_own():
+  from dcgan_jax.eval import evaluation  # pylint: disable=g-import-not-at-top
+  # Asked: class 0 four times (3 recognised), class 2 twice (1 recognised), class 5 once (recognised).
+  requested = [0, 0, 0, 0, 2, 2, 5]
+  predicted = [0, 0, 0, 1, 2, 7, 5]
+  assert evaluation.per_class_accuracy(predicted, requested) == {0: 0.75, 2: 0.5, 5: 1.0}
+  with pytest.raises(ValueError, match='3 predictions for'):
+    evaluation.per_class_accuracy([0, 1, 2], [0, 1])
 
 
 # The sample command on a conditional run of a folder with two classes.
@@ -344,6 +356,25 @@ def test_sample_writes_a_per_class_grid_by_default(folder_run, tmp_path):
   labels, columns = sample.sample_labels(config, 7)
   np.testing.assert_array_equal(labels, [0, 0, 0, 1, 1, 1])
   assert columns == 3
+
+
+def test_the_sample_grid_draws_the_classes_the_data_holds(tmp_path):
+  """EMNIST letters hold classes 1..26 of 27: the trainer records class 0 as null, and the sample command's grid
+  and interpolation rows skip it (an explicit --label=0 is still allowed)."""
+  from dcgan_jax import sample  # pylint: disable=g-import-not-at-top
+  loop.write_classes(str(tmp_path), ('0', '1', '2'), present=np.array([1, 2]))
+  assert json.loads((tmp_path / 'classes.json').read_text()) == [None, '1', '2']
+  assert sample.recorded_classes(str(tmp_path), 3) == ([None, '1', '2'], [1, 2])
+  config = mnist.get_config()
+  config.num_classes = 3
+  labels, columns = sample.sample_labels(config, 7, classes=[1, 2])
+  np.testing.assert_array_equal(labels, [1, 1, 1, 2, 2, 2])
+  assert columns == 3
+  labels, columns = sample.sample_labels(config, 0, rows=3, steps=2, classes=[1, 2])
+  np.testing.assert_array_equal(labels, [1, 1, 2, 2, 1, 1])
+  assert sample.class_index(str(tmp_path), config, '0') == 0
+  # A run without the record (or a stale one of another length): every class, named by its index.
+  assert sample.recorded_classes(str(tmp_path / 'none'), 3) == (['0', '1', '2'], [0, 1, 2])
 
 
 def test_sample_label_by_index_and_by_folder_name(folder_run, tmp_path):

@@ -29,7 +29,7 @@ PyTree = Any
 # The keys of `Evaluator.evaluate`'s result, in a stable order (for logs and tables); `CONDITIONAL_KEYS` follow
 # when the generated images' requested classes are given (class-conditional runs).
 KEYS = ('fid', 'coverage', 'kl', 'precision', 'recall', 'gen_mean', 'gen_std', 'real_mean', 'real_std')
-CONDITIONAL_KEYS = ('class_accuracy',)
+CONDITIONAL_KEYS = ('class_accuracy', 'class_accuracy_min')
 
 
 class Evaluator:
@@ -44,6 +44,8 @@ class Evaluator:
     gen_mean, gen_std, real_mean, real_std: pixel mean and standard deviation, in `data_range`.
     class_accuracy (only when `evaluate` gets the requested classes): the fraction of generated images, asked for
       class k, that the classifier recognises as k, in [0, 1].
+    class_accuracy_min (with class_accuracy): the lowest of those fractions over the classes asked for (the worst
+      class's `per_class_accuracy`), in [0, 1].
   """
 
   def __init__(self, classifier_variables: PyTree, real_images: np.ndarray, real_labels: Optional[np.ndarray],
@@ -128,6 +130,7 @@ class Evaluator:
     })
     if labels is not None:
       result['class_accuracy'] = class_accuracy(predicted, labels)
+      result['class_accuracy_min'] = min(per_class_accuracy(predicted, labels).values())
     return {key: result[key] for key in keys}
 
 
@@ -145,6 +148,22 @@ def class_accuracy(predicted: Any, requested: Any) -> float:
   if predicted.shape != requested.shape:
     raise ValueError(f'{predicted.shape[0]} predictions for {requested.shape} requested labels')
   return float(np.mean(predicted == requested))
+
+
+def per_class_accuracy(predicted: Any, requested: Any) -> dict[int, float]:
+  """For each class asked for at least once, the fraction of its images whose predicted class is that class.
+
+  Args:
+    predicted: int [M], the classifier's classes of the generated images.
+    requested: int [M], the classes asked of the generator.
+
+  Returns:
+    `{k: accuracy in [0, 1]}`, the classes in ascending order.
+  """
+  predicted, requested = np.asarray(predicted), np.asarray(requested)
+  if predicted.shape != requested.shape:
+    raise ValueError(f'{predicted.shape[0]} predictions for {requested.shape} requested labels')
+  return {int(k): float(np.mean(predicted[requested == k] == k)) for k in np.unique(requested)}
 
 
 def build_evaluator(config: ml_collections.ConfigDict, images: np.ndarray, cache_dir: str,

@@ -20,6 +20,7 @@ import os
 import signal
 import threading
 import time
+from typing import Optional, Sequence
 from absl import logging
 import jax
 import jax.numpy as jnp
@@ -198,12 +199,14 @@ def _load_images(config: ml_collections.ConfigDict):
   return images, labels, names
 
 
-def write_classes(workdir: str, names: tuple[str, ...]) -> None:
+def write_classes(workdir: str, names: tuple[str, ...], present: Optional[Sequence[int]] = None) -> None:
   """Records a class-conditional run's class names, in index order, as `workdir/classes.json` (a JSON list), so
-  that sampling can take a class by name (`python -m dcgan_jax.cli.sample --label=NAME`)."""
+  that sampling can take a class by name (`python -m dcgan_jax.cli.sample --label=NAME`) and draw the classes the
+  data holds: a class not in `present` (EMNIST letters' unused class 0) is recorded as null."""
   path = os.path.join(workdir, CLASSES_FILE)
+  keep = set(range(len(names))) if present is None else {int(k) for k in present}
   with open(path + '.tmp', 'w') as f:
-    json.dump(list(names), f)
+    json.dump([name if k in keep else None for k, name in enumerate(names)], f)
   os.replace(path + '.tmp', path)
 
 
@@ -283,7 +286,7 @@ class _Run:
     if self.is_main:  # Only now: a refused resume must leave the run's record as it was.
       workdir_lib.write_record(self.workdir, config, history)
       if self.num_classes:
-        write_classes(self.workdir, self.class_names)
+        write_classes(self.workdir, self.class_names, self.classes)
     if self.start_step:
       logging.info('Resuming at step %d (epoch %d)', self.start_step, self.start_step // self.steps_per_epoch + 1)
     return self.start_step

@@ -186,7 +186,8 @@ class Monitor:
     if 'fid' in scores:
       parts.append(f'FID {scores["fid"]:.2f}, coverage {int(scores["coverage"])}/{self._evaluator.num_classes}, '
                    f'KL {scores["kl"]:.3f}, precision {scores["precision"]:.3f}, recall {scores["recall"]:.3f}'
-                   + (f', class accuracy {scores["class_accuracy"]:.3f}' if 'class_accuracy' in scores else ''))
+                   + (f', class accuracy {scores["class_accuracy"]:.3f} (worst class '
+                      f'{scores["class_accuracy_min"]:.3f})' if 'class_accuracy' in scores else ''))
     if 'inception_fid' in scores:
       parts.append(f'Inception FID {scores["inception_fid"]:.2f}, KID {scores["inception_kid"]:.5f} ± '
                    f'{scores["inception_kid_stderr"]:.5f}')
