@@ -94,17 +94,23 @@ def uniform_fan_in_init(params: Any, key: jax.Array) -> Any:
   return jax.tree.unflatten(jax.tree.structure(params), leaves)
 
 
-def train_ours(config, images: np.ndarray, order: np.ndarray, init: Optional[Callable[[Any, jax.Array], Any]] = None
-               ) -> Callable[[np.ndarray], np.ndarray]:
-  """Trains with `dcgan_jax.train_step` (parameters redrawn by `init(params, key)` if given); returns a sampler
-  z [N, latent] -> float32 images [N, H, W, C]."""
+def initial_state(config, init: Optional[Callable[[Any, jax.Array], Any]] = None):
+  """`create_train_state(config, key(config.seed))`, its parameters redrawn by `init(params, key)` if given. The
+  optimizer states are kept: Adam's initial state does not depend on the parameters' values, and it holds the
+  learning rate (`tx.init` would start from the placeholder 0 and never train)."""
   key = jax.random.key(config.seed)
   state = train_state.create_train_state(config, key)
   if init is not None:
     g_key, d_key = jax.random.split(jax.random.fold_in(key, 1))
-    g_params, d_params = init(state.g_params, g_key), init(state.d_params, d_key)
-    state = state.replace(g_params=g_params, d_params=d_params, g_opt_state=state.g_tx.init(g_params),
-                          d_opt_state=state.d_tx.init(d_params))
+    state = state.replace(g_params=init(state.g_params, g_key), d_params=init(state.d_params, d_key))
+  return state
+
+
+def train_ours(config, images: np.ndarray, order: np.ndarray, init: Optional[Callable[[Any, jax.Array], Any]] = None
+               ) -> Callable[[np.ndarray], np.ndarray]:
+  """Trains with `dcgan_jax.train_step` (parameters redrawn by `init(params, key)` if given); returns a sampler
+  z [N, latent] -> float32 images [N, H, W, C]."""
+  state = initial_state(config, init)
   real = jnp.asarray(input_pipeline.to_float(images, models.data_range(config)))
   use_batch_stats = bool(config.model.sample_use_batch_stats)
   with onednn.using(config.cpu_conv):  # The convolution library the trainer would use (traced in here).

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from benchmarks import quality
+from dcgan_jax import train
 from dcgan_jax import train_state
 from dcgan_jax.configs import mnist
 
@@ -56,3 +57,19 @@ def test_unknown_variant_is_one_usage_line(capsys):
     quality.main(['--variants', 'ours,tf'])
   assert exit_info.value.code == 2
   assert 'unknown --variants tf; choose from ours, ours_torch_init, ours_uniform_init, torch' in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('init', [quality.torch_default_init, quality.uniform_fan_in_init])
+def test_a_redrawn_initialisation_still_trains_at_the_configs_learning_rates(init):
+  config = mnist.get_config()
+  config.batch_size = 4
+  state = quality.initial_state(config, init)
+  for opt_state in (state.g_opt_state, state.d_opt_state):
+    assert float(opt_state.hyperparams['learning_rate']) == pytest.approx(2e-4)
+  redrawn = np.asarray(state.g_params['ConvTranspose_2']['kernel'])
+  assert not np.array_equal(redrawn, quality.initial_state(config).g_params['ConvTranspose_2']['kernel'])
+  images = jax.random.uniform(jax.random.key(1), (4, 28, 28, 1), minval=-1, maxval=1)
+  new, _ = jax.jit(train.train_step)(state, {'image': images})
+  # Adam's first update moves every weight with a gradient by about the learning rate.
+  moved = np.abs(np.asarray(new.g_params['ConvTranspose_2']['kernel']) - redrawn)
+  assert np.median(moved) == pytest.approx(2e-4, rel=0.05)
