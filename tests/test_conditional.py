@@ -377,15 +377,33 @@ def test_the_sample_grid_draws_the_classes_the_data_holds(tmp_path):
   assert sample.recorded_classes(str(tmp_path / 'none'), 3) == (['0', '1', '2'], [0, 1, 2])
 
 
+def test_one_class_is_drawn_among_every_class_with_batch_statistics(folder_run):
+  """`--label=K` with batch statistics: each image is generated in a batch holding one image of every class (as
+  training's fake batches do), then kept; with running averages the batch does not matter and it is drawn alone."""
+  from dcgan_jax import sample  # pylint: disable=g-import-not-at-top
+  config, state = sample.load(str(folder_run))
+  images, _ = sample.generate_samples(state, config, 3, seed=5, label=1, classes=[0, 1])
+  rng = jax.random.key(5)
+  z = np.asarray(train.sample_noise(rng, (3, config.latent_dim), config.noise))
+  mixed_z = np.array(train.sample_noise(jax.random.fold_in(rng, 1), (6, config.latent_dim), config.noise))
+  mixed_z[1::2] = z
+  expected = train.generate(state, mixed_z, jnp.array([0, 1] * 3), use_batch_stats=True)[1::2]
+  np.testing.assert_allclose(images, np.asarray(expected), atol=1e-6)
+  alone = train.generate(state, z, jnp.array([1, 1, 1]), use_batch_stats=True)
+  assert np.max(np.abs(images - np.asarray(alone))) > 1e-3  # Another batch, other statistics.
+  config.model.sample_use_batch_stats = False
+  images, _ = sample.generate_samples(state, config, 3, seed=5, label=1, classes=[0, 1])
+  np.testing.assert_allclose(images, np.asarray(train.generate(state, z, jnp.array([1, 1, 1]))), atol=1e-6)
+
+
 def test_sample_label_by_index_and_by_folder_name(folder_run, tmp_path):
   from dcgan_jax import sample  # pylint: disable=g-import-not-at-top
   by_name = sample.run(str(folder_run), str(tmp_path / 'a.npy'), num=4, label='rock')
   by_index = sample.run(str(folder_run), str(tmp_path / 'b.npy'), num=4, label='1')
   np.testing.assert_array_equal(by_name, by_index)
   config, state = sample.load(str(folder_run))
-  z = train.sample_noise(jax.random.key(0), (4, config.latent_dim), config.noise)
-  np.testing.assert_allclose(by_name, np.asarray(train.generate(state, z, jnp.ones((4,), jnp.int32),
-                                                                use_batch_stats=True)), atol=1e-6)
+  # Drawn among both classes (test_one_class_is_drawn_among_every_class_with_batch_statistics).
+  np.testing.assert_allclose(by_name, sample.generate_samples(state, config, 4, label=1, classes=[0, 1])[0], atol=1e-6)
   paper = sample.run(str(folder_run), str(tmp_path / 'c.npy'), num=4, label='paper')
   assert not np.allclose(paper, by_name)
   with pytest.raises(errors.ConfigError) as e:
