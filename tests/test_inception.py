@@ -152,6 +152,7 @@ def test_resize_matrix_rows_are_two_taps_summing_to_one():
   np.testing.assert_array_equal(inception.resize_matrix(5, 5), np.eye(5, dtype=np.float32))
 
 
+@pytest.mark.slow  # The full-size network (the reference fixture: 23.8M parameters, a 95 MB weights file).
 @pytest.mark.parametrize('name, module, channels', [
     ('Mixed_5b', inception.InceptionA(32), 192),
     ('Mixed_6b', inception.InceptionC(128), 768),
@@ -165,6 +166,7 @@ def test_one_block_matches_pytorch_fid(reference, name, module, channels):
   _assert_close(jax.jit(module.apply)(variables, x), _torch_nhwc(theirs_module, x))
 
 
+@pytest.mark.slow  # The full-size network (the reference fixture: 23.8M parameters, a 95 MB weights file).
 def test_state_dict_layout_is_pytorch_fids(reference):
   expected = {k: tuple(v.shape) for k, v in reference.state.items()
               if not k.startswith('fc.') and not k.endswith('num_batches_tracked')}
@@ -207,6 +209,7 @@ def test_as_rgb_repeats_one_channel_and_keeps_three():
     inception.as_rgb(np.zeros((2, 4, 4, 3), np.int32))
 
 
+@pytest.mark.slow  # The full-size network (the reference fixture: 23.8M parameters, a 95 MB weights file).
 def test_convert_writes_an_npz_with_the_same_weights_and_the_source_sha256(reference, tmp_path, capsys):
   out = tmp_path / 'w.npz'
   assert inception_cli.main([f'--convert={reference.pth}', f'--out={out}']) == 0
@@ -218,6 +221,7 @@ def test_convert_writes_an_npz_with_the_same_weights_and_the_source_sha256(refer
   assert f'converted from a .pth with sha256 {from_pth.sha256}' in capsys.readouterr().out
 
 
+@pytest.mark.slow  # The full-size network (the reference fixture: 23.8M parameters, a 95 MB weights file).
 def test_an_npz_loads_without_torch_and_a_pth_needs_it(reference, tmp_path, monkeypatch):
   npz = tmp_path / 'w.npz'
   inception.convert(reference.pth, str(npz))
@@ -238,6 +242,7 @@ def _pixel_features(weights, images, batch_size=50, dim=2048):
   return np.maximum(means @ np.random.default_rng(0).normal(size=(48, dim)), 0).astype(np.float32)
 
 
+@pytest.mark.slow  # The full-size network (the reference fixture: 23.8M parameters, a 95 MB weights file).
 def test_fid_command_prints_the_protocol_and_fid_kid_last(reference, tmp_path, capsys, monkeypatch):
   # The command's plumbing, with a cheap 32-d feature map; the slow test below runs the network.
   features = functools.partial(_pixel_features, dim=32)
@@ -322,6 +327,7 @@ def _broken_weights(reference, directory, kind):
   return path, words
 
 
+@pytest.mark.slow  # The full-size network (the reference fixture: 23.8M parameters, a 95 MB weights file).
 @pytest.mark.parametrize('kind', ['missing', 'not_a_weights_file', 'pickled_list', 'unrelated', 'missing_key',
                                   'wrong_shape', 'imagenet_head'])
 def test_a_bad_weights_file_is_one_line_naming_the_expected_file(reference, tmp_path, capsys, kind):
@@ -335,6 +341,7 @@ def test_a_bad_weights_file_is_one_line_naming_the_expected_file(reference, tmp_
   assert not (tmp_path / 'f.npy').exists()
 
 
+@pytest.mark.slow  # The full-size network (the reference fixture: 23.8M parameters, a 95 MB weights file).
 def test_bad_images_and_flags_are_one_line_and_status_2(reference, tmp_path, capsys):
   np.save(tmp_path / 'float.npy', np.zeros((2, 8, 8, 3), np.float32))
   assert inception_cli.main([f'--weights={reference.pth}', f'--images={tmp_path / "float.npy"}',
@@ -353,6 +360,7 @@ def test_bad_images_and_flags_are_one_line_and_status_2(reference, tmp_path, cap
                                      'flags.\n')
 
 
+@pytest.mark.slow  # The full-size network (the reference fixture: 23.8M parameters, a 95 MB weights file).
 def test_inception_evaluator_caches_the_real_features_and_scores_samples(reference, tmp_path, monkeypatch):
   calls = []
 
@@ -381,6 +389,7 @@ def test_inception_evaluator_caches_the_real_features_and_scores_samples(referen
   assert protocol['resize'].startswith('bilinear 16x16 -> 299x299')
 
 
+@pytest.mark.slow  # The full-size network (the reference fixture: 23.8M parameters, a 95 MB weights file).
 def test_an_rgb_run_scores_inception_fid_and_keeps_the_best_checkpoint_by_it(reference, tmp_path, monkeypatch,
                                                                              capsys):
   import conftest  # pylint: disable=g-import-not-at-top

@@ -53,7 +53,7 @@ def test_every_network_field_is_documented_with_its_families():
 def test_ci_runs_the_readme_test_command():
   readme = (ROOT / 'README.md').read_text()
   ci = (ROOT / '.ci' / 'run').read_text()
-  command = 'python -m pytest -q tests'
+  command = 'python -m pytest -q -n 2 tests'
   assert f'\n{command}\n' in readme and f'\n{command}\n' in ci
 
 

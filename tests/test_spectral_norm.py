@@ -20,12 +20,11 @@ def _top_singular_value(kernel) -> float:
 
 def _iterate(module, variables, x, calls):
   """`calls` forwards in training mode, each moving the power iteration on; returns the new batch_stats."""
-  batch_stats = variables['batch_stats']
-  for _ in range(calls):
+  def body(_, batch_stats):
     _, updates = module.apply({'params': variables['params'], 'batch_stats': batch_stats}, x, train=True,
                               mutable=['batch_stats'])
-    batch_stats = updates['batch_stats']
-  return batch_stats
+    return updates['batch_stats']
+  return jax.jit(lambda bs: jax.lax.fori_loop(0, calls, body, bs))(variables['batch_stats'])
 
 
 def test_conv_discriminator_divides_each_kernel_by_its_largest_singular_value():
