@@ -2,18 +2,19 @@
 
 Run from the repository root:
 
-  python benchmarks/quality.py [--epochs 5] [--seeds 0,1,2] [--variants ours,ours_torch_init,ours_uniform_init,torch] [--samples 10000]
+  python benchmarks/quality.py [--epochs 5] [--seeds 0,1,2] [--variants ours,ours_flax_init,ours_uniform_init,torch]
+      [--samples 10000]
 
 Every variant trains on the 10,000 MNIST test digits that ship with the package, with `configs/mnist.py`'s defaults
 (batch 128, two Adams at 2e-4 / beta1 0.5, uniform z, BatchNorm momentum and epsilon as configured), the same data
 order (one permutation per (seed, epoch), the last partial batch dropped) and the same number of steps:
-- `ours`: `dcgan_jax.train_step` under `jax.jit`, flax's default initialisation (`lecun_normal` kernels, zero biases),
-  with the convolution library `config.cpu_conv` selects, as the trainer does (oneDNN's on the CPU where it builds).
-- `ours_torch_init`: the same, with every kernel and bias drawn as PyTorch initialises its layers (kaiming-uniform
-  with a=sqrt(5): uniform(+-1/sqrt(fan_in)), and PyTorch's fan-in of a transposed convolution, out_channels * kh *
-  kw), to isolate what initialisation alone explains.
-- `ours_uniform_init`: the same, with kernels drawn by `variance_scaling(1/3, 'fan_in', 'uniform')` over flax's
-  fan-in (in * kh * kw for every kernel) and zero biases: the rule the lead of issue 15 names.
+- `ours`: `dcgan_jax.train_step` under `jax.jit`, `configs/mnist.py` as shipped (PyTorch's initialization,
+  `model.*.weight_init='pytorch'`), with the convolution library `config.cpu_conv` selects, as the trainer does
+  (oneDNN's on the CPU where it builds).
+- `ours_flax_init`: the same with flax's initialization (`weight_init='flax'`: lecun_normal kernels, zero biases),
+  the default of version 0.1.
+- `ours_uniform_init`: the same as `ours_flax_init`, with kernels redrawn by `variance_scaling(1/3, 'fan_in',
+  'uniform')` over flax's fan-in (in * kh * kw for every kernel) and zero biases: the rule the lead of issue 15 names.
 - `torch`: the PyTorch reference of benchmarks/throughput.py (`build_torch_models`, PyTorch's default init), one
   D update on real then detached fake, then one G update on the same fake batch, as the PyTorch DCGAN example.
 Samples are drawn as the config samples (`model.sample_use_batch_stats`: BatchNorm over each batch of z), in
@@ -25,7 +26,6 @@ the mean over seeds.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import statistics
 import sys
@@ -48,7 +48,7 @@ from dcgan_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
 from dcgan_jax.eval import evaluation  # pylint: disable=g-import-not-at-top,wrong-import-position
 from dcgan_jax.ops.onednn import policy as onednn  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-VARIANTS = ('ours', 'ours_torch_init', 'ours_uniform_init', 'torch')
+VARIANTS = ('ours', 'ours_flax_init', 'ours_uniform_init', 'torch')
 _CACHE_DIR = os.path.join(os.path.expanduser('~'), '.cache', 'dcgan_jax')
 
 
@@ -59,29 +59,6 @@ def batch_order(num_images: int, batch_size: int, seed: int, epochs: int) -> np.
   order = [np.random.default_rng([seed, epoch]).permutation(num_images)[:per_epoch * batch_size]
            for epoch in range(epochs)]
   return np.concatenate(order).reshape(-1, batch_size)
-
-
-def torch_default_init(params: Any, key: jax.Array) -> Any:
-  """`params` (a generator's or discriminator's) redrawn as PyTorch initialises Linear/Conv/ConvTranspose layers:
-  kernels and biases uniform(-b, b), b = 1/sqrt(fan_in) (kaiming-uniform with a=sqrt(5)); fan_in is in * kh * kw
-  for Dense and Conv kernels `[.., in, out]` and, as PyTorch computes it for a transposed convolution's weight
-  `[in, out, kh, kw]`, out * kh * kw for ConvTranspose kernels. BatchNorm scales stay 1, offsets 0."""
-  flat = jax.tree_util.tree_flatten_with_path(params)[0]
-  fan_ins = {}
-  for path, leaf in flat:
-    names = [getattr(p, 'key', str(p)) for p in path]
-    if names[-1] == 'kernel':
-      receptive = math.prod(leaf.shape[:-2])
-      fan_ins[tuple(names[:-1])] = receptive * leaf.shape[-1 if 'ConvTranspose' in names[-2] else -2]
-  leaves = []
-  for i, (path, leaf) in enumerate(flat):
-    names = [getattr(p, 'key', str(p)) for p in path]
-    layer = tuple(names[:-1])
-    if layer in fan_ins and names[-1] in ('kernel', 'bias'):
-      bound = 1.0 / math.sqrt(fan_ins[layer])
-      leaf = jax.random.uniform(jax.random.fold_in(key, i), leaf.shape, leaf.dtype, -bound, bound)
-    leaves.append(leaf)
-  return jax.tree.unflatten(jax.tree.structure(params), leaves)
 
 
 def uniform_fan_in_init(params: Any, key: jax.Array) -> Any:
@@ -155,13 +132,14 @@ def run_variant(variant: str, seed: int, epochs: int, num_samples: int, images: 
   """Trains one variant for `epochs` epochs from `seed` and scores `num_samples` of its samples."""
   config = mnist.get_config()
   config.seed = seed
+  if variant in ('ours_flax_init', 'ours_uniform_init'):
+    config.model.generator.weight_init = config.model.discriminator.weight_init = 'flax'
   order = batch_order(images.shape[0], config.batch_size, seed, epochs)
   start = time.perf_counter()
   if variant == 'torch':
     sampler = train_torch(config, images, order)
   else:
-    inits = {'ours_torch_init': torch_default_init, 'ours_uniform_init': uniform_fan_in_init}
-    sampler = train_ours(config, images, order, inits.get(variant))
+    sampler = train_ours(config, images, order, uniform_fan_in_init if variant == 'ours_uniform_init' else None)
   seconds = time.perf_counter() - start
   scores = evaluator.evaluate(_samples(sampler, num_samples, config.batch_size, config.latent_dim, seed))
   return {**scores, 'steps': float(order.shape[0]), 'seconds': seconds}

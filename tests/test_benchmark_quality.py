@@ -28,23 +28,6 @@ def mnist_state():
   return train_state.create_train_state(mnist.get_config(), jax.random.key(0))
 
 
-def test_torch_default_init_uses_pytorch_fan_in_for_each_layer(mnist_state):
-  g = quality.torch_default_init(mnist_state.g_params, jax.random.key(1))
-  d = quality.torch_default_init(mnist_state.d_params, jax.random.key(2))
-  # PyTorch's fan-in: out * kh * kw for a transposed convolution's weight, in * kh * kw for a convolution.
-  expected = {('g', 'ConvTranspose_0', 'kernel'): 256 * 7 * 7, ('g', 'ConvTranspose_1', 'kernel'): 128 * 5 * 5,
-              ('g', 'ConvTranspose_2', 'kernel'): 1 * 5 * 5, ('g', 'ConvTranspose_2', 'bias'): 1 * 5 * 5,
-              ('d', 'Conv_0', 'kernel'): 1 * 5 * 5, ('d', 'Conv_1', 'kernel'): 128 * 5 * 5,
-              ('d', 'Conv_2', 'kernel'): 256 * 7 * 7, ('d', 'Conv_2', 'bias'): 256 * 7 * 7}
-  for (net, layer, name), fan_in in expected.items():
-    values = np.asarray((g if net == 'g' else d)[layer][name])
-    bound = 1 / math.sqrt(fan_in)
-    assert np.abs(values).max() <= bound, (layer, name)
-    if values.size >= 100:
-      assert np.abs(values).max() > 0.95 * bound, (layer, name)
-  np.testing.assert_array_equal(g['BatchNorm_0']['scale'], mnist_state.g_params['BatchNorm_0']['scale'])
-
-
 def test_uniform_fan_in_init_redraws_kernels_only(mnist_state):
   g = quality.uniform_fan_in_init(mnist_state.g_params, jax.random.key(1))
   kernel = np.asarray(g['ConvTranspose_0']['kernel'])  # flax's fan-in: 7 * 7 * 100.
@@ -56,14 +39,13 @@ def test_unknown_variant_is_one_usage_line(capsys):
   with pytest.raises(SystemExit) as exit_info:
     quality.main(['--variants', 'ours,tf'])
   assert exit_info.value.code == 2
-  assert 'unknown --variants tf; choose from ours, ours_torch_init, ours_uniform_init, torch' in capsys.readouterr().err
+  assert 'unknown --variants tf; choose from ours, ours_flax_init, ours_uniform_init, torch' in capsys.readouterr().err
 
 
-@pytest.mark.parametrize('init', [quality.torch_default_init, quality.uniform_fan_in_init])
-def test_a_redrawn_initialisation_still_trains_at_the_configs_learning_rates(init):
+def test_a_redrawn_initialisation_still_trains_at_the_configs_learning_rates():
   config = mnist.get_config()
   config.batch_size = 4
-  state = quality.initial_state(config, init)
+  state = quality.initial_state(config, quality.uniform_fan_in_init)
   for opt_state in (state.g_opt_state, state.d_opt_state):
     assert float(opt_state.hyperparams['learning_rate']) == pytest.approx(2e-4)
   redrawn = np.asarray(state.g_params['ConvTranspose_2']['kernel'])

@@ -178,7 +178,7 @@ def test_relativistic_losses_need_the_alternating_schedule(schedule):
 # The networks' sections: `family` and the module's own fields.
 
 _DCGAN_G_FIELDS = 'family, start_size, features, kernel_size, leaky_slope, bn_momentum, bn_epsilon, activation, ' \
-                  'output_activation, spectral_norm'
+                  'output_activation, spectral_norm, weight_init'
 
 
 def _problems(config):
@@ -194,11 +194,11 @@ def test_default_sections_hold_exactly_the_modules_fields():
   assert dict(config.model.generator) == {
       'family': 'dcgan', 'start_size': 7, 'features': (256, 128), 'kernel_size': 5, 'leaky_slope': 0.2,
       'bn_momentum': 0.99, 'bn_epsilon': 1e-3, 'activation': 'leaky_relu', 'output_activation': 'tanh',
-      'spectral_norm': False}
+      'spectral_norm': False, 'weight_init': 'flax'}
   assert dict(config.model.discriminator) == {
       'family': 'conv', 'features': (128, 256), 'kernel_size': 5, 'leaky_slope': 0.2, 'bn_momentum': 0.99,
       'bn_epsilon': 1e-3, 'first_batchnorm': True, 'batchnorm': True, 'strides': (), 'pool': 'none', 'dropout': 0.0,
-      'activation': 'leaky_relu', 'spectral_norm': False}
+      'activation': 'leaky_relu', 'spectral_norm': False, 'weight_init': 'flax'}
   assert sorted(config.model) == ['discriminator', 'generator', 'sample_use_batch_stats', 'sync_batchnorm']
 
 
@@ -219,7 +219,7 @@ def test_another_familys_fields_name_the_family_rule():
       f'config.model.discriminator.{name}: the mlp discriminator (MLPDiscriminator) has no field {name}; its fields: '
       f'{fields} ({name} belongs to the conv discriminator{hint}'
       for name in sorted(('kernel_size', 'bn_momentum', 'bn_epsilon', 'first_batchnorm', 'batchnorm', 'strides',
-                          'pool'))]  # ConfigDict iterates its keys sorted.
+                          'pool', 'weight_init'))]  # ConfigDict iterates its keys sorted.
 
 
 def test_a_missing_required_field_and_a_flat_model_field_are_rejected():

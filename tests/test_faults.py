@@ -373,7 +373,8 @@ def test_network_changes_are_recorded_under_their_network(tmp_path):
   assert changes == {'model.discriminator.dropout': (0.0, 0.25), 'model.generator.family': ('dcgan', 'mlp'),
                      'model.generator.output_activation': ('tanh', 'sigmoid'),
                      'model.generator.batchnorm': (None, True), 'model.generator.kernel_size': (5, None),
-                     'model.generator.start_size': (7, None), 'model.generator.spectral_norm': (False, None)}
+                     'model.generator.start_size': (7, None), 'model.generator.spectral_norm': (False, None),
+                     'model.generator.weight_init': ('flax', None)}
   assert not any(workdir.breaks_exact_resume(field) for field in changes)
 
 

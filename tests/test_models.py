@@ -266,7 +266,7 @@ def test_discriminators_avoid_slow_xla_cpu_convolutions(name):
 def test_config_fields_are_the_modules_attributes_less_what_the_builder_passes():
   assert models.config_fields(models.DCGANGenerator) == (
       'start_size', 'features', 'kernel_size', 'leaky_slope', 'bn_momentum', 'bn_epsilon', 'activation',
-      'output_activation', 'spectral_norm')
+      'output_activation', 'spectral_norm', 'weight_init')
   assert models.config_fields(models.UpsampleGenerator) == (
       'start_size', 'features', 'kernel_size', 'leaky_slope', 'bn_momentum', 'bn_epsilon', 'activation',
       'output_activation', 'dropout')
@@ -274,7 +274,7 @@ def test_config_fields_are_the_modules_attributes_less_what_the_builder_passes()
       'features', 'leaky_slope', 'bn_momentum', 'bn_epsilon', 'activation', 'output_activation', 'batchnorm')
   assert models.config_fields(models.DCGANDiscriminator) == (
       'features', 'kernel_size', 'leaky_slope', 'bn_momentum', 'bn_epsilon', 'first_batchnorm', 'batchnorm',
-      'strides', 'pool', 'dropout', 'activation', 'spectral_norm')
+      'strides', 'pool', 'dropout', 'activation', 'spectral_norm', 'weight_init')
   assert models.config_fields(models.MLPDiscriminator) == ('features', 'leaky_slope', 'activation', 'dropout',
                                                           'spectral_norm')
 
@@ -319,3 +319,25 @@ def test_a_generator_module_passed_in_is_used_whatever_the_config_section(config
   state = jax.eval_shape(lambda: dcgan_jax.create_train_state(config, jax.random.key(0), generator=generator))
   assert state.generator is generator and type(state.discriminator) is models.DCGANDiscriminator
   assert models.count_params(state.g_params) == (8 * 4 + 4) + 2 * 4 + (4 * 784 + 784)
+
+
+def test_pytorch_init_draws_every_weight_within_pytorchs_bounds():
+  """weight_init='pytorch': kernels and biases uniform in +-1/sqrt(fan_in), fan_in as PyTorch counts it (a transposed
+  convolution's: out_channels * kh * kw); BatchNorm starts at scale 1, offset 0 either way."""
+  config = mnist.get_config()
+  config.model.generator.weight_init = config.model.discriminator.weight_init = 'pytorch'
+  variables = {net: models.build_network(config, net).init(jax.random.key(0), x, train=False)['params']
+               for net, x in (('generator', jnp.zeros((2, 100))), ('discriminator', jnp.zeros((2, 28, 28, 1))))}
+  fan_ins = {('generator', 'ConvTranspose_0'): 256 * 7 * 7, ('generator', 'ConvTranspose_1'): 128 * 5 * 5,
+             ('generator', 'ConvTranspose_2'): 1 * 5 * 5, ('discriminator', 'Conv_0'): 1 * 5 * 5,
+             ('discriminator', 'Conv_1'): 128 * 5 * 5, ('discriminator', 'Conv_2'): 256 * 7 * 7}
+  for (net, layer), fan_in in fan_ins.items():
+    for name, value in variables[net][layer].items():
+      value, bound = np.abs(np.asarray(value)), 1 / np.sqrt(fan_in)
+      assert value.max() <= bound, (net, layer, name)
+      if value.size >= 100:  # Uniform over the whole range, not a narrower law.
+        assert value.max() > 0.95 * bound and abs(value.mean() - bound / 2) < 0.05 * bound, (net, layer, name)
+  assert float(variables['generator']['BatchNorm_0']['scale'].min()) == 1.0
+  config.model.generator.weight_init = 'flax'
+  flax_kernel = models.build_network(config, 'generator').init(jax.random.key(0), jnp.zeros((2, 100)), train=False)
+  assert np.abs(np.asarray(flax_kernel['params']['ConvTranspose_2']['bias'])).max() == 0.0  # flax: zero biases.

@@ -97,7 +97,7 @@ def _torch_steps(state, images, noises):
     g_loss = bce(fake_logits, torch.ones_like(fake_logits))
     g_loss.backward()
     g_opt.step()
-    losses.append((float(d_loss), float(g_loss)))
+    losses.append((d_loss.item(), g_loss.item()))
   return g, d, losses
 
 

@@ -43,6 +43,7 @@ from dcgan_jax.models.mlp import MLPDiscriminator, MLPGenerator  # pylint: disab
 from dcgan_jax.models.upsample import UpsampleGenerator  # pylint: disable=unused-import
 
 POOLS = dcgan.POOLS
+INITS = common.INITS
 GENERATORS: dict[str, type[nn.Module]] = {'dcgan': DCGANGenerator, 'upsample': UpsampleGenerator, 'mlp': MLPGenerator}
 DISCRIMINATORS: dict[str, type[nn.Module]] = {'conv': DCGANDiscriminator, 'mlp': MLPDiscriminator}
 NETWORKS = {'generator': GENERATORS, 'discriminator': DISCRIMINATORS}

@@ -25,6 +25,7 @@ Array = jax.Array
 
 OUTPUT_RANGES = {'tanh': (-1.0, 1.0), 'sigmoid': (0.0, 1.0)}
 ACTIVATIONS = ('leaky_relu', 'relu')
+INITS = ('flax', 'pytorch')
 
 
 def activation(name: str, leaky_slope: float) -> Callable[[Array], Array]:
@@ -46,6 +47,21 @@ def batchnorm(train: bool, momentum: float, epsilon: float, axis_name: Optional[
   # Statistics are reduced in float32 whatever `dtype` is (flax's force_float32_reductions), and kept in float32.
   return nn.BatchNorm(use_running_average=not train, momentum=momentum, epsilon=epsilon,
                       axis_name=axis_name if train else None, dtype=dtype)
+
+
+def initializers(init: str, fan_in: int) -> dict[str, Any]:
+  """The `kernel_init` and `bias_init` of a layer whose PyTorch fan-in is `fan_in`, for the weight initialization
+  `init`: 'flax' (flax's defaults: lecun_normal kernels, zero biases; the fan-in is then flax's own) or 'pytorch'
+  (PyTorch's default for Linear, Conv2d and ConvTranspose2d: kernels and biases uniform in +-1/sqrt(fan_in), i.e.
+  kaiming-uniform with a=sqrt(5); PyTorch counts a convolution's fan-in as in_channels * kh * kw and a transposed
+  convolution's as out_channels * kh * kw)."""
+  if init == 'flax':
+    return {}
+  if init == 'pytorch':
+    bound = 1.0 / fan_in ** 0.5
+    uniform = lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound, bound)
+    return {'kernel_init': uniform, 'bias_init': uniform}
+  raise ValueError(f'unknown init {init!r}; use one of {", ".join(INITS)}')
 
 
 def spectral(layer: nn.Module, enabled: bool, train: bool) -> Callable[..., Array]:

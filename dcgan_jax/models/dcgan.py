@@ -61,6 +61,7 @@ class DCGANGenerator(nn.Module):
   output_size: int = 0  # > 0: crop the last layer's output to this size; 0: no crop (the builder derives it).
   num_classes: int = 0  # > 0: conditional on labels 0..num_classes-1 (the builder passes config.num_classes).
   spectral_norm: bool = False  # Spectral normalization of every transposed conv (SAGAN, BigGAN); state in batch_stats.
+  weight_init: str = 'flax'  # Weights: 'flax' (lecun_normal, zero bias) or 'pytorch' (its defaults: common.initializers).
   bn_axis_name: Optional[str] = None  # Set to the device axis for BatchNorm statistics over the global batch.
   dtype: Any = jnp.float32  # Computation dtype (bfloat16 for mixed precision); parameters stay float32.
 
@@ -73,15 +74,18 @@ class DCGANGenerator(nn.Module):
     act = common.activation(self.activation, self.leaky_slope)
     z = common.embed_label(z, labels, self.num_classes, self.dtype)
     x = z.reshape(z.shape[0], 1, 1, z.shape[-1])
+    # PyTorch's fan-in of a transposed convolution: its output channels times the kernel's area.
+    inits = lambda width, size: common.initializers(self.weight_init, width * size * size)
     x = sn(ops.ConvTranspose(self.features[0], (self.start_size,) * 2, padding='VALID', use_bias=False,
-                             dtype=self.dtype))(x)
+                             dtype=self.dtype, **inits(self.features[0], self.start_size)))(x)
     x = act(norm()(x))
     k = (self.kernel_size,) * 2
     for width in self.features[1:]:
-      x = sn(ops.ConvTranspose(width, k, strides=(2, 2), padding='SAME', use_bias=False, dtype=self.dtype))(x)
+      x = sn(ops.ConvTranspose(width, k, strides=(2, 2), padding='SAME', use_bias=False, dtype=self.dtype,
+                               **inits(width, self.kernel_size)))(x)
       x = act(norm()(x))
     x = sn(ops.ConvTranspose(self.channels, k, strides=(2, 2), padding='SAME', use_bias=True,
-                             dtype=self.dtype))(x)
+                             dtype=self.dtype, **inits(self.channels, self.kernel_size)))(x)
     if 0 < self.output_size < x.shape[1]:
       x = common.center_crop(x, self.output_size)
     return common.output_activation(self.output_activation)(x.astype(jnp.float32))
@@ -111,6 +115,7 @@ class DCGANDiscriminator(nn.Module):
   activation: str = 'leaky_relu'  # Hidden layers: 'leaky_relu' or 'relu'.
   num_classes: int = 0  # > 0: conditional on labels 0..num_classes-1 (the builder passes config.num_classes).
   spectral_norm: bool = False  # Spectral normalization of every conv, the logit conv too (SN-GAN); state: batch_stats.
+  weight_init: str = 'flax'  # Weights: 'flax' (lecun_normal, zero bias) or 'pytorch' (its defaults: common.initializers).
   bn_axis_name: Optional[str] = None
   dtype: Any = jnp.float32
 
@@ -128,14 +133,17 @@ class DCGANDiscriminator(nn.Module):
     for i, (width, stride) in enumerate(zip(self.features, strides)):
       use_bn = self.batchnorm and (i > 0 or self.first_batchnorm)
       conv_stride = 1 if self.pool == 'max' else stride
-      conv = ops.Conv(width, k, strides=(conv_stride,) * 2, padding='SAME', use_bias=not use_bn, dtype=self.dtype)
+      conv = ops.Conv(width, k, strides=(conv_stride,) * 2, padding='SAME', use_bias=not use_bn, dtype=self.dtype,
+                      **common.initializers(self.weight_init, x.shape[-1] * self.kernel_size ** 2))
       x = common.spectral(conv, self.spectral_norm, train)(x)
       if self.pool == 'max' and stride > 1:
         x = ops.max_pool(x, (stride, stride))  # flax.linen.max_pool's values and gradient, faster backward.
       if use_bn:
         x = common.batchnorm(train, self.bn_momentum, self.bn_epsilon, self.bn_axis_name, self.dtype)(x)
       x = common.dropout(act(x), self.dropout, train, deterministic)
-    last = common.spectral(ops.Conv(1, x.shape[1:3], padding='VALID', dtype=self.dtype), self.spectral_norm, train)
+    last = ops.Conv(1, x.shape[1:3], padding='VALID', dtype=self.dtype,
+                    **common.initializers(self.weight_init, x.shape[1] * x.shape[2] * x.shape[3]))
+    last = common.spectral(last, self.spectral_norm, train)
     logit = last(x).reshape(x.shape[0]).astype(jnp.float32)
     common.check_labels(labels, self.num_classes, 'discriminator')
     return logit + common.projection(x, labels, self.num_classes) if self.num_classes else logit
