@@ -1,10 +1,10 @@
-"""The per-step cost of the GAN toolbox options (EMA, R1/R2, DiffAugment) on the MNIST DCGAN, as ratios to the
-plain step timed in the same rounds.
+"""The per-step cost of the GAN toolbox options (EMA, R1/R2, DiffAugment, spectral normalization) on the MNIST
+DCGAN, as ratios to the plain step timed in the same rounds.
 
 Run from the repository root:
 
-  python benchmarks/options.py [--options base,ema,r1,r1_lazy,r2,diffaugment,all] [--rounds 3] [--steps 5]
-      [--batch 128]
+  python benchmarks/options.py [--options base,ema,r1,r1_lazy,r2,diffaugment,spectral_norm,all] [--rounds 3]
+      [--steps 5] [--batch 128]
 
 Each variant is the training loop's step function (`throughput.OursRunner`: `make_parallel_train_step` over all
 local devices, the uint8 dataset on the device, one step per call, state donated) for `configs/mnist.py` with the
@@ -15,6 +15,7 @@ load of a shared machine hits them alike; the table gives the median seconds per
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import sys
@@ -34,6 +35,7 @@ OPTIONS = {
     'r1_lazy': ({'r1_weight': 1.0, 'r_every': 16}, 'r1_weight=1, r_every=16 (on the CPU path: computed every update)'),
     'r2': ({'r2_weight': 1.0, 'r_every': 1}, 'r2_weight=1, r_every=1'),
     'diffaugment': ({'diffaugment': 'color,translation,cutout'}, "diffaugment='color,translation,cutout'"),
+    'spectral_norm': ({'model.discriminator.spectral_norm': True}, 'model.discriminator.spectral_norm=True'),
     'all': ({'ema_decay': 0.999, 'r1_weight': 1.0, 'r_every': 16, 'diffaugment': 'color,translation,cutout'},
             'ema + r1_lazy + diffaugment'),
 }
@@ -44,7 +46,8 @@ def config_for(option: str, batch: int):
   config = throughput.mnist_dcgan_config()
   config.batch_size = batch
   for field, value in OPTIONS[option][0].items():
-    config[field] = value
+    *path, name = field.split('.')  # 'model.discriminator.spectral_norm': a field of a nested section.
+    functools.reduce(lambda section, key: section[key], path, config)[name] = value
   return config
 
 

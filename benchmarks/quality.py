@@ -2,8 +2,8 @@
 
 Run from the repository root:
 
-  python benchmarks/quality.py [--epochs 5] [--seeds 0,1,2] [--variants ours,ours_flax_init,ours_uniform_init,torch]
-      [--samples 10000]
+  python benchmarks/quality.py [--epochs 5] [--seeds 0,1,2] [--samples 10000]
+      [--variants ours,ours_flax_init,ours_uniform_init,ours_spectral_norm,torch]
 
 Every variant trains on the 10,000 MNIST test digits that ship with the package, with `configs/mnist.py`'s defaults
 (batch 128, two Adams at 2e-4 / beta1 0.5, uniform z, BatchNorm momentum and epsilon as configured), the same data
@@ -15,6 +15,7 @@ order (one permutation per (seed, epoch), the last partial batch dropped) and th
   the default of version 0.1.
 - `ours_uniform_init`: the same as `ours_flax_init`, with kernels redrawn by `variance_scaling(1/3, 'fan_in',
   'uniform')` over flax's fan-in (in * kh * kw for every kernel) and zero biases: the rule the lead of issue 15 names.
+- `ours_spectral_norm`: `ours` with spectral normalization of D's layers (`model.discriminator.spectral_norm`).
 - `torch`: the PyTorch reference of benchmarks/throughput.py (`build_torch_models`, PyTorch's default init), one
   D update on real then detached fake, then one G update on the same fake batch, as the PyTorch DCGAN example.
 Samples are drawn as the config samples (`model.sample_use_batch_stats`: BatchNorm over each batch of z), in
@@ -48,7 +49,7 @@ from dcgan_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
 from dcgan_jax.eval import evaluation  # pylint: disable=g-import-not-at-top,wrong-import-position
 from dcgan_jax.ops.onednn import policy as onednn  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-VARIANTS = ('ours', 'ours_flax_init', 'ours_uniform_init', 'torch')
+VARIANTS = ('ours', 'ours_flax_init', 'ours_uniform_init', 'ours_spectral_norm', 'torch')
 _CACHE_DIR = os.path.join(os.path.expanduser('~'), '.cache', 'dcgan_jax')
 
 
@@ -134,6 +135,7 @@ def run_variant(variant: str, seed: int, epochs: int, num_samples: int, images: 
   config.seed = seed
   if variant in ('ours_flax_init', 'ours_uniform_init'):
     config.model.generator.weight_init = config.model.discriminator.weight_init = 'flax'
+  config.model.discriminator.spectral_norm = variant == 'ours_spectral_norm'
   order = batch_order(images.shape[0], config.batch_size, seed, epochs)
   start = time.perf_counter()
   if variant == 'torch':

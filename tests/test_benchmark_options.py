@@ -13,8 +13,14 @@ def test_every_variant_is_a_valid_mnist_config_with_its_fields():
     config_validation.validate(config)
     assert config.batch_size == 64 and config.model.generator.features == (256, 128)
     for field, value in fields.items():
-      assert config[field] == value
+      *path, name = field.split('.')
+      section = config
+      for key in path:
+        section = section[key]
+      assert section[name] == value
   assert options.config_for('all', 128).diffaugment == 'color,translation,cutout'
+  assert options.config_for('spectral_norm', 128).model.discriminator.spectral_norm is True
+  assert options.config_for('base', 128).model.discriminator.spectral_norm is False
 
 
 def test_table_gives_medians_and_ratios_to_base():
