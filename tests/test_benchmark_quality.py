@@ -56,3 +56,29 @@ def test_a_redrawn_initialisation_still_trains_at_the_configs_learning_rates():
   # Adam's first update moves every weight with a gradient by about the learning rate.
   moved = np.abs(np.asarray(new.g_params['ConvTranspose_2']['kernel']) - redrawn)
   assert np.median(moved) == pytest.approx(2e-4, rel=0.05)
+
+
+class _ScriptedEvaluator:
+  """Scores in call order: the FIDs given, then whatever follows; records the sample counts it was given."""
+
+  def __init__(self, fids):
+    self.fids, self.sizes = list(fids), []
+
+  def evaluate(self, images):
+    self.sizes.append(images.shape[0])
+    fid = self.fids.pop(0)
+    return {'fid': fid, 'coverage': 10.0, 'precision': 0.5, 'recall': 0.5}
+
+
+@pytest.mark.parametrize('variant', ['ours', 'torch'])
+def test_the_best_epoch_is_picked_on_the_selection_samples_and_rescored_on_all(monkeypatch, variant):
+  import conftest  # pylint: disable=g-import-not-at-top
+  config = conftest.tiny_config()
+  monkeypatch.setattr(quality, 'variant_config', lambda variant, seed: config)
+  monkeypatch.setattr(quality, 'SELECT_SAMPLES', 12)
+  images = np.random.default_rng(0).integers(0, 256, (16, 28, 28, 1)).astype(np.uint8)
+  # Three epochs of 2 steps: selection FIDs 30, 20, 25 -> epoch 2; then the last epoch's and epoch 2's full scores.
+  evaluator = _ScriptedEvaluator([30.0, 20.0, 25.0, 26.0, 21.0])
+  result = quality.run_variant(variant, 0, 3, 20, images, evaluator)
+  assert evaluator.sizes == [12, 12, 12, 20, 20]
+  assert (result['fid'], result['best_epoch'], result['best_fid'], result['steps']) == (26.0, 2.0, 21.0, 6.0)
