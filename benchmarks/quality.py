@@ -3,18 +3,18 @@
 Run from the repository root:
 
   python benchmarks/quality.py [--epochs 5] [--seeds 0,1,2] [--samples 10000]
-      [--variants ours,ours_flax_init,ours_uniform_init,ours_spectral_norm,torch]
+      [--variants ours,ours_pytorch_init,ours_uniform_init,ours_spectral_norm,torch]
 
 Every variant trains on the 10,000 MNIST test digits that ship with the package, with `configs/mnist.py`'s defaults
 (batch 128, two Adams at 2e-4 / beta1 0.5, uniform z, BatchNorm momentum and epsilon as configured), the same data
 order (one permutation per (seed, epoch), the last partial batch dropped) and the same number of steps:
-- `ours`: `dcgan_jax.train_step` under `jax.jit`, `configs/mnist.py` as shipped (PyTorch's initialization,
-  `model.*.weight_init='pytorch'`), with the convolution library `config.cpu_conv` selects, as the trainer does
-  (oneDNN's on the CPU where it builds).
-- `ours_flax_init`: the same with flax's initialization (`weight_init='flax'`: lecun_normal kernels, zero biases),
-  the default of version 0.1.
-- `ours_uniform_init`: the same as `ours_flax_init`, with kernels redrawn by `variance_scaling(1/3, 'fan_in',
-  'uniform')` over flax's fan-in (in * kh * kw for every kernel) and zero biases: the rule the lead of issue 15 names.
+- `ours`: `dcgan_jax.train_step` under `jax.jit`, `configs/mnist.py` as shipped (flax's initialization,
+  `model.*.weight_init='flax'`: lecun_normal kernels, zero biases), with the convolution library `config.cpu_conv`
+  selects, as the trainer does (oneDNN's on the CPU where it builds).
+- `ours_pytorch_init`: the same with PyTorch's initialization (`weight_init='pytorch'`: kernels and biases uniform
+  in +-1/sqrt(fan_in), PyTorch's fan-in), the reference's own.
+- `ours_uniform_init`: `ours` with kernels redrawn by `variance_scaling(1/3, 'fan_in', 'uniform')` over flax's fan-in
+  (in * kh * kw for every kernel) and zero biases: the rule the lead of issue 15 names.
 - `ours_spectral_norm`: `ours` with spectral normalization of D's layers (`model.discriminator.spectral_norm`).
 - `torch`: the PyTorch reference of benchmarks/throughput.py (`build_torch_models`, PyTorch's default init), one
   D update on real then detached fake, then one G update on the same fake batch, as the PyTorch DCGAN example.
@@ -54,7 +54,7 @@ from dcgan_jax.ops.onednn import policy as onednn  # pylint: disable=g-import-no
 
 SELECT_SAMPLES = 2000  # Samples per epoch-end evaluation that picks the best epoch (the trainer's eval_num_samples).
 Sampler = Callable[[np.ndarray], np.ndarray]
-VARIANTS = ('ours', 'ours_flax_init', 'ours_uniform_init', 'ours_spectral_norm', 'torch')
+VARIANTS = ('ours', 'ours_pytorch_init', 'ours_uniform_init', 'ours_spectral_norm', 'torch')
 _CACHE_DIR = os.path.join(os.path.expanduser('~'), '.cache', 'dcgan_jax')
 
 
@@ -143,8 +143,8 @@ def variant_config(variant: str, seed: int):
   """`configs/mnist.py` with `seed` and what `variant` changes."""
   config = mnist.get_config()
   config.seed = seed
-  if variant in ('ours_flax_init', 'ours_uniform_init'):
-    config.model.generator.weight_init = config.model.discriminator.weight_init = 'flax'
+  if variant == 'ours_pytorch_init':
+    config.model.generator.weight_init = config.model.discriminator.weight_init = 'pytorch'
   config.model.discriminator.spectral_norm = variant == 'ours_spectral_norm'
   return config
 

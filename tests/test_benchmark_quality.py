@@ -39,7 +39,7 @@ def test_unknown_variant_is_one_usage_line(capsys):
   with pytest.raises(SystemExit) as exit_info:
     quality.main(['--variants', 'ours,tf'])
   assert exit_info.value.code == 2
-  assert ('unknown --variants tf; choose from ours, ours_flax_init, ours_uniform_init, ours_spectral_norm, torch'
+  assert ('unknown --variants tf; choose from ours, ours_pytorch_init, ours_uniform_init, ours_spectral_norm, torch'
           in capsys.readouterr().err)
 
 
