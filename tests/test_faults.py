@@ -514,10 +514,10 @@ def test_disk_full_stops_with_one_line_and_the_last_checkpoint_resumes(tmp_path,
   # orbax's own tracebacks are debug output. (tensorstore's threads may still print "Event loop is closed"
   # tracebacks after the failed write; they name no file of ours and are not asserted on.)
   assert 'orbax' not in proc.stderr.replace(line, ''), proc.stderr[-3000:]
-  assert sorted(os.listdir(kept)) == ['10.orbax-checkpoint-tmp', '8']  # Step 8: the end of epoch 1.
+  assert sorted(os.listdir(kept)) == ['10.orbax-checkpoint-tmp', '8'], proc.stderr[-3000:]  # Step 8: epoch 1's end.
   os.rmdir(checkpoints)
   os.rename(kept, checkpoints)
   resumed = _run(_args(tmp_path, idx_dir))
   assert resumed.returncode == 0, resumed.stderr[-3000:]
-  assert 'Resuming at step 8' in resumed.stderr
-  assert sorted(os.listdir(checkpoints)) == ['20', '24', '30']
+  assert 'Resuming at step 8' in resumed.stderr, resumed.stderr[-3000:]
+  assert sorted(os.listdir(checkpoints)) == ['20', '24', '30'], resumed.stderr[-3000:]
