@@ -10,8 +10,8 @@ same images. A run trained with `config.ema_decay` > 0 samples from the moving a
 `--generator=raw`.
 
 Class-conditional runs (`config.num_classes` > 0) write a per-class grid by default (one row of `num // K` images
-per class the run's data holds, at least one); `--label` asks for one class, by index (`--label=7`) or, for a folder dataset, by its
-subdirectory name (`--label=paper`, from the run's `classes.json`).
+per class the run's data holds, at least one); `--label` asks for one class, by index (`--label=7`) or, for a
+folder dataset, by its subdirectory name (`--label=paper`, from the run's `classes.json`).
 """
 
 import functools

@@ -61,7 +61,7 @@ class DCGANGenerator(nn.Module):
   output_size: int = 0  # > 0: crop the last layer's output to this size; 0: no crop (the builder derives it).
   num_classes: int = 0  # > 0: conditional on labels 0..num_classes-1 (the builder passes config.num_classes).
   spectral_norm: bool = False  # Spectral normalization of every transposed conv (SAGAN, BigGAN); state in batch_stats.
-  weight_init: str = 'flax'  # Weights: 'flax' (lecun_normal, zero bias) or 'pytorch' (its defaults: common.initializers).
+  weight_init: str = 'flax'  # 'flax' (lecun_normal, zero biases) or 'pytorch' (its defaults: common.initializers).
   bn_axis_name: Optional[str] = None  # Set to the device axis for BatchNorm statistics over the global batch.
   dtype: Any = jnp.float32  # Computation dtype (bfloat16 for mixed precision); parameters stay float32.
 
@@ -115,7 +115,7 @@ class DCGANDiscriminator(nn.Module):
   activation: str = 'leaky_relu'  # Hidden layers: 'leaky_relu' or 'relu'.
   num_classes: int = 0  # > 0: conditional on labels 0..num_classes-1 (the builder passes config.num_classes).
   spectral_norm: bool = False  # Spectral normalization of every conv, the logit conv too (SN-GAN); state: batch_stats.
-  weight_init: str = 'flax'  # Weights: 'flax' (lecun_normal, zero bias) or 'pytorch' (its defaults: common.initializers).
+  weight_init: str = 'flax'  # 'flax' (lecun_normal, zero biases) or 'pytorch' (its defaults: common.initializers).
   bn_axis_name: Optional[str] = None
   dtype: Any = jnp.float32
 
