@@ -104,9 +104,11 @@ def train_ours(config, images: np.ndarray, order: np.ndarray, steps_per_epoch: i
         return np.asarray(sample(snapshot, jnp.asarray(z)))
     return sampler
 
-  with onednn.using(config.cpu_conv):  # The convolution library the trainer would use (traced in here).
-    step = jax.jit(lambda s, idx: train.train_step(s, {'image': real[idx]}))  # No donation: epochs keep states.
+  step = jax.jit(lambda s, idx: train.train_step(s, {'image': real[idx]}))  # No donation: epochs keep states.
   for i, idx in enumerate(order):
+    # The convolution library the trainer would use; the step is traced at its first call, inside the block. The
+    # block is entered per call rather than around the loop so that the setting never leaks to the consumer of the
+    # yielded samplers.
     with onednn.using(config.cpu_conv):
       state, _ = step(state, jnp.asarray(idx))
     if (i + 1) % steps_per_epoch == 0:
