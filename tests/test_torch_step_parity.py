@@ -87,7 +87,7 @@ def _torch_steps(state, images, noises):
   for real, z in zip(images, noises):
     real = torch.from_numpy(np.asarray(real).transpose(0, 3, 1, 2).copy())
     d_opt.zero_grad()
-    fake = _generator(g, torch.from_numpy(np.asarray(z)))
+    fake = _generator(g, torch.from_numpy(np.array(z)))  # A writable copy of the jax array.
     real_logits, fake_logits = _discriminator(d, real), _discriminator(d, fake.detach())
     d_loss = bce(real_logits, torch.ones_like(real_logits)) + bce(fake_logits, torch.zeros_like(fake_logits))
     d_loss.backward()
