@@ -3,7 +3,7 @@
 Run from the repository root:
 
   python benchmarks/quality.py [--epochs 5] [--seeds 0,1,2] [--samples 10000]
-      [--variants ours,ours_pytorch_init,ours_uniform_init,ours_spectral_norm,torch]
+      [--variants ours,ours_ema,ours_pytorch_init,ours_pytorch_init_g,ours_pytorch_init_d,ours_uniform_init,ours_spectral_norm,torch]
 
 Every variant trains on the 10,000 MNIST test digits that ship with the package, with `configs/mnist.py`'s defaults
 (batch 128, two Adams at 2e-4 / beta1 0.5, uniform z, BatchNorm momentum and epsilon as configured), the same data
@@ -11,8 +11,12 @@ order (one permutation per (seed, epoch), the last partial batch dropped) and th
 - `ours`: `dcgan_jax.train_step` under `jax.jit`, `configs/mnist.py` as shipped (flax's initialization,
   `model.*.weight_init='flax'`: lecun_normal kernels, zero biases), with the convolution library `config.cpu_conv`
   selects, as the trainer does (oneDNN's on the CPU where it builds).
+- `ours_ema`: `ours` with the generator's moving average (`config.ema_decay=0.999`, warmed up as the trainer does),
+  sampled from the average (the trainer's default when it is on); training is the same as `ours`.
 - `ours_pytorch_init`: the same with PyTorch's initialization (`weight_init='pytorch'`: kernels and biases uniform
   in +-1/sqrt(fan_in), PyTorch's fan-in), the reference's own.
+- `ours_pytorch_init_g`, `ours_pytorch_init_d`: PyTorch's initialization in the generator only (the discriminator
+  flax's), or in the discriminator only.
 - `ours_uniform_init`: `ours` with kernels redrawn by `variance_scaling(1/3, 'fan_in', 'uniform')` over flax's fan-in
   (in * kh * kw for every kernel) and zero biases: the rule the lead of issue 15 names.
 - `ours_spectral_norm`: `ours` with spectral normalization of D's layers (`model.discriminator.spectral_norm`).
@@ -54,8 +58,8 @@ from dcgan_jax.ops.onednn import policy as onednn  # pylint: disable=g-import-no
 
 SELECT_SAMPLES = 2000  # Samples per epoch-end evaluation that picks the best epoch (the trainer's eval_num_samples).
 Sampler = Callable[[np.ndarray], np.ndarray]
-VARIANTS = ('ours', 'ours_pytorch_init', 'ours_uniform_init', 'ours_spectral_norm', 'torch')
-_CACHE_DIR = os.path.join(os.path.expanduser('~'), '.cache', 'dcgan_jax')
+VARIANTS = ('ours', 'ours_ema', 'ours_pytorch_init', 'ours_pytorch_init_g', 'ours_pytorch_init_d', 'ours_uniform_init', 'ours_spectral_norm', 'torch')
+CACHE_DIR = os.path.join(os.path.expanduser('~'), '.cache', 'dcgan_jax')
 
 
 def batch_order(num_images: int, batch_size: int, seed: int, epochs: int) -> np.ndarray:
@@ -145,9 +149,13 @@ def variant_config(variant: str, seed: int):
   """`configs/mnist.py` with `seed` and what `variant` changes."""
   config = mnist.get_config()
   config.seed = seed
-  if variant == 'ours_pytorch_init':
-    config.model.generator.weight_init = config.model.discriminator.weight_init = 'pytorch'
+  if variant in ('ours_pytorch_init', 'ours_pytorch_init_g'):
+    config.model.generator.weight_init = 'pytorch'
+  if variant in ('ours_pytorch_init', 'ours_pytorch_init_d'):
+    config.model.discriminator.weight_init = 'pytorch'
   config.model.discriminator.spectral_norm = variant == 'ours_spectral_norm'
+  if variant == 'ours_ema':
+    config.ema_decay = 0.999
   return config
 
 
@@ -214,7 +222,7 @@ def main(argv: Optional[list[str]] = None) -> None:
   config = mnist.get_config()
   config.data.source = 'bundled'
   images = input_pipeline.load_images(config.data)
-  evaluator = evaluation.build_evaluator(config, images, _CACHE_DIR)
+  evaluator = evaluation.build_evaluator(config, images, CACHE_DIR)
   print(harness.header(__file__, sys.argv[1:] if argv is None else argv, f'torch {torch.__version__}',
                        f'load {harness.load_average()}'))
   headers = ['variant', 'seed', 'steps', 'FID', 'classes', 'precision', 'recall', 'best epoch', 'best FID',

@@ -39,8 +39,28 @@ def test_unknown_variant_is_one_usage_line(capsys):
   with pytest.raises(SystemExit) as exit_info:
     quality.main(['--variants', 'ours,tf'])
   assert exit_info.value.code == 2
-  assert ('unknown --variants tf; choose from ours, ours_pytorch_init, ours_uniform_init, ours_spectral_norm, torch'
-          in capsys.readouterr().err)
+  assert ('unknown --variants tf; choose from ours, ours_ema, ours_pytorch_init, ours_pytorch_init_g, '
+          'ours_pytorch_init_d, ours_uniform_init, ours_spectral_norm, torch' in capsys.readouterr().err)
+
+
+@pytest.mark.parametrize('variant,changed', [
+    ('ours', {}),
+    ('ours_ema', {'ema_decay': 0.999}),
+    ('ours_pytorch_init', {'model.generator.weight_init': 'pytorch', 'model.discriminator.weight_init': 'pytorch'}),
+    ('ours_pytorch_init_g', {'model.generator.weight_init': 'pytorch'}),
+    ('ours_pytorch_init_d', {'model.discriminator.weight_init': 'pytorch'}),
+    ('ours_spectral_norm', {'model.discriminator.spectral_norm': True}),
+])
+def test_each_variant_is_configs_mnist_with_what_it_names_changed(variant, changed):
+  expected = mnist.get_config()
+  expected.seed = 7
+  for path, value in changed.items():
+    *parents, leaf = path.split('.')
+    section = expected
+    for name in parents:
+      section = section[name]
+    section[leaf] = value
+  assert quality.variant_config(variant, 7).to_dict() == expected.to_dict()
 
 
 def test_a_redrawn_initialisation_still_trains_at_the_configs_learning_rates():
