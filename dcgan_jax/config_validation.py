@@ -150,6 +150,10 @@ def _check_conditional(config, problems):
   elif num_classes and config.schedule == 'adaptive':
     problems.append(f'config.num_classes={num_classes} with schedule=adaptive: the adaptive checks are not '
                     'class-conditional; use --config.schedule=alternating or epoch_blocks')
+  generator = config.get('model', {}).get('generator', {})
+  if generator.get('conditional_batchnorm', False) and not num_classes:
+    problems.append('config.model.generator.conditional_batchnorm=True with num_classes=0: it needs classes; set '
+                    'config.num_classes (a conditional config) or drop it')
 
 
 def _is_int(value, minimum):

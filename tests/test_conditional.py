@@ -13,6 +13,7 @@ import conftest
 import dcgan_jax
 from dcgan_jax.configs import mnist
 from dcgan_jax.data import input_pipeline
+from dcgan_jax import config_validation
 from dcgan_jax import errors
 from dcgan_jax import models
 from dcgan_jax import steps
@@ -60,6 +61,51 @@ def test_every_generator_family_takes_labels(config, family, fields):
   # Same z, labels 1 and 1: the same image; labels 0 and 2: different ones.
   np.testing.assert_array_equal(images[1], images[3])
   assert float(jnp.max(jnp.abs(images[0] - images[2]))) > 0.0
+
+
+def test_conditional_batchnorm_adds_a_scale_and_shift_per_class_and_hidden_layer():
+  config = mnist.get_config()
+  config.num_classes = 10
+  config.model.generator.conditional_batchnorm = True
+  g, d = _counts(config)
+  # 2 * width per class after each hidden BatchNorm (widths 256 and 128); D unchanged.
+  assert (g, d) == (3_332_969 + 10 * 2 * (256 + 128), 961_153) == (3_340_649, 961_153)
+
+
+def test_conditional_batchnorm_starts_as_the_plain_network_and_modulates_each_class(config):
+  config.num_classes = 3
+  plain = models.build_network(config, 'generator')
+  config.model.generator.conditional_batchnorm = True
+  g = models.build_network(config, 'generator')
+  z, labels = jax.random.uniform(jax.random.key(1), (4, config.latent_dim)), jnp.array([0, 1, 2, 1], jnp.int32)
+  variables = g.init(jax.random.key(0), z, train=False, labels=labels)
+  tables = {k: v['embedding'] for k, v in variables['params'].items() if k.startswith('label_batchnorm')}
+  assert {k: t.shape for k, t in tables.items()} == {'label_batchnorm_0': (3, 16), 'label_batchnorm_1': (3, 8)}
+  assert all(float(jnp.max(jnp.abs(t))) == 0.0 for t in tables.values())  # Zero at initialization ...
+  params = {k: v for k, v in variables['params'].items() if not k.startswith('label_batchnorm')}
+  for train in (False, True):  # ... so the network computes what the plain one does, in both modes.
+    kwargs = {'mutable': ['batch_stats']} if train else {}
+    ours = g.apply(variables, z, train=train, labels=labels, **kwargs)
+    theirs = plain.apply({**variables, 'params': params}, z, train=train, labels=labels, **kwargs)
+    jax.tree.map(np.testing.assert_array_equal, ours, theirs)
+  # Class 2's shift of layer 1's channels changes class 2's images only; gamma = -1 zeroes the layer: the image
+  # of the generator whose last hidden features are all 0 (tanh of the output bias, 0 here).
+  shifted = jax.tree.map(lambda x: x, variables)
+  shifted['params']['label_batchnorm_1']['embedding'] = tables['label_batchnorm_1'].at[2, 4:].set(0.5)
+  before, after = g.apply(variables, z, train=False, labels=labels), g.apply(shifted, z, train=False, labels=labels)
+  np.testing.assert_array_equal(after[:2], before[:2])
+  np.testing.assert_array_equal(after[3], before[3])
+  assert float(jnp.max(jnp.abs(after[2] - before[2]))) > 0.01
+  silenced = jax.tree.map(lambda x: x, variables)
+  silenced['params']['label_batchnorm_1']['embedding'] = tables['label_batchnorm_1'].at[1, :4].set(-1.0)
+  out = g.apply(silenced, z, train=False, labels=labels)
+  np.testing.assert_allclose(out[1], jnp.zeros_like(out[1]), atol=1e-7)
+
+
+def test_conditional_batchnorm_without_classes_is_a_config_error(config):
+  config.model.generator.conditional_batchnorm = True
+  with pytest.raises(errors.ConfigError, match=r'conditional_batchnorm=True with num_classes=0: it needs classes'):
+    config_validation.validate(config)
 
 
 def test_projection_term_is_exact_on_a_hand_made_case():

@@ -266,7 +266,7 @@ def test_discriminators_avoid_slow_xla_cpu_convolutions(name):
 def test_config_fields_are_the_modules_attributes_less_what_the_builder_passes():
   assert models.config_fields(models.DCGANGenerator) == (
       'start_size', 'features', 'kernel_size', 'leaky_slope', 'bn_momentum', 'bn_epsilon', 'activation',
-      'output_activation', 'spectral_norm', 'weight_init')
+      'output_activation', 'conditional_batchnorm', 'spectral_norm', 'weight_init')
   assert models.config_fields(models.UpsampleGenerator) == (
       'start_size', 'features', 'kernel_size', 'leaky_slope', 'bn_momentum', 'bn_epsilon', 'activation',
       'output_activation', 'dropout')

@@ -105,6 +105,18 @@ def embed_label(z: Array, labels: Optional[Array], num_classes: int, dtype: Any)
   return jnp.concatenate([z, embedding.astype(z.dtype)], axis=-1)
 
 
+def label_modulation(x: Array, labels: Optional[Array], num_classes: int, name: str) -> Array:
+  """Class-conditional BatchNorm's class term (de Vries et al. 2017; BigGAN): `x * (1 + gamma[y]) + beta[y]` per
+  channel, gamma and beta rows of one `nn.Embed(num_classes, 2 * C)` named `name`, initialized to zero (so a fresh
+  network computes what it would without them). `x` is a BatchNorm's output, [B, ..., C]; labels int32 [B]."""
+  check_labels(labels, num_classes, 'generator')
+  width = x.shape[-1]
+  table = nn.Embed(num_classes, 2 * width, embedding_init=nn.initializers.zeros, name=name)(labels)
+  gamma, beta = jnp.split(table.astype(x.dtype), 2, axis=-1)
+  shape = (x.shape[0],) + (1,) * (x.ndim - 2) + (width,)
+  return x * (1 + gamma.reshape(shape)) + beta.reshape(shape)
+
+
 def projection(features: Array, labels: Optional[Array], num_classes: int) -> Array:
   """The projection discriminator's class term <embed(y), h> per example: float32 [B] (Miyato & Koyama 2018; the
   logit is psi(h) + this). Discriminators add it only when `num_classes` > 0 (and call `check_labels` always).

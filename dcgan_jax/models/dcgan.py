@@ -47,7 +47,9 @@ class DCGANGenerator(nn.Module):
   entry of `features` and the output layer is a stride-2 'SAME' transposed conv that doubles the size. Hidden layers
   have no bias (BatchNorm's offset replaces it), BatchNorm and the activation. S = start_size * 2**len(features),
   or `output_size` when that is set and smaller (the central window; see the module docstring). With
-  `num_classes` > 0, z is first concatenated with a learned embedding of `labels` (`common.embed_label`).
+  `num_classes` > 0, z is first concatenated with a learned embedding of `labels` (`common.embed_label`), and with
+  `conditional_batchnorm` every hidden BatchNorm's output is also scaled and shifted per class
+  (`common.label_modulation`: 2 * width parameters per class and hidden layer, zero at initialization).
   """
   start_size: int  # Size after the first layer; in a config 0 derives it from data.image_size (see above).
   features: Sequence[int]  # Widths: the first at start_size, then one per stride-2 layer.
@@ -60,6 +62,7 @@ class DCGANGenerator(nn.Module):
   output_activation: str = 'tanh'  # 'tanh' (images in [-1, 1]) or 'sigmoid' ([0, 1]).
   output_size: int = 0  # > 0: crop the last layer's output to this size; 0: no crop (the builder derives it).
   num_classes: int = 0  # > 0: conditional on labels 0..num_classes-1 (the builder passes config.num_classes).
+  conditional_batchnorm: bool = False  # With num_classes > 0: per-class scale and shift after each hidden BatchNorm.
   spectral_norm: bool = False  # Spectral normalization of every transposed conv (SAGAN, BigGAN); state in batch_stats.
   weight_init: str = 'flax'  # 'flax' (lecun_normal, zero biases) or 'pytorch' (its defaults: common.initializers).
   bn_axis_name: Optional[str] = None  # Set to the device axis for BatchNorm statistics over the global batch.
@@ -69,21 +72,28 @@ class DCGANGenerator(nn.Module):
   def __call__(self, z: Array, train: bool, deterministic: Optional[bool] = None,
                labels: Optional[Array] = None) -> Array:
     del deterministic  # No dropout; accepted so that every generator is called alike.
-    norm = lambda: common.batchnorm(train, self.bn_momentum, self.bn_epsilon, self.bn_axis_name, self.dtype)
     sn = lambda layer: common.spectral(layer, self.spectral_norm, train)
     act = common.activation(self.activation, self.leaky_slope)
     z = common.embed_label(z, labels, self.num_classes, self.dtype)
+    layer = iter(range(len(self.features)))
+
+    def norm_act(x: Array) -> Array:
+      x = common.batchnorm(train, self.bn_momentum, self.bn_epsilon, self.bn_axis_name, self.dtype)(x)
+      if self.conditional_batchnorm and self.num_classes:
+        x = common.label_modulation(x, labels, self.num_classes, f'label_batchnorm_{next(layer)}')
+      return act(x)
+
     x = z.reshape(z.shape[0], 1, 1, z.shape[-1])
     # PyTorch's fan-in of a transposed convolution: its output channels times the kernel's area.
     inits = lambda width, size: common.initializers(self.weight_init, width * size * size)
     x = sn(ops.ConvTranspose(self.features[0], (self.start_size,) * 2, padding='VALID', use_bias=False,
                              dtype=self.dtype, **inits(self.features[0], self.start_size)))(x)
-    x = act(norm()(x))
+    x = norm_act(x)
     k = (self.kernel_size,) * 2
     for width in self.features[1:]:
       x = sn(ops.ConvTranspose(width, k, strides=(2, 2), padding='SAME', use_bias=False, dtype=self.dtype,
                                **inits(width, self.kernel_size)))(x)
-      x = act(norm()(x))
+      x = norm_act(x)
     x = sn(ops.ConvTranspose(self.channels, k, strides=(2, 2), padding='SAME', use_bias=True,
                              dtype=self.dtype, **inits(self.channels, self.kernel_size)))(x)
     if 0 < self.output_size < x.shape[1]:
