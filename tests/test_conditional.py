@@ -83,10 +83,10 @@ def test_conditional_batchnorm_starts_as_the_plain_network_and_modulates_each_cl
   assert {k: t.shape for k, t in tables.items()} == {'label_batchnorm_0': (3, 16), 'label_batchnorm_1': (3, 8)}
   assert all(float(jnp.max(jnp.abs(t))) == 0.0 for t in tables.values())  # Zero at initialization ...
   params = {k: v for k, v in variables['params'].items() if not k.startswith('label_batchnorm')}
-  for train in (False, True):  # ... so the network computes what the plain one does, in both modes.
-    kwargs = {'mutable': ['batch_stats']} if train else {}
-    ours = g.apply(variables, z, train=train, labels=labels, **kwargs)
-    theirs = plain.apply({**variables, 'params': params}, z, train=train, labels=labels, **kwargs)
+  for training in (False, True):  # ... so the network computes what the plain one does, in both modes.
+    kwargs = {'mutable': ['batch_stats']} if training else {}
+    ours = g.apply(variables, z, train=training, labels=labels, **kwargs)
+    theirs = plain.apply({**variables, 'params': params}, z, train=training, labels=labels, **kwargs)
     jax.tree.map(np.testing.assert_array_equal, ours, theirs)
   # Class 2's shift of layer 1's channels changes class 2's images only; gamma = -1 zeroes the layer: the image
   # of the generator whose last hidden features are all 0 (tanh of the output bias, 0 here).
