@@ -3,7 +3,8 @@
 Run from the repository root:
 
   python benchmarks/quality.py [--epochs 5] [--seeds 0,1,2] [--samples 10000]
-      [--variants ours,ours_ema,ours_pytorch_init,ours_pytorch_init_g,ours_pytorch_init_d,ours_uniform_init,ours_spectral_norm,torch]
+      [--variants ours,ours_ema,ours_pytorch_init,ours_pytorch_init_g,ours_pytorch_init_d,
+       ours_pytorch_init_flax_output,ours_flax_init_pytorch_output,ours_uniform_init,ours_spectral_norm,torch]
 
 Every variant trains on the 10,000 MNIST test digits that ship with the package, with `configs/mnist.py`'s defaults
 (batch 128, two Adams at 2e-4 / beta1 0.5, uniform z, BatchNorm momentum and epsilon as configured), the same data
@@ -17,6 +18,8 @@ order (one permutation per (seed, epoch), the last partial batch dropped) and th
   in +-1/sqrt(fan_in), PyTorch's fan-in), the reference's own.
 - `ours_pytorch_init_g`, `ours_pytorch_init_d`: PyTorch's initialization in the generator only (the discriminator
   flax's), or in the discriminator only.
+- `ours_pytorch_init_flax_output`: `ours_pytorch_init` with the generator's output layer as flax draws it (6.5x
+  smaller kernels); `ours_flax_init_pytorch_output`: `ours` with that layer as PyTorch draws it.
 - `ours_uniform_init`: `ours` with kernels redrawn by `variance_scaling(1/3, 'fan_in', 'uniform')` over flax's fan-in
   (in * kh * kw for every kernel) and zero biases: the rule the lead of issue 15 names.
 - `ours_spectral_norm`: `ours` with spectral normalization of D's layers (`model.discriminator.spectral_norm`).
@@ -56,9 +59,12 @@ from dcgan_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
 from dcgan_jax.eval import evaluation  # pylint: disable=g-import-not-at-top,wrong-import-position
 from dcgan_jax.ops.onednn import policy as onednn  # pylint: disable=g-import-not-at-top,wrong-import-position
 
+# The generator's output layer drawn by another initialization than the rest (`initial_state`'s output_init).
+OUTPUT_INITS = {'ours_pytorch_init_flax_output': 'flax', 'ours_flax_init_pytorch_output': 'pytorch'}
 SELECT_SAMPLES = 2000  # Samples per epoch-end evaluation that picks the best epoch (the trainer's eval_num_samples).
 Sampler = Callable[[np.ndarray], np.ndarray]
-VARIANTS = ('ours', 'ours_ema', 'ours_pytorch_init', 'ours_pytorch_init_g', 'ours_pytorch_init_d', 'ours_uniform_init', 'ours_spectral_norm', 'torch')
+VARIANTS = ('ours', 'ours_ema', 'ours_pytorch_init', 'ours_pytorch_init_g', 'ours_pytorch_init_d',
+            'ours_pytorch_init_flax_output', 'ours_flax_init_pytorch_output', 'ours_uniform_init', 'ours_spectral_norm', 'torch')
 CACHE_DIR = os.path.join(os.path.expanduser('~'), '.cache', 'dcgan_jax')
 
 
@@ -81,23 +87,30 @@ def uniform_fan_in_init(params: Any, key: jax.Array) -> Any:
   return jax.tree.unflatten(jax.tree.structure(params), leaves)
 
 
-def initial_state(config, init: Optional[Callable[[Any, jax.Array], Any]] = None):
-  """`create_train_state(config, key(config.seed))`, its parameters redrawn by `init(params, key)` if given. The
-  optimizer states are kept: Adam's initial state does not depend on the parameters' values, and it holds the
-  learning rate (`tx.init` would start from the placeholder 0 and never train)."""
+def initial_state(config, init: Optional[Callable[[Any, jax.Array], Any]] = None, output_init: str = ''):
+  """`create_train_state(config, key(config.seed))`, its parameters redrawn by `init(params, key)` if given, and
+  with `output_init` ('flax' or 'pytorch') the generator's output layer (its last transposed conv) as that
+  `weight_init` draws it. The optimizer states are kept: Adam's initial state does not depend on the parameters'
+  values, and it holds the learning rate (`tx.init` would start from the placeholder 0 and never train)."""
   key = jax.random.key(config.seed)
   state = train_state.create_train_state(config, key)
   if init is not None:
     g_key, d_key = jax.random.split(jax.random.fold_in(key, 1))
     state = state.replace(g_params=init(state.g_params, g_key), d_params=init(state.d_params, d_key))
+  if output_init:
+    other = config.copy_and_resolve_references()
+    other.model.generator.weight_init = output_init
+    layer = f'ConvTranspose_{len(config.model.generator.features)}'
+    drawn = train_state.create_train_state(other, key).g_params[layer]
+    state = state.replace(g_params={**state.g_params, layer: drawn})
   return state
 
 
 def train_ours(config, images: np.ndarray, order: np.ndarray, steps_per_epoch: int,
-               init: Optional[Callable[[Any, jax.Array], Any]] = None) -> Iterator[Sampler]:
-  """Trains with `dcgan_jax.train_step` (parameters redrawn by `init(params, key)` if given); yields a sampler
+               init: Optional[Callable[[Any, jax.Array], Any]] = None, output_init: str = '') -> Iterator[Sampler]:
+  """Trains with `dcgan_jax.train_step` from `initial_state(config, init, output_init)`; yields a sampler
   z [N, latent] -> float32 images [N, H, W, C] of the generator at the end of every epoch (each keeps its state)."""
-  state = initial_state(config, init)
+  state = initial_state(config, init, output_init)
   real = jnp.asarray(input_pipeline.to_float(images, models.data_range(config)))
   use_batch_stats = bool(config.model.sample_use_batch_stats)
   sample = jax.jit(lambda s, z: train.generate(s, z, use_batch_stats=use_batch_stats))
@@ -149,9 +162,9 @@ def variant_config(variant: str, seed: int):
   """`configs/mnist.py` with `seed` and what `variant` changes."""
   config = mnist.get_config()
   config.seed = seed
-  if variant in ('ours_pytorch_init', 'ours_pytorch_init_g'):
+  if variant in ('ours_pytorch_init', 'ours_pytorch_init_g', 'ours_pytorch_init_flax_output'):
     config.model.generator.weight_init = 'pytorch'
-  if variant in ('ours_pytorch_init', 'ours_pytorch_init_d'):
+  if variant in ('ours_pytorch_init', 'ours_pytorch_init_d', 'ours_pytorch_init_flax_output'):
     config.model.discriminator.weight_init = 'pytorch'
   config.model.discriminator.spectral_norm = variant == 'ours_spectral_norm'
   if variant == 'ours_ema':
@@ -172,7 +185,8 @@ def run_variant(variant: str, seed: int, epochs: int, num_samples: int, images: 
     epochs_iter = train_torch(config, images, order, per_epoch)
   else:
     epochs_iter = train_ours(config, images, order, per_epoch,
-                             uniform_fan_in_init if variant == 'ours_uniform_init' else None)
+                             uniform_fan_in_init if variant == 'ours_uniform_init' else None,
+                             OUTPUT_INITS.get(variant, ''))
   draw = lambda sampler, num: _samples(sampler, num, config.batch_size, config.latent_dim, seed)
   seconds, best, epoch = 0.0, None, 0
   while True:
