@@ -2,7 +2,7 @@
 
 Run from the repository root:
 
-  python benchmarks/conditional.py [--epochs 5] [--seeds 0] [--variants shipped,ema,pytorch_init]
+  python benchmarks/conditional.py [--epochs 5] [--seeds 0] [--variants shipped,ema,pytorch_init,...]
 
 Every variant trains `configs/mnist_conditional.py` on the 10,000 labelled MNIST test digits that ship with the
 package, for the same steps on the same batches (`benchmarks/quality.py`'s `batch_order`), with `dcgan_jax.train_step`
@@ -10,8 +10,9 @@ under `jax.jit`:
 - `shipped`: the config as shipped;
 - `ema`: with the generator's moving average (`config.ema_decay=0.999`), sampled from the average;
 - `pytorch_init`: with PyTorch's initialization (`model.*.weight_init='pytorch'`);
+- `pytorch_init_d`: with PyTorch's initialization in the discriminator only;
 - `conditional_batchnorm`: with per-class scales and shifts after G's BatchNorms
-  (`model.generator.conditional_batchnorm`).
+  (`model.generator.conditional_batchnorm`); `conditional_batchnorm_pytorch_init_d`: both.
 At every epoch's end 2,000 samples (the classes in turn) are scored as the trainer scores them and the epoch with the
 lowest FID is the "best" one (the trainer's best checkpoint). The last and the best epoch's generators then draw
 1,000 images of each class (mixed batches of the training batch size, the classes in turn, as training's fake
@@ -45,7 +46,8 @@ from dcgan_jax.ops.onednn import policy as onednn  # pylint: disable=g-import-no
 
 PER_CLASS = 1000  # Images drawn per class for the final scores.
 Sampler = Callable[[np.ndarray, np.ndarray], np.ndarray]
-VARIANTS = ('shipped', 'ema', 'pytorch_init', 'conditional_batchnorm')
+VARIANTS = ('shipped', 'ema', 'pytorch_init', 'pytorch_init_d', 'conditional_batchnorm',
+            'conditional_batchnorm_pytorch_init_d')
 
 
 def variant_config(variant: str, seed: int):
@@ -56,7 +58,9 @@ def variant_config(variant: str, seed: int):
     config.ema_decay = 0.999
   elif variant == 'pytorch_init':
     config.model.generator.weight_init = config.model.discriminator.weight_init = 'pytorch'
-  elif variant == 'conditional_batchnorm':
+  if variant in ('pytorch_init_d', 'conditional_batchnorm_pytorch_init_d'):
+    config.model.discriminator.weight_init = 'pytorch'
+  if variant in ('conditional_batchnorm', 'conditional_batchnorm_pytorch_init_d'):
     config.model.generator.conditional_batchnorm = True
   return config
 

@@ -27,6 +27,10 @@ def get_config() -> ml_collections.ConfigDict:
   # discriminator; samples are drawn per class. Labels come from the IDX labels file, the TFDS 'label' feature, or a
   # folder's first-level subdirectories (sorted names). Not with schedule 'adaptive'.
   config.num_classes = 0
+  # With num_classes > 0: weight of the auxiliary classification loss (AC-GAN's, over the projection
+  # discriminator's class scores): D learns to classify the real batch, G to make fakes of the class asked for.
+  # 0 = off.
+  config.class_loss_weight = 0.0
   # GAN loss, computed from logits: 'non_saturating', 'minimax', 'lsgan', 'hinge', 'wgan_gp', or the relativistic
   # 'rpgan' (pairing) and 'ragan' (average) (see losses.py).
   config.loss = 'non_saturating'

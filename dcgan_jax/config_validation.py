@@ -150,6 +150,12 @@ def _check_conditional(config, problems):
   elif num_classes and config.schedule == 'adaptive':
     problems.append(f'config.num_classes={num_classes} with schedule=adaptive: the adaptive checks are not '
                     'class-conditional; use --config.schedule=alternating or epoch_blocks')
+  weight = config.get('class_loss_weight', 0.0)
+  if isinstance(weight, bool) or not isinstance(weight, numbers.Real) or not math.isfinite(weight) or weight < 0:
+    problems.append(f'config.class_loss_weight={weight!r}: must be a finite number >= 0 (0 switches it off)')
+  elif weight > 0 and not num_classes:
+    problems.append(f'config.class_loss_weight={weight!r} with num_classes=0: the classification loss needs classes; '
+                    'set config.num_classes (a conditional config) or config.class_loss_weight=0')
   generator = config.get('model', {}).get('generator', {})
   if generator.get('conditional_batchnorm', False) and not num_classes:
     problems.append('config.model.generator.conditional_batchnorm=True with num_classes=0: it needs classes; set '

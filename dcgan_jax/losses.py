@@ -201,6 +201,13 @@ def ragan_g_loss(real_logits: Array, fake_logits: Array) -> Array:
   return ragan_d_loss(fake_logits, real_logits)
 
 
+def class_loss(class_logits: Array, labels: Array) -> Array:
+  """The auxiliary classification loss (AC-GAN's, Odena et al. 2017): mean softmax cross-entropy of
+  `class_logits` float [B, K] against `labels` int32 [B] in 0..K-1. float32 scalar >= 0."""
+  logits = class_logits.astype(jnp.float32)
+  return jnp.mean(jax.nn.logsumexp(logits, axis=-1) - jnp.take_along_axis(logits, labels[:, None], axis=-1)[:, 0])
+
+
 def fake_only(g_loss: Callable[[Array], Array]) -> Callable[[Array, Array], Array]:
   """A generator loss of the fake logits alone as a `GANLoss.g`: `(real_logits, fake_logits) -> g_loss(fake)`."""
   def g(real_logits: Array, fake_logits: Array) -> Array:

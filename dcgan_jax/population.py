@@ -7,8 +7,8 @@
 Member i is `train_state.create_train_state(config_i, jax.random.key(seeds[i]))`, config_i being `config` with member i's
 values, stacked along a new leading axis; trained under `vmap` it follows the single run on the same batches (up to
 float rounding). Only fields the state holds as data can differ between members: `g_optimizer.learning_rate`,
-`d_optimizer.learning_rate`, `label_smoothing`, `gp_weight`, `ema_decay`, `r1_weight`, `r2_weight` (and `seed`,
-through `seeds`). A field that changes the program (a layer width, the loss, Adam's betas) is refused, naming it; so
+`d_optimizer.learning_rate`, `label_smoothing`, `gp_weight`, `ema_decay`, `r1_weight`, `r2_weight`,
+`class_loss_weight` (and `seed`, through `seeds`). A field that changes the program (a layer width, the loss, Adam's betas) is refused, naming it; so
 is a switch of an optional part (`OPTIONAL`: 0 switches it off, a different state layout) between members: all 0 or
 all > 0.
 """
@@ -24,9 +24,9 @@ import ml_collections
 from dcgan_jax import train_state
 
 SWEEPABLE = ('g_optimizer.learning_rate', 'd_optimizer.learning_rate', 'label_smoothing', 'gp_weight', 'ema_decay',
-             'r1_weight', 'r2_weight')
+             'r1_weight', 'r2_weight', 'class_loss_weight')
 # Sweepable fields whose 0 switches a part of the state off (None): members must agree on on or off.
-OPTIONAL = ('ema_decay', 'r1_weight', 'r2_weight')
+OPTIONAL = ('ema_decay', 'r1_weight', 'r2_weight', 'class_loss_weight')
 
 
 def _member_config(config: ml_collections.ConfigDict, values: dict[str, Sequence[Any]], i: int):

@@ -22,6 +22,10 @@ Conventions shared by every kind:
   * Class-conditional states (`state.num_classes` > 0) take the real batches' labels too; each fake batch's labels
     are drawn uniformly from the same key as its noise (`fold_in(z_key, _LABEL_KEY)`), so they also depend only on
     the seed and the step. Unconditional states draw nothing more and trace the same step as before.
+  * With `state.class_loss_weight` (conditional states, `config.class_loss_weight` > 0) D's loss adds that weight
+    times the cross-entropy of its class logits (the projection's score of every class) on the real batch against
+    its labels, and G's loss the same on the fake batch against the labels it was asked for (metrics `d_class_loss`,
+    `g_class_loss`).
 """
 
 import dataclasses
@@ -37,6 +41,7 @@ import optax
 from dcgan_jax import augment
 from dcgan_jax import backend
 from dcgan_jax import losses
+from dcgan_jax.models import common
 
 Array = jax.Array
 PyTree = Any
@@ -175,11 +180,27 @@ class _Context:
               labels: Optional[Array] = None):
     """D's logits in training mode and its new batch_stats; `call` gives each application its own dropout mask;
     `labels` for a conditional discriminator."""
+    logits, updates = self._d_call(d_params, d_batch_stats, x, dropout_key, call, labels, ['batch_stats'])
+    return logits, updates.get('batch_stats', {})
+
+  def d_classify(self, d_params, d_batch_stats, x: Array, dropout_key: Array, call: int, labels: Array):
+    """`d_apply`'s logits and batch_stats, and the class logits float32 [B, K] the conditional discriminator sows
+    (`models.common.CLASS_LOGITS`: the projection's score of every class)."""
+    logits, updates = self._d_call(d_params, d_batch_stats, x, dropout_key, call, labels,
+                                   ['batch_stats', 'intermediates'])
+    sown = updates.get('intermediates', {}).get(common.CLASS_LOGITS)
+    if sown is None:
+      raise ValueError(f'class_loss_weight > 0: the discriminator ({type(self.discriminator).__name__}) sows no '
+                       f"'{common.CLASS_LOGITS}'; use a projection discriminator (the conv and mlp families) or "
+                       'set config.class_loss_weight=0')
+    return logits, updates.get('batch_stats', {}), sown[-1]
+
+  def _d_call(self, d_params, d_batch_stats, x, dropout_key, call, labels, mutable):
     extra = {} if labels is None else {'labels': labels}
     logits, updates = self.discriminator.apply(
-        {'params': d_params, 'batch_stats': d_batch_stats}, x, train=True, mutable=['batch_stats'],
+        {'params': d_params, 'batch_stats': d_batch_stats}, x, train=True, mutable=mutable,
         rngs={'dropout': jax.random.fold_in(dropout_key, call)}, **extra)
-    return jnp.reshape(logits, (x.shape[0],)), updates.get('batch_stats', {})
+    return jnp.reshape(logits, (x.shape[0],)), updates
 
 
 def _d_update(ctx: _Context, state, images: Array, fake: Array, d_key: Array, gp_key: Array,
@@ -191,7 +212,12 @@ def _d_update(ctx: _Context, state, images: Array, fake: Array, d_key: Array, gp
   real_in, fake_in = ctx.augment(images, d_key, 0), ctx.augment(fake, d_key, 1)
 
   def loss_fn(d_params):
-    real_logits, d_bs = ctx.d_apply(d_params, state.d_batch_stats, real_in, d_key, 0, real_labels)
+    extra = {}
+    if state.class_loss_weight is None:
+      real_logits, d_bs = ctx.d_apply(d_params, state.d_batch_stats, real_in, d_key, 0, real_labels)
+    else:  # D learns to classify the real batch by its projection scores.
+      real_logits, d_bs, classes = ctx.d_classify(d_params, state.d_batch_stats, real_in, d_key, 0, real_labels)
+      extra['d_class_loss'] = losses.class_loss(classes, real_labels)
     fake_logits, d_bs = ctx.d_apply(d_params, d_bs, fake_in, d_key, 1, fake_labels)
     if gan_loss.label_smoothing:
       loss = gan_loss.d(real_logits, fake_logits, label_smoothing=state.label_smoothing)
@@ -201,9 +227,12 @@ def _d_update(ctx: _Context, state, images: Array, fake: Array, d_key: Array, gp
       critic = lambda x: ctx.d_apply(d_params, d_bs, x, d_key, 2, real_labels)[0]
       loss += state.gp_weight * losses.gradient_penalty(critic, images, fake, gp_key)
     loss += r_penalties(ctx, state, d_params, d_bs, images, fake, d_key, labels)
-    return loss, (real_logits, fake_logits, d_bs)
+    if extra:
+      loss += state.class_loss_weight * extra['d_class_loss']
+    return loss, (real_logits, fake_logits, d_bs, extra)
 
-  (loss, (real_logits, fake_logits, d_bs)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.d_params)
+  (loss, (real_logits, fake_logits, d_bs, extra)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+      state.d_params)
   grads = ctx.pmean(grads)
   updates, opt_state = state.d_tx.update(grads, state.d_opt_state, state.d_params)
   state = state.replace(d_params=optax.apply_updates(state.d_params, updates), d_batch_stats=d_bs,
@@ -214,6 +243,7 @@ def _d_update(ctx: _Context, state, images: Array, fake: Array, d_key: Array, gp
       'd_fake': jnp.mean(jax.nn.sigmoid(fake_logits)),
       'd_acc_real': jnp.mean((real_logits > 0).astype(jnp.float32)),
       'd_acc_fake': jnp.mean((fake_logits < 0).astype(jnp.float32)),
+      **extra,
   }
   return state, metrics, grads
 
@@ -264,18 +294,25 @@ def _g_update(ctx: _Context, state, real: Array, fake: Array, g_vjp, d_key: Arra
       ctx.d_apply(state.d_params, state.d_batch_stats, real_in, d_key, 4, real_labels)[0])
 
   def loss_fn(fake):
-    logits, d_bs = ctx.d_apply(state.d_params, state.d_batch_stats, ctx.augment(fake, d_key, 3), d_key, 3,
-                               fake_labels)
-    return ctx.gan_loss.g(real_logits, logits), d_bs
+    fake_in, extra = ctx.augment(fake, d_key, 3), {}
+    if state.class_loss_weight is None:
+      logits, d_bs = ctx.d_apply(state.d_params, state.d_batch_stats, fake_in, d_key, 3, fake_labels)
+    else:  # G learns to make fakes that D classifies as the class they were asked for.
+      logits, d_bs, classes = ctx.d_classify(state.d_params, state.d_batch_stats, fake_in, d_key, 3, fake_labels)
+      extra['g_class_loss'] = losses.class_loss(classes, fake_labels)
+    loss = ctx.gan_loss.g(real_logits, logits)
+    if extra:
+      loss += state.class_loss_weight * extra['g_class_loss']
+    return loss, (d_bs, extra)
 
-  (loss, d_bs), fake_grad = jax.value_and_grad(loss_fn, has_aux=True)(fake)
+  (loss, (d_bs, extra)), fake_grad = jax.value_and_grad(loss_fn, has_aux=True)(fake)
   (grads,) = g_vjp(fake_grad)
   grads = ctx.pmean(grads)
   updates, opt_state = state.g_tx.update(grads, state.g_opt_state, state.g_params)
   g_params = optax.apply_updates(state.g_params, updates)
   state = state.replace(g_params=g_params, g_ema_params=update_ema(state, g_params), g_opt_state=opt_state,
                         d_batch_stats=d_bs, g_updates=state.g_updates + 1)
-  return state, {'g_loss': loss}, grads
+  return state, {'g_loss': loss, **extra}, grads
 
 
 def ema_decay_at(decay: Array, g_updates: Array) -> Array:

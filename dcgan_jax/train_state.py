@@ -7,7 +7,7 @@ Static pieces (the two modules, the two optax transformations, the loss and the 
 non-pytree fields of the state, as flax's `TrainState.apply_fn` does: `train_step` then needs nothing but its two
 arguments, is pure, and works under a plain `jax.jit`. The values researchers sweep are data: the learning rates
 (optimizer hyperparameters, `optax.inject_hyperparams`), `label_smoothing`, `gp_weight` and, when their option is
-on, `ema_decay`, `r1_weight` and `r2_weight` (arrays in the state).
+on, `ema_decay`, `r1_weight`, `r2_weight` and `class_loss_weight` (arrays in the state).
 Two states built from configs that differ only in those compare equal in their static fields, so they share
 compiled code and stack into one population (`population.create_population`).
 """
@@ -61,13 +61,15 @@ class TrainState:
   skip_nonfinite: bool = flax.struct.field(pytree_node=False, default=False)
   # Class-conditional (> 0: both networks take labels 0..num_classes-1; batches carry 'label'); 0: unconditional.
   num_classes: int = flax.struct.field(pytree_node=False, default=0)
-  # Optional parts, None when their option is off (`config.ema_decay`, `r1_weight`, `r2_weight`). Declared last,
+  # Optional parts, None when their option is off (`config.ema_decay`, `r1_weight`, `r2_weight`,
+  # `class_loss_weight`). Declared last,
   # with the default None: a checkpoint written before a field existed restores it as None
   # (`checkpointing.restore_step`), and an off-run's leaves keep their order.
   g_ema_params: Optional[PyTree] = None  # Exponential moving average of g_params (`steps.update_ema`).
   ema_decay: Optional[Array] = None  # float32: the EMA's decay (before its warm-up).
   r1_weight: Optional[Array] = None  # float32: gamma of the R1 penalty on reals.
   r2_weight: Optional[Array] = None  # float32: gamma of the R2 penalty on fakes.
+  class_loss_weight: Optional[Array] = None  # float32: weight of the auxiliary classification loss (conditional).
   r_every: int = flax.struct.field(pytree_node=False, default=1)  # Lazy R1/R2: every r_every-th D update.
   diffaugment: str = flax.struct.field(pytree_node=False, default='')  # DiffAugment policy (`augment.parse`).
 
@@ -112,7 +114,7 @@ def create_train_state(config: ml_collections.ConfigDict, rng: Array, *, generat
   Args:
     config: a config (`dcgan_jax.configs`); gives `latent_dim`, `noise`, `label_smoothing`, `gp_weight`,
       `skip_nonfinite`, `num_classes` (> 0: a class-conditional state, whose modules take `labels`), `ema_decay`,
-      `r1_weight`, `r2_weight`, `r_every`, `diffaugment`, and whatever of the networks, optimizers and loss is not
+      `r1_weight`, `r2_weight`, `r_every`, `diffaugment`, `class_loss_weight`, and whatever of the networks, optimizers and loss is not
       passed.
     rng: a typed or raw PRNG key.
     generator: any `flax.linen` module called as `generator(z, train: bool)`: z float32 [B, latent_dim] -> images
@@ -163,6 +165,7 @@ def _options(config: ml_collections.ConfigDict, g_params: PyTree) -> dict[str, A
   ema_decay = weight('ema_decay')
   return dict(g_ema_params=None if ema_decay is None else jax.tree.map(jnp.copy, g_params), ema_decay=ema_decay,
               r1_weight=weight('r1_weight'), r2_weight=weight('r2_weight'), r_every=int(config.get('r_every', 1)),
+              class_loss_weight=weight('class_loss_weight'),
               diffaugment=str(config.get('diffaugment', '')))
 
 
@@ -184,5 +187,6 @@ def with_hyperparameters(state: TrainState, source: TrainState) -> TrainState:
     ema = jax.tree.map(jnp.copy, state.g_params)
   return state.replace(label_smoothing=source.label_smoothing, gp_weight=source.gp_weight, g_ema_params=ema,
                        ema_decay=source.ema_decay, r1_weight=source.r1_weight, r2_weight=source.r2_weight,
+                       class_loss_weight=source.class_loss_weight,
                        g_opt_state=hyper(state.g_opt_state, source.g_opt_state),
                        d_opt_state=hyper(state.d_opt_state, source.d_opt_state))

@@ -141,7 +141,7 @@ def test_population_refuses_a_field_that_changes_the_program():
   with pytest.raises(ValueError, match=r'label_smoothing has 1 values for 2 seeds'):
     dcgan_jax.create_population(conftest.tiny_config(), [0, 1], label_smoothing=[0.1])
   assert population_lib.SWEEPABLE == ('g_optimizer.learning_rate', 'd_optimizer.learning_rate', 'label_smoothing',
-                                      'gp_weight', 'ema_decay', 'r1_weight', 'r2_weight')
+                                      'gp_weight', 'ema_decay', 'r1_weight', 'r2_weight', 'class_loss_weight')
   with pytest.raises(ValueError, match=r'ema_decay=\[0.0, 0.9\] switches its option off'):
     dcgan_jax.create_population(conftest.tiny_config(), [0, 1], ema_decay=[0.0, 0.9])
 

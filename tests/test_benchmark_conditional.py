@@ -13,7 +13,10 @@ from dcgan_jax.configs import mnist_conditional
     ('shipped', {}),
     ('ema', {'ema_decay': 0.999}),
     ('pytorch_init', {'model.generator.weight_init': 'pytorch', 'model.discriminator.weight_init': 'pytorch'}),
+    ('pytorch_init_d', {'model.discriminator.weight_init': 'pytorch'}),
     ('conditional_batchnorm', {'model.generator.conditional_batchnorm': True}),
+    ('conditional_batchnorm_pytorch_init_d', {'model.generator.conditional_batchnorm': True,
+                                              'model.discriminator.weight_init': 'pytorch'}),
 ])
 def test_each_variant_is_the_conditional_config_with_what_it_names_changed(variant, changed):
   expected = mnist_conditional.get_config()
@@ -69,5 +72,6 @@ def test_unknown_variant_is_one_usage_line(capsys):
   with pytest.raises(SystemExit) as exit_info:
     conditional.main(['--variants', 'shipped,acgan'])
   assert exit_info.value.code == 2
-  assert ('unknown --variants acgan; choose from shipped, ema, pytorch_init, conditional_batchnorm'
+  assert ('unknown --variants acgan; choose from shipped, ema, pytorch_init, pytorch_init_d, conditional_batchnorm, '
+          'conditional_batchnorm_pytorch_init_d'
           in capsys.readouterr().err)

@@ -117,9 +117,14 @@ def label_modulation(x: Array, labels: Optional[Array], num_classes: int, name: 
   return x * (1 + gamma.reshape(shape)) + beta.reshape(shape)
 
 
-def projection(features: Array, labels: Optional[Array], num_classes: int) -> Array:
+CLASS_LOGITS = 'class_logits'  # What conditional discriminators sow into 'intermediates' (`projection`'s scores).
+
+
+def projection(features: Array, labels: Optional[Array], num_classes: int) -> tuple[Array, Array]:
   """The projection discriminator's class term <embed(y), h> per example: float32 [B] (Miyato & Koyama 2018; the
-  logit is psi(h) + this). Discriminators add it only when `num_classes` > 0 (and call `check_labels` always).
+  logit is psi(h) + this); and the same score for every class, <embed(c), h>: float32 [B, num_classes], the class
+  logits of the auxiliary classification loss (`config.class_loss_weight`; discriminators sow them as
+  `CLASS_LOGITS`). Discriminators call it only when `num_classes` > 0 (and call `check_labels` always).
 
   Args:
     features: h, float [B, ...] (flattened here): the features the discriminator's last linear layer reads.
@@ -128,8 +133,8 @@ def projection(features: Array, labels: Optional[Array], num_classes: int) -> Ar
   """
   check_labels(labels, num_classes, 'discriminator')
   h = features.reshape(features.shape[0], -1).astype(jnp.float32)
-  embedding = nn.Embed(num_classes, h.shape[-1], name='label_projection')(labels)
-  return jnp.sum(embedding * h, axis=-1)
+  embed = nn.Embed(num_classes, h.shape[-1], name='label_projection')
+  return jnp.sum(embed(labels) * h, axis=-1), embed.attend(h)
 
 
 def upsample_nearest(x: Array, factor: int = 2) -> Array:

@@ -156,4 +156,8 @@ class DCGANDiscriminator(nn.Module):
     last = common.spectral(last, self.spectral_norm, train)
     logit = last(x).reshape(x.shape[0]).astype(jnp.float32)
     common.check_labels(labels, self.num_classes, 'discriminator')
-    return logit + common.projection(x, labels, self.num_classes) if self.num_classes else logit
+    if not self.num_classes:
+      return logit
+    term, class_logits = common.projection(x, labels, self.num_classes)
+    self.sow('intermediates', common.CLASS_LOGITS, class_logits)
+    return logit + term

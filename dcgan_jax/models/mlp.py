@@ -64,4 +64,8 @@ class MLPDiscriminator(nn.Module):
       x = common.dropout(act(dense(width)(x)), self.dropout, train, deterministic)
     logit = dense(1)(x).reshape(images.shape[0]).astype(jnp.float32)
     common.check_labels(labels, self.num_classes, 'discriminator')
-    return logit + common.projection(x, labels, self.num_classes) if self.num_classes else logit
+    if not self.num_classes:
+      return logit
+    term, class_logits = common.projection(x, labels, self.num_classes)
+    self.sow('intermediates', common.CLASS_LOGITS, class_logits)
+    return logit + term

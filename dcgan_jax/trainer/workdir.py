@@ -28,6 +28,7 @@ HISTORY_KEY = 'history'
 # run trains exactly like one never interrupted. data.max_device_bytes, data.max_host_bytes and data.data_dir only
 # say where the same data is held or found.
 EXACT_RESUME_FIELDS = ('seed', 'batch_size', 'loss', 'noise', 'label_smoothing', 'gp_weight', 'r1_weight',
+                       'class_loss_weight',
                        'r2_weight', 'r_every', 'diffaugment', 'schedule', 'd_steps', 'g_steps', 'g_target', 'd_target',
                        'g_max_steps', 'd_max_steps', 'data.source', 'data.name', 'data.split', 'data.path',
                        'data.image_size', 'data.channels', 'data.transpose')
