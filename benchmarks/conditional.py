@@ -3,22 +3,25 @@
 Run from the repository root:
 
   python benchmarks/conditional.py [--epochs 5] [--seeds 0] [--variants shipped,ema,pytorch_init,...]
+  python benchmarks/conditional.py --workdir=W [--checkpoint=best]   # a run main.py trained, scored the same way
 
 Every variant trains `configs/mnist_conditional.py` on the 10,000 labelled MNIST test digits that ship with the
 package, for the same steps on the same batches (`benchmarks/quality.py`'s `batch_order`), with `dcgan_jax.train_step`
 under `jax.jit`:
-- `shipped`: the config as shipped;
+- `shipped`: the config as shipped (`class_loss_weight` 0.3, PyTorch's initialization in the discriminator);
+- `no_class_loss`, `class_loss_1`: with `class_loss_weight` 0 or 1; `flax_init`: with flax's initialization in the
+  discriminator too;
 - `ema`: with the generator's moving average (`config.ema_decay=0.999`), sampled from the average;
-- `pytorch_init`: with PyTorch's initialization (`model.*.weight_init='pytorch'`);
-- `pytorch_init_d`: with PyTorch's initialization in the discriminator only;
+- `pytorch_init`: with PyTorch's initialization in the generator too (`model.generator.weight_init='pytorch'`);
 - `conditional_batchnorm`: with per-class scales and shifts after G's BatchNorms
-  (`model.generator.conditional_batchnorm`); `conditional_batchnorm_pytorch_init_d`: both.
+  (`model.generator.conditional_batchnorm`).
 At every epoch's end 2,000 samples (the classes in turn) are scored as the trainer scores them and the epoch with the
 lowest FID is the "best" one (the trainer's best checkpoint). The last and the best epoch's generators then draw
 1,000 images of each class (mixed batches of the training batch size, the classes in turn, as training's fake
 batches hold all classes), which our MNIST classifier recognises: the table gives the fraction recognised as the
 class asked for, overall and for the worst class (the bar of issue 15: every class >= 0.90), and the FID of those
-10,000 images.
+10,000 images. With `--workdir` it scores a run `main.py` trained instead (its `--checkpoint`, 'best' by default:
+the trainer's best by FID), drawing and recognising the same way.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks import harness  # pylint: disable=g-import-not-at-top,wrong-import-position
 from benchmarks import quality  # pylint: disable=g-import-not-at-top,wrong-import-position
+import dcgan_jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 from dcgan_jax import models  # pylint: disable=g-import-not-at-top,wrong-import-position
 from dcgan_jax import train  # pylint: disable=g-import-not-at-top,wrong-import-position
 from dcgan_jax.configs import mnist_conditional  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -46,22 +50,28 @@ from dcgan_jax.ops.onednn import policy as onednn  # pylint: disable=g-import-no
 
 PER_CLASS = 1000  # Images drawn per class for the final scores.
 Sampler = Callable[[np.ndarray, np.ndarray], np.ndarray]
-VARIANTS = ('shipped', 'ema', 'pytorch_init', 'pytorch_init_d', 'conditional_batchnorm',
-            'conditional_batchnorm_pytorch_init_d')
+VARIANTS = ('shipped', 'no_class_loss', 'class_loss_1', 'flax_init', 'ema', 'pytorch_init', 'conditional_batchnorm')
 
 
 def variant_config(variant: str, seed: int):
   """`configs/mnist_conditional.py` with `seed` and what `variant` changes."""
   config = mnist_conditional.get_config()
   config.seed = seed
-  if variant == 'ema':
-    config.ema_decay = 0.999
-  elif variant == 'pytorch_init':
-    config.model.generator.weight_init = config.model.discriminator.weight_init = 'pytorch'
-  if variant in ('pytorch_init_d', 'conditional_batchnorm_pytorch_init_d'):
-    config.model.discriminator.weight_init = 'pytorch'
-  if variant in ('conditional_batchnorm', 'conditional_batchnorm_pytorch_init_d'):
-    config.model.generator.conditional_batchnorm = True
+  changes = {
+      'shipped': {},
+      'no_class_loss': {'class_loss_weight': 0.0},
+      'class_loss_1': {'class_loss_weight': 1.0},
+      'flax_init': {'model.discriminator.weight_init': 'flax'},
+      'ema': {'ema_decay': 0.999},
+      'pytorch_init': {'model.generator.weight_init': 'pytorch'},
+      'conditional_batchnorm': {'model.generator.conditional_batchnorm': True},
+  }[variant]
+  for path, value in changes.items():
+    *parents, leaf = path.split('.')
+    section = config
+    for name in parents:
+      section = section[name]
+    section[leaf] = value
   return config
 
 
@@ -109,14 +119,29 @@ def run_variant(variant: str, seed: int, epochs: int, images: np.ndarray, labels
     last = sampler
   result = {'best_epoch': float(best[1])}
   for name, sampler in (('last', last), ('best', best[2])):
-    generated, requested = draw(sampler, PER_CLASS * config.num_classes, config, seed)
-    scores = evaluator.evaluate(generated, requested)
-    predicted, _ = classifier.predict_and_features(evaluator.variables, generated, evaluator.data_range)
-    per_class = evaluation.per_class_accuracy(predicted, requested)
-    worst = min(per_class, key=per_class.get)
-    result.update({f'{name}_fid': scores['fid'], f'{name}_accuracy': scores['class_accuracy'],
-                   f'{name}_worst': per_class[worst], f'{name}_worst_class': float(worst)})
+    result.update({f'{name}_{k}': v for k, v in score(sampler, config, seed, evaluator).items() if k != 'per_class'})
   return result
+
+
+def score(sampler: Sampler, config, seed: int, evaluator: evaluation.Evaluator) -> dict[str, float]:
+  """`PER_CLASS` images of each class from `sampler`: their `fid`, the fraction recognised as asked (`accuracy`),
+  the worst class's fraction (`worst`), that class (`worst_class`) and every class's (`per_class`, a dict)."""
+  generated, requested = draw(sampler, PER_CLASS * config.num_classes, config, seed)
+  scores = evaluator.evaluate(generated, requested)
+  predicted, _ = classifier.predict_and_features(evaluator.variables, generated, evaluator.data_range)
+  per_class = evaluation.per_class_accuracy(predicted, requested)
+  worst = min(per_class, key=per_class.get)
+  return {'fid': scores['fid'], 'accuracy': scores['class_accuracy'], 'worst': per_class[worst],
+          'worst_class': float(worst), 'per_class': per_class}
+
+
+def score_run(workdir: str, checkpoint: str, evaluator: evaluation.Evaluator) -> dict[str, float]:
+  """`score` of a trained run's checkpoint ('best', 'latest' or a step), sampled as its config samples."""
+  config, state = dcgan_jax.load(workdir, int(checkpoint) if checkpoint.isdigit() else checkpoint)
+  use_batch_stats = bool(config.model.sample_use_batch_stats)
+  sample = jax.jit(lambda s, z, y: train.generate(s, z, y, use_batch_stats=use_batch_stats))
+  result = score(lambda z, y: np.asarray(sample(state, jnp.asarray(z), jnp.asarray(y))), config, 0, evaluator)
+  return {**result, 'step': float(state.step)}
 
 
 def _row(variant: str, seed: int, r: dict[str, float]) -> list[str]:
@@ -132,6 +157,8 @@ def main(argv: Optional[list[str]] = None) -> None:
   parser.add_argument('--epochs', type=int, default=5, help='epochs over the 10,000 digits (78 steps each)')
   parser.add_argument('--seeds', default='0', help='comma-separated seeds')
   parser.add_argument('--variants', default=','.join(VARIANTS), help=f'comma-separated, of {", ".join(VARIANTS)}')
+  parser.add_argument('--workdir', default='', help='score this trained run instead of training the variants')
+  parser.add_argument('--checkpoint', default='best', help="with --workdir: 'best', 'latest' or a step")
   args = parser.parse_args(argv)
   seeds = [int(s) for s in args.seeds.split(',') if s]
   variants = [v for v in args.variants.split(',') if v]
@@ -146,6 +173,13 @@ def main(argv: Optional[list[str]] = None) -> None:
   labels = input_pipeline.load_labels(config.data)
   evaluator = evaluation.build_evaluator(config, images, quality.CACHE_DIR)
   print(harness.header(__file__, sys.argv[1:] if argv is None else argv, f'load {harness.load_average()}'))
+  if args.workdir:
+    result = score_run(args.workdir, args.checkpoint, evaluator)
+    print(f'step {result["step"]:.0f}: FID {result["fid"]:.1f}, recognised {result["accuracy"]:.3f}, worst '
+          f'{result["worst"]:.3f} (class {result["worst_class"]:.0f})\n')
+    print(harness.markdown_table(['class', *map(str, result['per_class'])],
+                                 [['recognised', *(f'{v:.3f}' for v in result['per_class'].values())]]))
+    return
   headers = ['variant', 'seed', 'last FID', 'last recognised', 'last worst (class)', 'best epoch', 'best FID',
              'best recognised', 'best worst (class)']
   print(harness.markdown_row(headers) + '\n' + harness.markdown_row(['---'] * len(headers)), flush=True)

@@ -3,23 +3,23 @@
 Run from the repository root:
 
   python benchmarks/quality.py [--epochs 5] [--seeds 0,1,2] [--samples 10000]
-      [--variants ours,ours_ema,ours_pytorch_init,ours_pytorch_init_g,ours_pytorch_init_d,
+      [--variants ours,ours_ema,ours_flax_init,ours_pytorch_init,ours_pytorch_init_g,
        ours_pytorch_init_flax_output,ours_flax_init_pytorch_output,ours_uniform_init,ours_spectral_norm,torch]
 
 Every variant trains on the 10,000 MNIST test digits that ship with the package, with `configs/mnist.py`'s defaults
 (batch 128, two Adams at 2e-4 / beta1 0.5, uniform z, BatchNorm momentum and epsilon as configured), the same data
 order (one permutation per (seed, epoch), the last partial batch dropped) and the same number of steps:
-- `ours`: `dcgan_jax.train_step` under `jax.jit`, `configs/mnist.py` as shipped (flax's initialization,
-  `model.*.weight_init='flax'`: lecun_normal kernels, zero biases), with the convolution library `config.cpu_conv`
-  selects, as the trainer does (oneDNN's on the CPU where it builds).
+- `ours`: `dcgan_jax.train_step` under `jax.jit`, `configs/mnist.py` as shipped (the generator drawn by flax's
+  initialization, lecun_normal kernels and zero biases; the discriminator by PyTorch's, `weight_init='pytorch'`:
+  kernels and biases uniform in +-1/sqrt(fan_in)), with the convolution library `config.cpu_conv` selects, as the
+  trainer does (oneDNN's on the CPU where it builds).
 - `ours_ema`: `ours` with the generator's moving average (`config.ema_decay=0.999`, warmed up as the trainer does),
   sampled from the average (the trainer's default when it is on); training is the same as `ours`.
-- `ours_pytorch_init`: the same with PyTorch's initialization (`weight_init='pytorch'`: kernels and biases uniform
-  in +-1/sqrt(fan_in), PyTorch's fan-in), the reference's own.
-- `ours_pytorch_init_g`, `ours_pytorch_init_d`: PyTorch's initialization in the generator only (the discriminator
-  flax's), or in the discriminator only.
+- `ours_flax_init`: flax's initialization in both networks (`configs/mnist.py` before issue 15's change).
+- `ours_pytorch_init`: PyTorch's in both, the reference's own; `ours_pytorch_init_g`: PyTorch's in the generator,
+  flax's in the discriminator.
 - `ours_pytorch_init_flax_output`: `ours_pytorch_init` with the generator's output layer as flax draws it (6.5x
-  smaller kernels); `ours_flax_init_pytorch_output`: `ours` with that layer as PyTorch draws it.
+  smaller kernels); `ours_flax_init_pytorch_output`: `ours_flax_init` with that layer as PyTorch draws it.
 - `ours_uniform_init`: `ours` with kernels redrawn by `variance_scaling(1/3, 'fan_in', 'uniform')` over flax's fan-in
   (in * kh * kw for every kernel) and zero biases: the rule the lead of issue 15 names.
 - `ours_spectral_norm`: `ours` with spectral normalization of D's layers (`model.discriminator.spectral_norm`).
@@ -63,7 +63,7 @@ from dcgan_jax.ops.onednn import policy as onednn  # pylint: disable=g-import-no
 OUTPUT_INITS = {'ours_pytorch_init_flax_output': 'flax', 'ours_flax_init_pytorch_output': 'pytorch'}
 SELECT_SAMPLES = 2000  # Samples per epoch-end evaluation that picks the best epoch (the trainer's eval_num_samples).
 Sampler = Callable[[np.ndarray], np.ndarray]
-VARIANTS = ('ours', 'ours_ema', 'ours_pytorch_init', 'ours_pytorch_init_g', 'ours_pytorch_init_d',
+VARIANTS = ('ours', 'ours_ema', 'ours_flax_init', 'ours_pytorch_init', 'ours_pytorch_init_g',
             'ours_pytorch_init_flax_output', 'ours_flax_init_pytorch_output', 'ours_uniform_init', 'ours_spectral_norm', 'torch')
 CACHE_DIR = os.path.join(os.path.expanduser('~'), '.cache', 'dcgan_jax')
 
@@ -158,14 +158,18 @@ def _samples(sampler: Sampler, num: int, batch: int, latent_dim: int, seed: int)
   return np.concatenate([sampler(z[i:i + batch]) for i in range(0, num, batch)])
 
 
+# Each variant's (generator, discriminator) `weight_init`; a variant not named keeps the config's.
+INITS = {'ours_flax_init': ('flax', 'flax'), 'ours_pytorch_init': ('pytorch', 'pytorch'),
+         'ours_pytorch_init_g': ('pytorch', 'flax'), 'ours_pytorch_init_flax_output': ('pytorch', 'pytorch'),
+         'ours_flax_init_pytorch_output': ('flax', 'flax')}
+
+
 def variant_config(variant: str, seed: int):
   """`configs/mnist.py` with `seed` and what `variant` changes."""
   config = mnist.get_config()
   config.seed = seed
-  if variant in ('ours_pytorch_init', 'ours_pytorch_init_g', 'ours_pytorch_init_flax_output'):
-    config.model.generator.weight_init = 'pytorch'
-  if variant in ('ours_pytorch_init', 'ours_pytorch_init_d', 'ours_pytorch_init_flax_output'):
-    config.model.discriminator.weight_init = 'pytorch'
+  if variant in INITS:
+    config.model.generator.weight_init, config.model.discriminator.weight_init = INITS[variant]
   config.model.discriminator.spectral_norm = variant == 'ours_spectral_norm'
   if variant == 'ours_ema':
     config.ema_decay = 0.999

@@ -11,12 +11,12 @@ from dcgan_jax.configs import mnist_conditional
 
 @pytest.mark.parametrize('variant,changed', [
     ('shipped', {}),
+    ('no_class_loss', {'class_loss_weight': 0.0}),
+    ('class_loss_1', {'class_loss_weight': 1.0}),
+    ('flax_init', {'model.discriminator.weight_init': 'flax'}),
     ('ema', {'ema_decay': 0.999}),
-    ('pytorch_init', {'model.generator.weight_init': 'pytorch', 'model.discriminator.weight_init': 'pytorch'}),
-    ('pytorch_init_d', {'model.discriminator.weight_init': 'pytorch'}),
+    ('pytorch_init', {'model.generator.weight_init': 'pytorch'}),
     ('conditional_batchnorm', {'model.generator.conditional_batchnorm': True}),
-    ('conditional_batchnorm_pytorch_init_d', {'model.generator.conditional_batchnorm': True,
-                                              'model.discriminator.weight_init': 'pytorch'}),
 ])
 def test_each_variant_is_the_conditional_config_with_what_it_names_changed(variant, changed):
   expected = mnist_conditional.get_config()
@@ -45,6 +45,7 @@ class _Evaluator:
 def test_the_worst_class_is_scored_for_the_last_and_the_best_epoch(monkeypatch):
   config = conftest.tiny_config()
   config.num_classes = 3
+  config.class_loss_weight = 0.3
   monkeypatch.setattr(conditional, 'variant_config', lambda variant, seed: config)
   monkeypatch.setattr(conditional, 'PER_CLASS', 4)
   monkeypatch.setattr(conditional.quality, 'SELECT_SAMPLES', 9)
@@ -72,6 +73,6 @@ def test_unknown_variant_is_one_usage_line(capsys):
   with pytest.raises(SystemExit) as exit_info:
     conditional.main(['--variants', 'shipped,acgan'])
   assert exit_info.value.code == 2
-  assert ('unknown --variants acgan; choose from shipped, ema, pytorch_init, pytorch_init_d, conditional_batchnorm, '
-          'conditional_batchnorm_pytorch_init_d'
+  assert ('unknown --variants acgan; choose from shipped, no_class_loss, class_loss_1, flax_init, ema, pytorch_init, '
+          'conditional_batchnorm'
           in capsys.readouterr().err)
