@@ -4,6 +4,7 @@ Run from the repository root:
 
   python benchmarks/conditional.py [--epochs 5] [--seeds 0] [--variants shipped,ema,pytorch_init,...]
   python benchmarks/conditional.py --workdir=W [--checkpoint=best]   # a run main.py trained, scored the same way
+  python benchmarks/conditional.py --time-rounds=3 [--variants ...]    # seconds per training step instead
 
 Every variant trains `configs/mnist_conditional.py` on the 10,000 labelled MNIST test digits that ship with the
 package, for the same steps on the same batches (`benchmarks/quality.py`'s `batch_order`), with `dcgan_jax.train_step`
@@ -21,13 +22,17 @@ lowest FID is the "best" one (the trainer's best checkpoint). The last and the b
 batches hold all classes), which our MNIST classifier recognises: the table gives the fraction recognised as the
 class asked for, overall and for the worst class (the bar of issue 15: every class >= 0.90), and the FID of those
 10,000 images. With `--workdir` it scores a run `main.py` trained instead (its `--checkpoint`, 'best' by default:
-the trainer's best by FID), drawing and recognising the same way.
+the trainer's best by FID), drawing and recognising the same way. With `--time-rounds=R` it times the variants' jitted
+steps instead (batch 128 of the bundled digits, oneDNN's convolutions where the trainer uses them; each variant's 5
+steps in turn within each of R rounds, `harness.time_alternating`) and gives each one's median seconds per step and
+its ratio to the first variant's.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 from typing import Callable, Iterator, Optional
 
@@ -144,6 +149,30 @@ def score_run(workdir: str, checkpoint: str, evaluator: evaluation.Evaluator) ->
   return {**result, 'step': float(state.step)}
 
 
+def time_steps(variants: list[str], rounds: int, images: np.ndarray, labels: np.ndarray, steps: int = 5) -> str:
+  """A Markdown table of each variant's median milliseconds per training step and its ratio to the first's."""
+  runs = {}
+  for variant in variants:
+    config = variant_config(variant, 0)
+    state = quality.initial_state(config)
+    real = jnp.asarray(input_pipeline.to_float(images[:config.batch_size], models.data_range(config)))
+    batch = {'image': real, 'label': jnp.asarray(labels[:config.batch_size], jnp.int32)}
+    step = jax.jit(train.train_step)
+
+    def run(state=state, step=step, batch=batch, conv=config.cpu_conv):
+      with onednn.using(conv):
+        s = state
+        for _ in range(steps):
+          s, _ = step(s, batch)
+        return s
+    runs[variant] = run
+  timings = harness.time_alternating(runs, rounds, warmup=1)
+  per_step = {name: statistics.median(t.rounds) / steps for name, t in timings.items()}
+  first = per_step[variants[0]]
+  rows = [[name, f'{1000 * sec:.0f}', f'{sec / first:.2f}x'] for name, sec in per_step.items()]
+  return harness.markdown_table(['variant', 'ms/step (median)', f'vs {variants[0]}'], rows, align='lrr')
+
+
 def _row(variant: str, seed: int, r: dict[str, float]) -> list[str]:
   cells = [variant, str(seed)]
   for name in ('last', 'best'):
@@ -159,6 +188,7 @@ def main(argv: Optional[list[str]] = None) -> None:
   parser.add_argument('--variants', default=','.join(VARIANTS), help=f'comma-separated, of {", ".join(VARIANTS)}')
   parser.add_argument('--workdir', default='', help='score this trained run instead of training the variants')
   parser.add_argument('--checkpoint', default='best', help="with --workdir: 'best', 'latest' or a step")
+  parser.add_argument('--time-rounds', type=int, default=0, help='> 0: time the variants\' steps, this many rounds')
   args = parser.parse_args(argv)
   seeds = [int(s) for s in args.seeds.split(',') if s]
   variants = [v for v in args.variants.split(',') if v]
@@ -173,6 +203,9 @@ def main(argv: Optional[list[str]] = None) -> None:
   labels = input_pipeline.load_labels(config.data)
   evaluator = evaluation.build_evaluator(config, images, quality.CACHE_DIR)
   print(harness.header(__file__, sys.argv[1:] if argv is None else argv, f'load {harness.load_average()}'))
+  if args.time_rounds > 0:
+    print(time_steps(variants, args.time_rounds, images, labels))
+    return
   if args.workdir:
     result = score_run(args.workdir, args.checkpoint, evaluator)
     print(f'step {result["step"]:.0f}: FID {result["fid"]:.1f}, recognised {result["accuracy"]:.3f}, worst '

@@ -76,3 +76,18 @@ def test_unknown_variant_is_one_usage_line(capsys):
   assert ('unknown --variants acgan; choose from shipped, no_class_loss, class_loss_1, flax_init, ema, pytorch_init, '
           'conditional_batchnorm'
           in capsys.readouterr().err)
+
+
+def test_time_steps_gives_one_row_per_variant_relative_to_the_first(monkeypatch):
+  def tiny(variant, seed):
+    del seed
+    config = conftest.tiny_config()
+    config.num_classes, config.class_loss_weight = 3, 0.3 if variant == 'shipped' else 0.0
+    return config
+  monkeypatch.setattr(conditional, 'variant_config', tiny)
+  images = np.random.default_rng(0).integers(0, 256, (16, 28, 28, 1)).astype(np.uint8)
+  table = conditional.time_steps(['shipped', 'no_class_loss'], 1, images, (np.arange(16) % 3).astype(np.int32),
+                                 steps=1).splitlines()
+  assert table[0] == '| variant | ms/step (median) | vs shipped |'
+  assert [row.split(' | ')[0] for row in table[2:]] == ['| shipped', '| no_class_loss']
+  assert table[2].endswith('| 1.00x |')
