@@ -51,9 +51,9 @@ def train_step(state: train_state.TrainState, batch: dict[str, Array]) -> tuple[
   Returns:
     `(new_state, metrics)`; metrics are float32 scalars: `d_loss`, `g_loss`, `d_real` = mean D(x) and `d_fake` =
     mean D(G(z)) (sigmoid of the logits, before the D update), `d_acc_real`, `d_acc_fake` (D's accuracy on each),
-    `d_updates` and `g_updates` (1 and 1). A finite loss can still leave NaN or Inf parameters behind: check the
-    new state with `dcgan_jax.all_finite` where it matters (the training loop does before each log, evaluation
-    and checkpoint).
+    `d_updates` and `g_updates` (1 and 1); `d_class_loss` and `g_class_loss` with `state.class_loss_weight`. A
+    finite loss can still leave NaN or Inf parameters behind: check the new state with `dcgan_jax.all_finite`
+    where it matters (the training loop does before each log, evaluation and checkpoint).
   """
   return steps.step(state, batch['image'][None], steps.ALTERNATING, labels=batch_labels(state, batch))
 

@@ -163,6 +163,9 @@ def _options(config: ml_collections.ConfigDict, g_params: PyTree) -> dict[str, A
     value = float(config.get(name, 0.0))
     return jnp.asarray(value, jnp.float32) if value > 0 else None
   ema_decay = weight('ema_decay')
+  if weight('class_loss_weight') is not None and not int(config.get('num_classes', 0)):
+    raise ValueError(f'config.class_loss_weight={config.class_loss_weight} with num_classes=0: the classification '
+                     'loss needs classes; set config.num_classes (a conditional config) or config.class_loss_weight=0')
   return dict(g_ema_params=None if ema_decay is None else jax.tree.map(jnp.copy, g_params), ema_decay=ema_decay,
               r1_weight=weight('r1_weight'), r2_weight=weight('r2_weight'), r_every=int(config.get('r_every', 1)),
               class_loss_weight=weight('class_loss_weight'),
@@ -171,7 +174,7 @@ def _options(config: ml_collections.ConfigDict, g_params: PyTree) -> dict[str, A
 
 def with_hyperparameters(state: TrainState, source: TrainState) -> TrainState:
   """`state` with the swept values of `source`: label smoothing, gradient-penalty weight, the EMA decay, the R1/R2
-  weights and the optimizers' injected hyperparameters (when both optimizer states carry them).
+  weights, the classification loss's weight and the optimizers' injected hyperparameters (when both optimizer states carry them).
 
   The EMA follows `source` too: dropped when `source` has none; started from `state.g_params` when `state` has none
   (EMA switched on at a resume, or a checkpoint written before EMA existed).

@@ -13,6 +13,7 @@ from dcgan_jax import config_validation
 from dcgan_jax import errors
 from dcgan_jax import losses
 from dcgan_jax import models
+from dcgan_jax import steps
 from dcgan_jax import train
 from dcgan_jax import train_state
 
@@ -102,6 +103,34 @@ def test_a_discriminator_without_class_scores_is_one_line():
   with pytest.raises(ValueError, match=r"^class_loss_weight > 0: the discriminator \(PlainD\) sows no "
                                        r"'class_logits'; use a projection discriminator"):
     train.train_step(state, _batch())
+
+
+def test_the_api_refuses_the_loss_without_classes_in_one_line():
+  config = conftest.tiny_config()
+  config.class_loss_weight = 1.0
+  with pytest.raises(ValueError, match=r'^config.class_loss_weight=1.0 with num_classes=0: the classification loss '
+                                       r'needs classes; set config.num_classes'):
+    train_state.create_train_state(config, jax.random.key(0))
+
+
+def test_g_is_trained_toward_the_labels_it_was_asked_for():
+  """G's class loss equals the cross-entropy of D's class scores of the fakes against the fake labels the step
+  draws (`steps.sample_fake_labels` from the update's noise key), not against the real batch's labels."""
+  state = train_state.create_train_state(_config(1.0), jax.random.key(0))
+  batch = _batch()
+  _, metrics = jax.jit(train.g_step)(state, batch)
+  z_key = jax.random.split(jax.random.fold_in(state.rng, state.step), 4)[0]  # Update 0's noise key.
+  fake_labels = steps.sample_fake_labels(z_key, 8, 3)
+  z = steps.sample_noise(z_key, (8, state.latent_dim), state.noise)
+  fake, _ = state.generator.apply({'params': state.g_params, 'batch_stats': state.g_batch_stats}, z, train=True,
+                                  mutable=['batch_stats'], labels=fake_labels)
+  _, sown = state.discriminator.apply({'params': state.d_params, 'batch_stats': state.d_batch_stats}, fake,
+                                      train=True, labels=fake_labels, mutable=['batch_stats', 'intermediates'])
+  classes = sown['intermediates']['class_logits'][0]
+  np.testing.assert_allclose(float(metrics['g_class_loss']), float(losses.class_loss(classes, fake_labels)),
+                             rtol=1e-5)
+  assert not np.isclose(float(losses.class_loss(classes, fake_labels)),
+                        float(losses.class_loss(classes, batch['label'])), rtol=1e-3)
 
 
 def test_validation_one_line_per_bad_value():

@@ -106,6 +106,8 @@ def test_conditional_batchnorm_without_classes_is_a_config_error(config):
   config.model.generator.conditional_batchnorm = True
   with pytest.raises(errors.ConfigError, match=r'conditional_batchnorm=True with num_classes=0: it needs classes'):
     config_validation.validate(config)
+  with pytest.raises(ValueError, match=r'^conditional_batchnorm=True with num_classes=0: it needs classes'):
+    train_state.create_train_state(config, jax.random.key(0))  # Through the API, where nothing validates.
 
 
 def test_projection_term_is_exact_on_a_hand_made_case():

@@ -332,6 +332,24 @@ def test_resume_with_changes_that_break_exactness_is_refused_and_config_json_kep
   assert (tmp_path / 'config.json').read_text() == saved
 
 
+def test_a_run_recorded_before_an_option_existed_resumes_with_it_off(tmp_path):
+  """config.json of a run started before `class_loss_weight` (and conditional_batchnorm) existed: resuming with
+  them off is no change; switching one on is (class_loss_weight breaks exact resume)."""
+  config = conftest.tiny_config()
+  config.num_train_steps, config.data.source = 2, 'tfds'  # The record holds the resolved source.
+  with tfds.testing.mock_data(num_examples=32):
+    loop.train_and_evaluate(config, str(tmp_path))
+    record = json.loads((tmp_path / 'config.json').read_text())
+    del record['class_loss_weight'], record['model']['generator']['conditional_batchnorm']
+    (tmp_path / 'config.json').write_text(json.dumps(record))
+    assert workdir.config_changes(record, config) == {}
+    config.num_train_steps = 4
+    assert int(loop.train_and_evaluate(config, str(tmp_path)).step) == 4
+  config.class_loss_weight = 0.5
+  assert workdir.config_changes(record, config) == {'class_loss_weight': (None, 0.5), 'num_train_steps': (2, 4)}
+  assert workdir.breaks_exact_resume('class_loss_weight')
+
+
 def test_allowed_config_change_is_recorded_in_the_history(tmp_path):
   config = conftest.tiny_config()
   config.num_train_steps = 2

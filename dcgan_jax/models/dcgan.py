@@ -72,6 +72,9 @@ class DCGANGenerator(nn.Module):
   def __call__(self, z: Array, train: bool, deterministic: Optional[bool] = None,
                labels: Optional[Array] = None) -> Array:
     del deterministic  # No dropout; accepted so that every generator is called alike.
+    if self.conditional_batchnorm and not self.num_classes:
+      raise ValueError('conditional_batchnorm=True with num_classes=0: it needs classes; set num_classes '
+                       '(config.num_classes) or drop it')
     sn = lambda layer: common.spectral(layer, self.spectral_norm, train)
     act = common.activation(self.activation, self.leaky_slope)
     z = common.embed_label(z, labels, self.num_classes, self.dtype)
@@ -79,7 +82,7 @@ class DCGANGenerator(nn.Module):
 
     def norm_act(x: Array) -> Array:
       x = common.batchnorm(train, self.bn_momentum, self.bn_epsilon, self.bn_axis_name, self.dtype)(x)
-      if self.conditional_batchnorm and self.num_classes:
+      if self.conditional_batchnorm:
         x = common.label_modulation(x, labels, self.num_classes, f'label_batchnorm_{next(layer)}')
       return act(x)
 

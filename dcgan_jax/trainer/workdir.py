@@ -106,10 +106,13 @@ def read_record(workdir: str) -> Optional[dict[str, Any]]:
 
 
 def config_changes(saved: dict[str, Any], config: ml_collections.ConfigDict) -> dict[str, tuple[Any, Any]]:
-  """{dotted field: (saved value, new value)} for every field that differs (`history` aside)."""
+  """{dotted field: (saved value, new value)} for every field that differs (`history` aside). A field the saved
+  record lacks (one the code added after the run started) is no change while its new value is off (0, False, '' or
+  empty: the options' "as before")."""
   old = _flatten({k: v for k, v in saved.items() if k != HISTORY_KEY})
   new = _flatten(_as_json(config))
-  return {k: (old.get(k), new.get(k)) for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)}
+  added_off = {k for k in set(new) - set(old) if new[k] in (0, False, '', None, [], ())}
+  return {k: (old.get(k), new.get(k)) for k in sorted((set(old) | set(new)) - added_off) if old.get(k) != new.get(k)}
 
 
 def breaks_exact_resume(field: str) -> bool:
