@@ -59,8 +59,6 @@ from dcgan_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
 from dcgan_jax.eval import evaluation  # pylint: disable=g-import-not-at-top,wrong-import-position
 from dcgan_jax.ops.onednn import policy as onednn  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-# The generator's output layer drawn by another initialization than the rest (`initial_state`'s output_init).
-OUTPUT_INITS = {'ours_pytorch_init_flax_output': 'flax', 'ours_flax_init_pytorch_output': 'pytorch'}
 SELECT_SAMPLES = 2000  # Samples per epoch-end evaluation that picks the best epoch (the trainer's eval_num_samples).
 Sampler = Callable[[np.ndarray], np.ndarray]
 VARIANTS = ('ours', 'ours_ema', 'ours_flax_init', 'ours_pytorch_init', 'ours_pytorch_init_g',
@@ -87,30 +85,23 @@ def uniform_fan_in_init(params: Any, key: jax.Array) -> Any:
   return jax.tree.unflatten(jax.tree.structure(params), leaves)
 
 
-def initial_state(config, init: Optional[Callable[[Any, jax.Array], Any]] = None, output_init: str = ''):
-  """`create_train_state(config, key(config.seed))`, its parameters redrawn by `init(params, key)` if given, and
-  with `output_init` ('flax' or 'pytorch') the generator's output layer (its last transposed conv) as that
-  `weight_init` draws it. The optimizer states are kept: Adam's initial state does not depend on the parameters'
-  values, and it holds the learning rate (`tx.init` would start from the placeholder 0 and never train)."""
+def initial_state(config, init: Optional[Callable[[Any, jax.Array], Any]] = None):
+  """`create_train_state(config, key(config.seed))`, its parameters redrawn by `init(params, key)` if given. The
+  optimizer states are kept: Adam's initial state does not depend on the parameters' values, and it holds the
+  learning rate (`tx.init` would start from the placeholder 0 and never train)."""
   key = jax.random.key(config.seed)
   state = train_state.create_train_state(config, key)
   if init is not None:
     g_key, d_key = jax.random.split(jax.random.fold_in(key, 1))
     state = state.replace(g_params=init(state.g_params, g_key), d_params=init(state.d_params, d_key))
-  if output_init:
-    other = config.copy_and_resolve_references()
-    other.model.generator.weight_init = output_init
-    layer = f'ConvTranspose_{len(config.model.generator.features)}'
-    drawn = train_state.create_train_state(other, key).g_params[layer]
-    state = state.replace(g_params={**state.g_params, layer: drawn})
   return state
 
 
 def train_ours(config, images: np.ndarray, order: np.ndarray, steps_per_epoch: int,
-               init: Optional[Callable[[Any, jax.Array], Any]] = None, output_init: str = '') -> Iterator[Sampler]:
-  """Trains with `dcgan_jax.train_step` from `initial_state(config, init, output_init)`; yields a sampler
+               init: Optional[Callable[[Any, jax.Array], Any]] = None) -> Iterator[Sampler]:
+  """Trains with `dcgan_jax.train_step` from `initial_state(config, init)`; yields a sampler
   z [N, latent] -> float32 images [N, H, W, C] of the generator at the end of every epoch (each keeps its state)."""
-  state = initial_state(config, init, output_init)
+  state = initial_state(config, init)
   real = jnp.asarray(input_pipeline.to_float(images, models.data_range(config)))
   use_batch_stats = bool(config.model.sample_use_batch_stats)
   sample = jax.jit(lambda s, z: train.generate(s, z, use_batch_stats=use_batch_stats))
@@ -158,10 +149,11 @@ def _samples(sampler: Sampler, num: int, batch: int, latent_dim: int, seed: int)
   return np.concatenate([sampler(z[i:i + batch]) for i in range(0, num, batch)])
 
 
-# Each variant's (generator, discriminator) `weight_init`; a variant not named keeps the config's.
-INITS = {'ours_flax_init': ('flax', 'flax'), 'ours_pytorch_init': ('pytorch', 'pytorch'),
-         'ours_pytorch_init_g': ('pytorch', 'flax'), 'ours_pytorch_init_flax_output': ('pytorch', 'pytorch'),
-         'ours_flax_init_pytorch_output': ('flax', 'flax')}
+# Each variant's generator `weight_init`, its `output_weight_init` and the discriminator's `weight_init`; a variant
+# not named keeps the config's.
+INITS = {'ours_flax_init': ('flax', '', 'flax'), 'ours_pytorch_init': ('pytorch', '', 'pytorch'),
+         'ours_pytorch_init_g': ('pytorch', '', 'flax'), 'ours_pytorch_init_flax_output': ('pytorch', 'flax', 'pytorch'),
+         'ours_flax_init_pytorch_output': ('flax', 'pytorch', 'flax')}
 
 
 def variant_config(variant: str, seed: int):
@@ -169,7 +161,8 @@ def variant_config(variant: str, seed: int):
   config = mnist.get_config()
   config.seed = seed
   if variant in INITS:
-    config.model.generator.weight_init, config.model.discriminator.weight_init = INITS[variant]
+    g, d = config.model.generator, config.model.discriminator
+    g.weight_init, g.output_weight_init, d.weight_init = INITS[variant]
   config.model.discriminator.spectral_norm = variant == 'ours_spectral_norm'
   if variant == 'ours_ema':
     config.ema_decay = 0.999
@@ -189,8 +182,7 @@ def run_variant(variant: str, seed: int, epochs: int, num_samples: int, images: 
     epochs_iter = train_torch(config, images, order, per_epoch)
   else:
     epochs_iter = train_ours(config, images, order, per_epoch,
-                             uniform_fan_in_init if variant == 'ours_uniform_init' else None,
-                             OUTPUT_INITS.get(variant, ''))
+                             uniform_fan_in_init if variant == 'ours_uniform_init' else None)
   draw = lambda sampler, num: _samples(sampler, num, config.batch_size, config.latent_dim, seed)
   seconds, best, epoch = 0.0, None, 0
   while True:

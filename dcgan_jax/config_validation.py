@@ -186,6 +186,8 @@ _FIELD_CHECKS = {
     'output_activation': (lambda v: v in OUTPUT_ACTIVATIONS, f'must be one of {", ".join(OUTPUT_ACTIVATIONS)}'),
     'pool': (lambda v: v in models.POOLS, f'must be one of {", ".join(models.POOLS)}'),
     'weight_init': (lambda v: v in models.INITS, f'must be one of {", ".join(models.INITS)}'),
+    'output_weight_init': (lambda v: v in ('',) + tuple(models.INITS),
+                           f"must be '' (as weight_init) or one of {', '.join(models.INITS)}"),
 }
 MODEL_KEYS = ('generator', 'discriminator', 'sync_batchnorm', 'sample_use_batch_stats')
 

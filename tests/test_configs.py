@@ -178,7 +178,7 @@ def test_relativistic_losses_need_the_alternating_schedule(schedule):
 # The networks' sections: `family` and the module's own fields.
 
 _DCGAN_G_FIELDS = 'family, start_size, features, kernel_size, leaky_slope, bn_momentum, bn_epsilon, activation, ' \
-                  'output_activation, conditional_batchnorm, spectral_norm, weight_init'
+                  'output_activation, conditional_batchnorm, spectral_norm, weight_init, output_weight_init'
 
 
 def _problems(config):
@@ -194,7 +194,7 @@ def test_default_sections_hold_exactly_the_modules_fields():
   assert dict(config.model.generator) == {
       'family': 'dcgan', 'start_size': 7, 'features': (256, 128), 'kernel_size': 5, 'leaky_slope': 0.2,
       'bn_momentum': 0.99, 'bn_epsilon': 1e-3, 'activation': 'leaky_relu', 'output_activation': 'tanh',
-      'conditional_batchnorm': False, 'spectral_norm': False, 'weight_init': 'flax'}
+      'conditional_batchnorm': False, 'spectral_norm': False, 'weight_init': 'flax', 'output_weight_init': ''}
   assert dict(config.model.discriminator) == {
       'family': 'conv', 'features': (128, 256), 'kernel_size': 5, 'leaky_slope': 0.2, 'bn_momentum': 0.99,
       'bn_epsilon': 1e-3, 'first_batchnorm': True, 'batchnorm': True, 'strides': (), 'pool': 'none', 'dropout': 0.0,

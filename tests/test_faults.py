@@ -393,6 +393,7 @@ def test_network_changes_are_recorded_under_their_network(tmp_path):
                      'model.generator.batchnorm': (None, True), 'model.generator.kernel_size': (5, None),
                      'model.generator.start_size': (7, None), 'model.generator.spectral_norm': (False, None),
                      'model.generator.conditional_batchnorm': (False, None),
+                     'model.generator.output_weight_init': ('', None),
                      'model.generator.weight_init': ('flax', None)}
   assert not any(workdir.breaks_exact_resume(field) for field in changes)
 

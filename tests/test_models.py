@@ -266,7 +266,7 @@ def test_discriminators_avoid_slow_xla_cpu_convolutions(name):
 def test_config_fields_are_the_modules_attributes_less_what_the_builder_passes():
   assert models.config_fields(models.DCGANGenerator) == (
       'start_size', 'features', 'kernel_size', 'leaky_slope', 'bn_momentum', 'bn_epsilon', 'activation',
-      'output_activation', 'conditional_batchnorm', 'spectral_norm', 'weight_init')
+      'output_activation', 'conditional_batchnorm', 'spectral_norm', 'weight_init', 'output_weight_init')
   assert models.config_fields(models.UpsampleGenerator) == (
       'start_size', 'features', 'kernel_size', 'leaky_slope', 'bn_momentum', 'bn_epsilon', 'activation',
       'output_activation', 'dropout')
@@ -341,3 +341,36 @@ def test_pytorch_init_draws_every_weight_within_pytorchs_bounds():
   config.model.generator.weight_init = 'flax'
   flax_kernel = models.build_network(config, 'generator').init(jax.random.key(0), jnp.zeros((2, 100)), train=False)
   assert np.abs(np.asarray(flax_kernel['params']['ConvTranspose_2']['bias'])).max() == 0.0  # flax: zero biases.
+
+
+@pytest.mark.parametrize('weight_init,output_weight_init', [('pytorch', 'flax'), ('flax', 'pytorch')])
+def test_output_weight_init_draws_the_output_layer_only(weight_init, output_weight_init):
+  """model.generator.output_weight_init: the output layer drawn by that rule (the same draw as a generator of that
+  weight_init), every other layer by weight_init; '' means as weight_init."""
+  config = mnist.get_config()
+  config.model.generator.weight_init = weight_init
+  params = lambda: models.build_network(config, 'generator').init(jax.random.key(0), jnp.zeros((2, 100)),
+                                                                  train=False)['params']
+  plain = params()
+  config.model.generator.output_weight_init = output_weight_init
+  mixed = params()
+  config.model.generator.weight_init, config.model.generator.output_weight_init = output_weight_init, ''
+  other = params()
+  jax.tree.map(np.testing.assert_array_equal, mixed['ConvTranspose_2'], other['ConvTranspose_2'])
+  for layer in ('ConvTranspose_0', 'ConvTranspose_1', 'BatchNorm_0', 'BatchNorm_1'):
+    jax.tree.map(np.testing.assert_array_equal, mixed[layer], plain[layer])
+  kernel = np.abs(np.asarray(mixed['ConvTranspose_2']['kernel']))
+  if output_weight_init == 'pytorch':  # Uniform in +-1/sqrt(out_channels * 5 * 5) = +-0.2.
+    assert 0.19 < kernel.max() <= 0.2
+  else:  # lecun_normal over 5 * 5 * 128 inputs: std 0.0177, truncated at 2 std (of the untruncated law).
+    assert kernel.max() < 2 * 0.0177 / 0.8796 and float(np.abs(np.asarray(mixed['ConvTranspose_2']['bias'])).max()) == 0
+
+
+def test_a_bad_output_weight_init_is_one_config_line():
+  from dcgan_jax import config_validation  # pylint: disable=g-import-not-at-top
+  from dcgan_jax import errors  # pylint: disable=g-import-not-at-top
+  config = mnist.get_config()
+  config.model.generator.output_weight_init = 'torch'
+  with pytest.raises(errors.ConfigError, match=r"config.model.generator.output_weight_init='torch': must be '' \(as "
+                                                r"weight_init\) or one of flax, pytorch"):
+    config_validation.validate(config)

@@ -65,6 +65,7 @@ class DCGANGenerator(nn.Module):
   conditional_batchnorm: bool = False  # With num_classes > 0: per-class scale and shift after each hidden BatchNorm.
   spectral_norm: bool = False  # Spectral normalization of every transposed conv (SAGAN, BigGAN); state in batch_stats.
   weight_init: str = 'flax'  # 'flax' (lecun_normal, zero biases) or 'pytorch' (its defaults: common.initializers).
+  output_weight_init: str = ''  # The output layer's: '' (as weight_init), 'flax' or 'pytorch'.
   bn_axis_name: Optional[str] = None  # Set to the device axis for BatchNorm statistics over the global batch.
   dtype: Any = jnp.float32  # Computation dtype (bfloat16 for mixed precision); parameters stay float32.
 
@@ -88,7 +89,7 @@ class DCGANGenerator(nn.Module):
 
     x = z.reshape(z.shape[0], 1, 1, z.shape[-1])
     # PyTorch's fan-in of a transposed convolution: its output channels times the kernel's area.
-    inits = lambda width, size: common.initializers(self.weight_init, width * size * size)
+    inits = lambda width, size, rule='': common.initializers(rule or self.weight_init, width * size * size)
     x = sn(ops.ConvTranspose(self.features[0], (self.start_size,) * 2, padding='VALID', use_bias=False,
                              dtype=self.dtype, **inits(self.features[0], self.start_size)))(x)
     x = norm_act(x)
@@ -97,8 +98,8 @@ class DCGANGenerator(nn.Module):
       x = sn(ops.ConvTranspose(width, k, strides=(2, 2), padding='SAME', use_bias=False, dtype=self.dtype,
                                **inits(width, self.kernel_size)))(x)
       x = norm_act(x)
-    x = sn(ops.ConvTranspose(self.channels, k, strides=(2, 2), padding='SAME', use_bias=True,
-                             dtype=self.dtype, **inits(self.channels, self.kernel_size)))(x)
+    x = sn(ops.ConvTranspose(self.channels, k, strides=(2, 2), padding='SAME', use_bias=True, dtype=self.dtype,
+                             **inits(self.channels, self.kernel_size, self.output_weight_init)))(x)
     if 0 < self.output_size < x.shape[1]:
       x = common.center_crop(x, self.output_size)
     return common.output_activation(self.output_activation)(x.astype(jnp.float32))
