@@ -44,14 +44,17 @@ def test_unknown_variant_is_one_usage_line(capsys):
           'torch' in capsys.readouterr().err)
 
 
+_G, _OUT, _D = 'model.generator.weight_init', 'model.generator.output_weight_init', 'model.discriminator.weight_init'
+
+
 @pytest.mark.parametrize('variant,changed', [
     ('ours', {}),
     ('ours_ema', {'ema_decay': 0.999}),
-    ('ours_flax_init', {'model.discriminator.weight_init': 'flax'}),
-    ('ours_pytorch_init', {'model.generator.weight_init': 'pytorch'}),
-    ('ours_pytorch_init_g', {'model.generator.weight_init': 'pytorch', 'model.discriminator.weight_init': 'flax'}),
-    ('ours_pytorch_init_flax_output', {'model.generator.weight_init': 'pytorch'}),
-    ('ours_flax_init_pytorch_output', {'model.discriminator.weight_init': 'flax'}),
+    ('ours_flax_init', {_G: 'flax', _OUT: '', _D: 'flax'}),
+    ('ours_pytorch_init', {_G: 'pytorch', _OUT: '', _D: 'pytorch'}),
+    ('ours_pytorch_init_g', {_G: 'pytorch', _OUT: '', _D: 'flax'}),
+    ('ours_pytorch_init_flax_output', {_G: 'pytorch', _OUT: 'flax', _D: 'pytorch'}),
+    ('ours_flax_init_pytorch_output', {_G: 'flax', _OUT: 'pytorch', _D: 'flax'}),
     ('ours_spectral_norm', {'model.discriminator.spectral_norm': True}),
 ])
 def test_each_variant_is_configs_mnist_with_what_it_names_changed(variant, changed):
