@@ -10,7 +10,8 @@ from dcgan_jax.configs import mnist
 def get_config():
   config = mnist.get_config()
   config.loss = 'rpgan'
-  # flax's initialization, as when this config was measured; mnist.py's PyTorch-drawn discriminator was measured
+  # flax's initialization, as when this config was measured; mnist.py's PyTorch-drawn networks were measured
   # with the non-saturating loss only.
-  config.model.discriminator.weight_init = 'flax'
+  config.model.generator.weight_init = config.model.discriminator.weight_init = 'flax'
+  config.model.generator.output_weight_init = ''
   return config

@@ -294,11 +294,13 @@ def test_inception_weights_must_be_an_existing_file_or_empty(tmp_path):
 
 
 def test_the_mnist_configs_initial_weights_and_class_loss():
-  """configs/mnist.py draws D's initial weights as PyTorch does and G's as flax does (measured: docs/evaluation.md);
-  the configs measured before that keep flax's in both; the conditional MNIST config adds the classification loss."""
+  """configs/mnist.py draws its initial weights as PyTorch does but for G's output layer (flax's; measured:
+  docs/evaluation.md); the configs measured before that keep flax's; the conditional MNIST config adds the
+  classification loss."""
   from dcgan_jax.configs import fashion_mnist, mnist, mnist_conditional, mnist_rpgan  # pylint: disable=g-import-not-at-top
-  inits = lambda c: (c.model.generator.weight_init, c.model.discriminator.weight_init)
-  assert inits(mnist.get_config()) == ('flax', 'pytorch') == inits(mnist_conditional.get_config())
-  assert inits(fashion_mnist.get_config()) == ('flax', 'flax') == inits(mnist_rpgan.get_config())
-  assert inits(default.get_config()) == ('flax', 'flax')
+  inits = lambda c: (c.model.generator.weight_init, c.model.generator.output_weight_init,
+                     c.model.discriminator.weight_init)
+  assert inits(mnist.get_config()) == ('pytorch', 'flax', 'pytorch') == inits(mnist_conditional.get_config())
+  assert inits(fashion_mnist.get_config()) == ('flax', '', 'flax') == inits(mnist_rpgan.get_config())
+  assert inits(default.get_config()) == ('flax', '', 'flax')
   assert (mnist.get_config().class_loss_weight, mnist_conditional.get_config().class_loss_weight) == (0.0, 0.3)
