@@ -326,6 +326,7 @@ def test_pytorch_init_draws_every_weight_within_pytorchs_bounds():
   convolution's: out_channels * kh * kw); BatchNorm starts at scale 1, offset 0 either way."""
   config = mnist.get_config()
   config.model.generator.weight_init = config.model.discriminator.weight_init = 'pytorch'
+  config.model.generator.output_weight_init = ''  # The output layer too (configs/mnist.py draws it as flax does).
   variables = {net: models.build_network(config, net).init(jax.random.key(0), x, train=False)['params']
                for net, x in (('generator', jnp.zeros((2, 100))), ('discriminator', jnp.zeros((2, 28, 28, 1))))}
   fan_ins = {('generator', 'ConvTranspose_0'): 256 * 7 * 7, ('generator', 'ConvTranspose_1'): 128 * 5 * 5,
