@@ -71,13 +71,7 @@ def variant_config(variant: str, seed: int):
       'pytorch_init': {'model.generator.weight_init': 'pytorch'},
       'conditional_batchnorm': {'model.generator.conditional_batchnorm': True},
   }[variant]
-  for path, value in changes.items():
-    *parents, leaf = path.split('.')
-    section = config
-    for name in parents:
-      section = section[name]
-    section[leaf] = value
-  return config
+  return harness.set_fields(config, changes)
 
 
 def train_conditional(config, images: np.ndarray, labels: np.ndarray, order: np.ndarray,

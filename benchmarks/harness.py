@@ -152,3 +152,15 @@ def load_average() -> str:
     return f'{os.getloadavg()[0]:.2f}'
   except OSError:
     return 'n/a'
+
+
+def set_fields(config: Any, changes: Mapping[str, Any]) -> Any:
+  """`config` (a ConfigDict, changed in place and returned) with each dotted field of `changes` set to its value,
+  e.g. {'model.generator.weight_init': 'pytorch'}."""
+  for path, value in changes.items():
+    *parents, leaf = path.split('.')
+    section = config
+    for name in parents:
+      section = section[name]
+    section[leaf] = value
+  return config

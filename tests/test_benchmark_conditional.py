@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import conftest
+from benchmarks import harness
 from benchmarks import conditional
 from dcgan_jax.configs import mnist_conditional
 
@@ -21,13 +22,7 @@ from dcgan_jax.configs import mnist_conditional
 def test_each_variant_is_the_conditional_config_with_what_it_names_changed(variant, changed):
   expected = mnist_conditional.get_config()
   expected.seed = 3
-  for path, value in changed.items():
-    *parents, leaf = path.split('.')
-    section = expected
-    for name in parents:
-      section = section[name]
-    section[leaf] = value
-  assert conditional.variant_config(variant, 3).to_dict() == expected.to_dict()
+  assert conditional.variant_config(variant, 3).to_dict() == harness.set_fields(expected, changed).to_dict()
 
 
 class _Evaluator:

@@ -76,3 +76,11 @@ def test_header_names_the_command_and_the_machine():
   assert machine_line.startswith('Machine: ')
   assert machine_line.endswith(f'jax {jax.__version__} ({jax.default_backend()}, {jax.device_count()} device(s)); '
                                'torch 0  ')
+
+
+def test_set_fields_sets_dotted_fields_in_place():
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  config = ml_collections.ConfigDict({'a': 1, 'model': {'generator': {'width': 2, 'init': 'flax'}}})
+  out = harness.set_fields(config, {'a': 3, 'model.generator.init': 'pytorch'})
+  assert out is config
+  assert config.to_dict() == {'a': 3, 'model': {'generator': {'width': 2, 'init': 'pytorch'}}}

@@ -7,6 +7,7 @@ import jax
 import numpy as np
 import pytest
 
+from benchmarks import harness
 from benchmarks import quality
 from dcgan_jax import train
 from dcgan_jax import train_state
@@ -60,13 +61,7 @@ _G, _OUT, _D = 'model.generator.weight_init', 'model.generator.output_weight_ini
 def test_each_variant_is_configs_mnist_with_what_it_names_changed(variant, changed):
   expected = mnist.get_config()
   expected.seed = 7
-  for path, value in changed.items():
-    *parents, leaf = path.split('.')
-    section = expected
-    for name in parents:
-      section = section[name]
-    section[leaf] = value
-  assert quality.variant_config(variant, 7).to_dict() == expected.to_dict()
+  assert quality.variant_config(variant, 7).to_dict() == harness.set_fields(expected, changed).to_dict()
 
 
 def test_a_redrawn_initialisation_still_trains_at_the_configs_learning_rates():
