@@ -515,6 +515,22 @@ def test_two_symlink_loops_end_and_files_reached_twice_count_once(tmp_path, capl
 # 10. Disk full: one line, the checkpoints already written intact and resumable.
 
 
+_HALF_LINE_THEN_EXIT = """
+import sys
+from dcgan_jax.cli import train
+sys.stderr.write('    ')  # What another thread's traceback printer leaves: a line's indentation, no newline yet.
+sys.stderr.flush()
+train.exit_now('Error: the disk is full')
+"""
+
+
+@pytest.mark.slow
+def test_the_error_line_starts_a_line_of_its_own_even_mid_way_through_another_threads_line():
+  proc = _run([sys.executable, '-c', _HALF_LINE_THEN_EXIT])
+  assert proc.returncode == 1, proc.stderr[-3000:]
+  assert proc.stderr.splitlines()[-2:] == ['    ', 'Error: the disk is full'], proc.stderr[-3000:]
+
+
 @pytest.mark.slow
 def test_disk_full_stops_with_one_line_and_the_last_checkpoint_resumes(tmp_path, idx_dir):
   (tmp_path / 'checkpoints').mkdir()

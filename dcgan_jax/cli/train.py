@@ -77,12 +77,14 @@ def exit_now(message: str) -> None:
 
   Not `sys.exit`: after a failed checkpoint write, orbax's background threads wait forever for each other, and the
   interpreter's shutdown would wait for them. Writes still in flight were finished before the error got here
-  (`Checkpointer.finishing_writes`).
+  (`Checkpointer.finishing_writes`). The message is one write to file descriptor 2, on a line of its own: after a
+  failed checkpoint write tensorstore's threads may be printing tracebacks ("Event loop is closed") to the same
+  stream, a line's indentation at a time, at that very moment.
   """
   logging.flush()
   sys.stdout.flush()
-  sys.stderr.write(message + '\n')
   sys.stderr.flush()
+  os.write(2, ('\n' + message + '\n').encode())
   os._exit(1)  # pylint: disable=protected-access
 
 
