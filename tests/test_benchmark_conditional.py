@@ -13,6 +13,7 @@ from dcgan_jax.configs import mnist_conditional
 @pytest.mark.parametrize('variant,changed', [
     ('shipped', {}),
     ('no_class_loss', {'class_loss_weight': 0.0}),
+    ('class_loss_0.5', {'class_loss_weight': 0.5}),
     ('class_loss_1', {'class_loss_weight': 1.0}),
     ('flax_init', {'model.discriminator.weight_init': 'flax'}),
     ('ema', {'ema_decay': 0.999}),
@@ -68,8 +69,8 @@ def test_unknown_variant_is_one_usage_line(capsys):
   with pytest.raises(SystemExit) as exit_info:
     conditional.main(['--variants', 'shipped,acgan'])
   assert exit_info.value.code == 2
-  assert ('unknown --variants acgan; choose from shipped, no_class_loss, class_loss_1, flax_init, ema, pytorch_init, '
-          'conditional_batchnorm'
+  assert ('unknown --variants acgan; choose from shipped, no_class_loss, class_loss_0.5, class_loss_1, flax_init, '
+          'ema, pytorch_init, conditional_batchnorm'
           in capsys.readouterr().err)
 
 
