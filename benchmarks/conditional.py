@@ -10,8 +10,8 @@ Every variant trains `configs/mnist_conditional.py` on the 10,000 labelled MNIST
 package, for the same steps on the same batches (`benchmarks/quality.py`'s `batch_order`), with `dcgan_jax.train_step`
 under `jax.jit`:
 - `shipped`: the config as shipped (`class_loss_weight` 0.3, PyTorch's initialization in the discriminator);
-- `no_class_loss`, `class_loss_0.5`, `class_loss_1`: with `class_loss_weight` 0, 0.5 or 1; `flax_init`: with flax's initialization in the
-  discriminator too;
+- `no_class_loss`, `class_loss_0.5`, `class_loss_1`: with `class_loss_weight` 0, 0.5 or 1;
+- `flax_init`: with flax's initialization in the discriminator too;
 - `ema`: with the generator's moving average (`config.ema_decay=0.999`), sampled from the average;
 - `pytorch_init`: with PyTorch's initialization in the generator too (`model.generator.weight_init='pytorch'`);
 - `conditional_batchnorm`: with per-class scales and shifts after G's BatchNorms
@@ -55,7 +55,8 @@ from dcgan_jax.ops.onednn import policy as onednn  # pylint: disable=g-import-no
 
 PER_CLASS = 1000  # Images drawn per class for the final scores.
 Sampler = Callable[[np.ndarray, np.ndarray], np.ndarray]
-VARIANTS = ('shipped', 'no_class_loss', 'class_loss_0.5', 'class_loss_1', 'flax_init', 'ema', 'pytorch_init', 'conditional_batchnorm')
+VARIANTS = ('shipped', 'no_class_loss', 'class_loss_0.5', 'class_loss_1', 'flax_init', 'ema', 'pytorch_init',
+            'conditional_batchnorm')
 
 
 def variant_config(variant: str, seed: int):

@@ -62,7 +62,8 @@ from dcgan_jax.ops.onednn import policy as onednn  # pylint: disable=g-import-no
 SELECT_SAMPLES = 2000  # Samples per epoch-end evaluation that picks the best epoch (the trainer's eval_num_samples).
 Sampler = Callable[[np.ndarray], np.ndarray]
 VARIANTS = ('ours', 'ours_ema', 'ours_flax_init', 'ours_pytorch_init', 'ours_pytorch_init_g',
-            'ours_pytorch_init_flax_output', 'ours_flax_init_pytorch_output', 'ours_uniform_init', 'ours_spectral_norm', 'torch')
+            'ours_pytorch_init_flax_output', 'ours_flax_init_pytorch_output', 'ours_uniform_init', 'ours_spectral_norm',
+            'torch')
 CACHE_DIR = os.path.join(os.path.expanduser('~'), '.cache', 'dcgan_jax')
 
 

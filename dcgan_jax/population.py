@@ -8,9 +8,9 @@ Member i is `train_state.create_train_state(config_i, jax.random.key(seeds[i]))`
 values, stacked along a new leading axis; trained under `vmap` it follows the single run on the same batches (up to
 float rounding). Only fields the state holds as data can differ between members: `g_optimizer.learning_rate`,
 `d_optimizer.learning_rate`, `label_smoothing`, `gp_weight`, `ema_decay`, `r1_weight`, `r2_weight`,
-`class_loss_weight` (and `seed`, through `seeds`). A field that changes the program (a layer width, the loss, Adam's betas) is refused, naming it; so
-is a switch of an optional part (`OPTIONAL`: 0 switches it off, a different state layout) between members: all 0 or
-all > 0.
+`class_loss_weight` (and `seed`, through `seeds`). A field that changes the program (a layer width, the loss,
+Adam's betas) is refused, naming it; so is a switch of an optional part (`OPTIONAL`: 0 switches it off, a different
+state layout) between members: all 0 or all > 0.
 """
 
 import copy

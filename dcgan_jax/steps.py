@@ -380,9 +380,9 @@ def step(state, images: Array, kind: StepKind = ALTERNATING, axis_name: Optional
     `(new_state, metrics)`: float32 scalars; D's (`d_loss`, `d_real`, `d_fake`, `d_acc_real`, `d_acc_fake`, each the
     mean over the step's D updates, measured before each update) when d_steps > 0, `g_loss` when g_steps > 0 (and
     `d_class_loss` / `g_class_loss` with `state.class_loss_weight`), `d_updates`/`g_updates` (updates of each side in
-    this step), the check's rate, and with `skip_nonfinite` `skipped` (1.0 when the step was not applied). Whether the new state is finite is not checked here on every
-    step (reading every parameter and Adam moment costs ~15% of a small model's step): callers check it with
-    `all_finite(state)` where it matters, as the training loop does before each log, evaluation and checkpoint.
+    this step), the check's rate, and with `skip_nonfinite` `skipped` (1.0 when the step was not applied). The new
+    state's finiteness is not checked here (reading every parameter and Adam moment costs ~15% of a small model's
+    step): callers check `all_finite(state)` where it matters, as the loop does before logs, evaluations, checkpoints.
   """
   if images.shape[0] != kind.rows:
     raise ValueError(f'a {kind} step takes {kind.rows} batches of real images, got {images.shape[0]}')

@@ -114,8 +114,8 @@ def create_train_state(config: ml_collections.ConfigDict, rng: Array, *, generat
   Args:
     config: a config (`dcgan_jax.configs`); gives `latent_dim`, `noise`, `label_smoothing`, `gp_weight`,
       `skip_nonfinite`, `num_classes` (> 0: a class-conditional state, whose modules take `labels`), `ema_decay`,
-      `r1_weight`, `r2_weight`, `r_every`, `diffaugment`, `class_loss_weight`, and whatever of the networks, optimizers and loss is not
-      passed.
+      `r1_weight`, `r2_weight`, `r_every`, `diffaugment`, `class_loss_weight`, and whatever of the networks,
+      optimizers and loss is not passed.
     rng: a typed or raw PRNG key.
     generator: any `flax.linen` module called as `generator(z, train: bool)`: z float32 [B, latent_dim] -> images
       [B, H, W, C]. Optional, detected: a `bn_axis_name` field (synchronised BatchNorm in the loop's multi-device
@@ -174,7 +174,8 @@ def _options(config: ml_collections.ConfigDict, g_params: PyTree) -> dict[str, A
 
 def with_hyperparameters(state: TrainState, source: TrainState) -> TrainState:
   """`state` with the swept values of `source`: label smoothing, gradient-penalty weight, the EMA decay, the R1/R2
-  weights, the classification loss's weight and the optimizers' injected hyperparameters (when both optimizer states carry them).
+  weights, the classification loss's weight and the optimizers' injected hyperparameters (when both optimizer
+  states carry them).
 
   The EMA follows `source` too: dropped when `source` has none; started from `state.g_params` when `state` has none
   (EMA switched on at a resume, or a checkpoint written before EMA existed).

@@ -297,7 +297,8 @@ def test_the_mnist_configs_initial_weights_and_class_loss():
   """configs/mnist.py draws its initial weights as PyTorch does but for G's output layer (flax's; measured:
   docs/evaluation.md); the configs measured before that keep flax's; the conditional MNIST config adds the
   classification loss."""
-  from dcgan_jax.configs import fashion_mnist, mnist, mnist_conditional, mnist_rpgan  # pylint: disable=g-import-not-at-top
+  # pylint: disable-next=g-import-not-at-top
+  from dcgan_jax.configs import fashion_mnist, mnist, mnist_conditional, mnist_rpgan
   inits = lambda c: (c.model.generator.weight_init, c.model.generator.output_weight_init,
                      c.model.discriminator.weight_init)
   assert inits(mnist.get_config()) == ('pytorch', 'flax', 'pytorch') == inits(mnist_conditional.get_config())

@@ -120,11 +120,24 @@ def label_modulation(x: Array, labels: Optional[Array], num_classes: int, name: 
 CLASS_LOGITS = 'class_logits'  # What conditional discriminators sow into 'intermediates' (`projection`'s scores).
 
 
+def with_projection(module: nn.Module, logit: Array, features: Array, labels: Optional[Array],
+                    num_classes: int) -> Array:
+  """A discriminator's final logit float32 [B]: `logit` as is when `num_classes` is 0, else plus the projection
+  term of `features` (`projection`), every class's score sown into `module`'s 'intermediates' as `CLASS_LOGITS`.
+  Checks the labels against `num_classes` either way (`check_labels`)."""
+  check_labels(labels, num_classes, 'discriminator')
+  if not num_classes:
+    return logit
+  term, class_logits = projection(features, labels, num_classes)
+  module.sow('intermediates', CLASS_LOGITS, class_logits)
+  return logit + term
+
+
 def projection(features: Array, labels: Optional[Array], num_classes: int) -> tuple[Array, Array]:
   """The projection discriminator's class term <embed(y), h> per example: float32 [B] (Miyato & Koyama 2018; the
   logit is psi(h) + this); and the same score for every class, <embed(c), h>: float32 [B, num_classes], the class
   logits of the auxiliary classification loss (`config.class_loss_weight`; discriminators sow them as
-  `CLASS_LOGITS`). Discriminators call it only when `num_classes` > 0 (and call `check_labels` always).
+  `CLASS_LOGITS`). Discriminators call it through `with_projection`.
 
   Args:
     features: h, float [B, ...] (flattened here): the features the discriminator's last linear layer reads.

@@ -159,9 +159,4 @@ class DCGANDiscriminator(nn.Module):
                     **common.initializers(self.weight_init, x.shape[1] * x.shape[2] * x.shape[3]))
     last = common.spectral(last, self.spectral_norm, train)
     logit = last(x).reshape(x.shape[0]).astype(jnp.float32)
-    common.check_labels(labels, self.num_classes, 'discriminator')
-    if not self.num_classes:
-      return logit
-    term, class_logits = common.projection(x, labels, self.num_classes)
-    self.sow('intermediates', common.CLASS_LOGITS, class_logits)
-    return logit + term
+    return common.with_projection(self, logit, x, labels, self.num_classes)

@@ -63,9 +63,4 @@ class MLPDiscriminator(nn.Module):
     for width in self.features:
       x = common.dropout(act(dense(width)(x)), self.dropout, train, deterministic)
     logit = dense(1)(x).reshape(images.shape[0]).astype(jnp.float32)
-    common.check_labels(labels, self.num_classes, 'discriminator')
-    if not self.num_classes:
-      return logit
-    term, class_logits = common.projection(x, labels, self.num_classes)
-    self.sow('intermediates', common.CLASS_LOGITS, class_logits)
-    return logit + term
+    return common.with_projection(self, logit, x, labels, self.num_classes)
